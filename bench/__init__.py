@@ -1,0 +1,1 @@
+"""Benchmarks: Mainspring's embedded engine against peer durable-execution systems."""

@@ -1,0 +1,105 @@
+"""Workload sizes, the measurement method and the record format shared by every system."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, Literal, TypedDict
+
+# Workload sizes, as in ../shared/peers/README.md.
+N_SEQ: Final = 100  # (a) sequential steps in one run
+N_FAN: Final = 100  # (b) parallel steps fanned out by one run
+N_RUNS: Final = 200  # (c) one-step runs started back to back
+N_LONG: Final = 10_000  # (d) sequential steps in one run (Mainspring only)
+
+# Measurement method: WARMUP unmeasured runs, then the median of REPS measured runs.
+WARMUP: Final = 1
+REPS: Final = 3
+
+Workload = Literal["a", "b", "c", "d"]
+Metric = Literal["per_step", "total", "throughput"]
+Unit = Literal["ms/step", "ms", "runs/s"]
+
+WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d")
+
+DESCRIPTIONS: Final[dict[Workload, str]] = {
+    "a": f"{N_SEQ} sequential steps, per-step overhead",
+    "b": f"fan-out/fan-in of {N_FAN} parallel steps",
+    "c": f"{N_RUNS} one-step runs, throughput",
+    "d": f"{N_LONG:,} sequential steps, per-step overhead",
+}
+
+
+class Record(TypedDict):
+    """One line of the JSON output."""
+
+    workload: Workload
+    system: str
+    metric: Metric
+    value: float
+    unit: Unit
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Wall-clock seconds of the measured runs (warm-ups excluded)."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{r * 1e3:.2f}" for r in self.runs)
+        return f"median {self.median * 1e3:.2f} ms (runs: {shown} ms)"
+
+
+def measure(fn: Callable[[], object]) -> Sample:
+    """Time `fn` REPS times after WARMUP unmeasured calls."""
+    for _ in range(WARMUP):
+        fn()
+    runs: list[float] = []
+    for _ in range(REPS):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return Sample(tuple(runs))
+
+
+async def measure_async(fn: Callable[[], Awaitable[object]]) -> Sample:
+    """Time `await fn()` REPS times after WARMUP unmeasured calls."""
+    for _ in range(WARMUP):
+        await fn()
+    runs: list[float] = []
+    for _ in range(REPS):
+        t0 = time.perf_counter()
+        await fn()
+        runs.append(time.perf_counter() - t0)
+    return Sample(tuple(runs))
+
+
+def per_step_record(
+    workload: Workload, system: str, empty: Sample, full: Sample, steps: int
+) -> Record:
+    """Per-step overhead: (median of the n-step run - median of the empty run) / n."""
+    value = (full.median - empty.median) / steps * 1e3
+    return Record(workload=workload, system=system, metric="per_step", value=value, unit="ms/step")
+
+
+def total_record(workload: Workload, system: str, sample: Sample) -> Record:
+    return Record(
+        workload=workload, system=system, metric="total", value=sample.median * 1e3, unit="ms"
+    )
+
+
+def throughput_record(workload: Workload, system: str, sample: Sample, runs: int) -> Record:
+    return Record(
+        workload=workload,
+        system=system,
+        metric="throughput",
+        value=runs / sample.median,
+        unit="runs/s",
+    )

@@ -1,0 +1,171 @@
+"""Events in, runs out: validation, ids, trigger matching and run creation.
+
+:func:`plan_intake` is pure (no I/O): it validates events, assigns internal ids and works
+out which functions each event starts. :func:`write_intake` then records all of it inside
+one store unit, so an event and the runs it starts land together or not at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import ulid
+
+from mainspring.engine.records import Job, JobKind, StoredEvent
+from mainspring.engine.store.contract import NewRun, Tx
+from mainspring.errors import EventInvalidError
+from mainspring.protocol import consts
+from mainspring.protocol.expressions import Expression, compile_expression
+from mainspring.sdk.event import Event
+from mainspring.sdk.function import Function
+from mainspring.sdk.triggers import TriggerEvent
+
+#: Largest accepted event, serialised (protocol §8.3).
+MAX_EVENT_BYTES = 512 * 1024
+MAX_EVENTS_PER_SEND = 5000
+MAX_EVENT_NAME = 512
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Subscription:
+    function: Function[Any]
+    expression: Expression | None
+
+
+class TriggerIndex:
+    """Which functions an event name starts: exact names, then ``prefix/*`` wildcards."""
+
+    def __init__(self, functions: Iterable[Function[Any]]) -> None:
+        self._exact: dict[str, list[_Subscription]] = {}
+        self._wildcards: list[tuple[str, _Subscription]] = []
+        for function in functions:
+            for trigger in function.config.triggers:
+                if not isinstance(trigger, TriggerEvent):
+                    continue
+                expression = (
+                    compile_expression(trigger.expression)
+                    if trigger.expression is not None
+                    else None
+                )
+                sub = _Subscription(function, expression)
+                if trigger.event.endswith("*"):
+                    self._wildcards.append((trigger.event[:-1], sub))
+                else:
+                    self._exact.setdefault(trigger.event, []).append(sub)
+
+    def match(self, event: Mapping[str, Any]) -> list[Function[Any]]:
+        """Functions to start for ``event``, each at most once."""
+        name = event["name"]
+        subs = list(self._exact.get(name, ()))
+        subs.extend(sub for prefix, sub in self._wildcards if name.startswith(prefix))
+        matched: dict[str, Function[Any]] = {}
+        variables: dict[str, Any] | None = None
+        for sub in subs:
+            if sub.function.id in matched:
+                continue
+            if sub.expression is not None:
+                if variables is None:
+                    variables = {"event": event}
+                if not sub.expression.matches(variables):
+                    continue
+            matched[sub.function.id] = sub.function
+        return list(matched.values())
+
+
+@dataclasses.dataclass(slots=True)
+class IntakePlan:
+    """Everything one send writes, and what to do after it commits."""
+
+    events: list[StoredEvent]
+    runs: list[tuple[NewRun, Job]]
+
+
+def validate_events(raw: Sequence[Any], *, allow_internal: bool = False) -> list[Event]:
+    """Check every event before any is stored; errors name the event and the problem."""
+    if len(raw) > MAX_EVENTS_PER_SEND:
+        raise EventInvalidError(f"too many events in one send: {len(raw)} > {MAX_EVENTS_PER_SEND}")
+    events: list[Event] = []
+    for index, item in enumerate(raw):
+        where = f"event {index}"
+        if isinstance(item, Mapping):
+            try:
+                item = Event.model_validate(item)
+            except ValueError as exc:
+                raise EventInvalidError(f"{where}: {exc}") from exc
+        if not isinstance(item, Event):
+            raise EventInvalidError(f"{where}: expected an Event, got {type(item).__name__}")
+        if not item.name or not isinstance(item.name, str):
+            raise EventInvalidError(f"{where}: the name is required")
+        where = f"event {index} ({item.name!r})"
+        if len(item.name) > MAX_EVENT_NAME:
+            raise EventInvalidError(f"{where}: the name is longer than {MAX_EVENT_NAME} characters")
+        if not allow_internal and item.name.startswith(consts.INTERNAL_EVENT_PREFIX):
+            raise EventInvalidError(f"{where}: names starting with 'inngest/' are reserved")
+        try:
+            size = len(orjson.dumps(item.to_wire(), option=orjson.OPT_NON_STR_KEYS))
+        except TypeError as exc:
+            raise EventInvalidError(f"{where}: data is not JSON: {exc}") from exc
+        if size > MAX_EVENT_BYTES:
+            raise EventInvalidError(
+                f"{where}: {size} bytes is over the {MAX_EVENT_BYTES}-byte limit"
+            )
+        events.append(item)
+    return events
+
+
+def plan_intake(events: Sequence[Event], index: TriggerIndex, now_ms: int) -> IntakePlan:
+    plan = IntakePlan(events=[], runs=[])
+    for event in events:
+        internal_id = str(ulid.ULID())
+        data = orjson.loads(orjson.dumps(dict(event.data), option=orjson.OPT_NON_STR_KEYS))
+        stored = StoredEvent(
+            internal_id=internal_id,
+            id=event.id or internal_id,
+            name=event.name,
+            data=data,
+            ts=event.ts or now_ms,
+            received_at=now_ms,
+        )
+        plan.events.append(stored)
+        wire = stored.to_wire()
+        for function in index.match(wire):
+            plan.runs.append(new_run(function, [wire], stored.internal_id, stored.id, now_ms))
+    return plan
+
+
+def new_run(
+    function: Function[Any],
+    events: list[dict[str, Any]],
+    event_internal_id: str,
+    event_key: str,
+    now_ms: int,
+) -> tuple[NewRun, Job]:
+    run_id = str(ulid.ULID())
+    run = NewRun(
+        run_id=run_id,
+        function_id=function.id,
+        event_id=event_internal_id,
+        events_json=orjson.dumps(events),
+        # One run per function per event id (protocol §8.3), for a day in the reference;
+        # forever here, since the key is part of the run row.
+        idempotency_key=f"{function.id}:{event_key}",
+        max_attempts=function.config.max_attempts,
+        created_at=now_ms,
+    )
+    job = Job(id=f"{run_id}-start", run_id=run_id, kind=JobKind.START, run_at=now_ms)
+    return run, job
+
+
+def write_intake(tx: Tx, plan: IntakePlan) -> list[tuple[NewRun, Job]]:
+    """Record a plan; returns the runs actually created (duplicates are skipped)."""
+    for event in plan.events:
+        tx.insert_event(event)
+    created: list[tuple[NewRun, Job]] = []
+    for run, job in plan.runs:
+        if tx.create_run(run):
+            tx.enqueue(job)
+            created.append((run, job))
+    return created

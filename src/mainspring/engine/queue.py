@@ -1,0 +1,51 @@
+"""Due jobs, in memory.
+
+The store holds every job durably; this queue holds the same jobs in the order they come
+due so that workers never poll the database. Jobs are pushed after the transaction that
+created them commits, and loaded from the store when the engine starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import heapq
+import itertools
+
+from mainspring.engine.clock import Clock
+from mainspring.engine.records import Job
+
+
+class JobQueue:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._ready: collections.deque[Job] = collections.deque()
+        self._delayed: list[tuple[int, int, Job]] = []
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._ready) + len(self._delayed)
+
+    def push(self, job: Job) -> None:
+        if job.run_at <= self._clock.now_ms():
+            self._ready.append(job)
+        else:
+            heapq.heappush(self._delayed, (job.run_at, next(self._order), job))
+        self._wake.set()
+
+    def _promote_due(self) -> None:
+        now = self._clock.now_ms()
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            self._ready.append(heapq.heappop(delayed)[2])
+
+    async def get(self) -> Job:
+        """The next due job, waiting for one if needed."""
+        while True:
+            self._promote_due()
+            if self._ready:
+                return self._ready.popleft()
+            self._wake.clear()
+            until = self._delayed[0][0] if self._delayed else self._clock.now_ms() + 3_600_000
+            await self._clock.wait(self._wake, until)

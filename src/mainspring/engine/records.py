@@ -1,0 +1,84 @@
+"""Rows the engine stores and returns: runs, events, queue jobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+
+class RunStatus(enum.StrEnum):
+    """A run's status, with the strings of the REST API (protocol §12)."""
+
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """A run as stored.
+
+    Attributes:
+        id: the run id (a ULID).
+        function_id: the fully qualified function id.
+        event_id: internal id of the (first) triggering event.
+        status: ``"Completed"``, ``"Failed"``, ``"Cancelled"``, ``"Running"``, ...
+        output: the function's return value (JSON), once completed.
+        error: ``{"name", "message", "stack"?, "code"?}`` once failed.
+        created_at, started_at, ended_at: epoch milliseconds.
+    """
+
+    id: str
+    function_id: str
+    event_id: str
+    status: RunStatus
+    output: Any
+    error: dict[str, Any] | None
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as received: ``internal_id`` is the engine's ULID, ``id`` the user's key."""
+
+    internal_id: str
+    id: str
+    name: str
+    data: dict[str, Any]
+    ts: int
+    received_at: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "data": self.data, "ts": self.ts, "user": {}}
+
+
+class JobKind(enum.StrEnum):
+    """What a queue item does when it comes due."""
+
+    START = "start"  # first call of a run (discovery)
+    DISCOVER = "discover"  # call with stepId=step after a step finished
+    PLAN = "plan"  # call targeting one planned step
+    SLEEP = "sleep"  # a sleep's wake-up
+
+
+@dataclasses.dataclass(slots=True)
+class Job:
+    """A queue item. ``id`` is an idempotency key: enqueueing an existing id is a no-op."""
+
+    id: str
+    run_id: str
+    kind: JobKind
+    run_at: int
+    step_id: str | None = None
+    attempt: int = 0
+    priority: int = 0
+    data: dict[str, Any] | None = None

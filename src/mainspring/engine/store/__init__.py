@@ -1,0 +1,1 @@
+"""Durable state behind one small contract (:mod:`.contract`), with a SQLite backend."""

@@ -1,0 +1,96 @@
+"""The storage contract every backend implements.
+
+Writes happen in *units*: a unit is a plain function given a :class:`Tx`, run atomically
+(all its writes land or none do). ``Store.transact`` may commit several units in one
+database transaction (group commit): each unit runs inside its own savepoint, so one
+failing unit is rolled back and reported to its caller alone. A unit must not do I/O other
+than through its ``Tx`` and must not block; it may be re-run only by its caller.
+
+What is atomic and what ``Tx`` methods return:
+
+* ``insert_event`` — inserts one event; False if its internal id exists.
+* ``create_run`` — inserts a run; False if a run with the same idempotency key exists.
+* ``save_step`` — records a step's memo once: returns ``(inserted, has_pending)`` where
+  ``inserted`` is False when the step was already recorded (the memo is left unchanged)
+  and ``has_pending`` tells whether members of the run's parallel group are still out.
+  Recording a step removes it from the pending set.
+* ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
+* ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
+* ``delete_job`` / ``reschedule_job`` / ``delete_run_jobs`` — queue maintenance.
+* ``update_run`` / ``finish_run`` — run metadata and final status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from mainspring.engine.records import Job, Run, RunStatus, StoredEvent
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewRun:
+    run_id: str
+    function_id: str
+    event_id: str
+    events_json: bytes
+    idempotency_key: str | None
+    max_attempts: int
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One recorded step, in the order results were saved (the run's stack)."""
+
+    step_id: str
+    memo: bytes
+
+
+@dataclasses.dataclass(slots=True)
+class RunState:
+    """What the executor needs to call a run's function."""
+
+    run: Run
+    events_json: bytes
+    max_attempts: int
+    request_version: int
+    force_step_plan: bool
+    coalesce_key: str | None
+    steps: list[StepRecord]
+    pending: set[str]
+
+
+class Tx(Protocol):
+    def insert_event(self, event: StoredEvent) -> bool: ...
+    def create_run(self, run: NewRun) -> bool: ...
+    def save_step(
+        self, run_id: str, step_id: str, memo: bytes, *, user_id: str, op: str, at: int
+    ) -> tuple[bool, bool]: ...
+    def set_pending(
+        self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
+    ) -> None: ...
+    def update_run(self, run_id: str, **fields: Any) -> None: ...
+    def finish_run(
+        self, run_id: str, status: RunStatus, *, output: bytes | None, error: bytes | None, at: int
+    ) -> bool: ...
+    def enqueue(self, job: Job) -> bool: ...
+    def delete_job(self, job_id: str) -> None: ...
+    def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None: ...
+    def delete_run_jobs(self, run_id: str) -> None: ...
+
+
+class Store(Protocol):
+    """A backend: SQLite (one process) now; PostgreSQL (many processes) later."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def transact(self, unit: Callable[[Tx], T]) -> T: ...
+    async def get_run(self, run_id: str) -> Run | None: ...
+    async def runs_for_event(self, event_internal_id: str) -> list[Run]: ...
+    async def load_run_state(self, run_id: str) -> RunState | None: ...
+    async def load_jobs(self) -> list[Job]: ...
+    async def get_event(self, internal_id: str) -> StoredEvent | None: ...

@@ -1,0 +1,68 @@
+-- Mainspring schema, SQLite dialect. Times are epoch milliseconds; JSON is stored as BLOB.
+
+CREATE TABLE IF NOT EXISTS events (
+    internal_id TEXT PRIMARY KEY,          -- engine ULID
+    id          TEXT NOT NULL,             -- user idempotency key (or the internal id)
+    name        TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    ts          INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_name ON events (name, internal_id);
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          TEXT PRIMARY KEY,
+    function_id     TEXT NOT NULL,
+    event_id        TEXT NOT NULL,         -- internal id of the first triggering event
+    events          BLOB NOT NULL,         -- JSON list of the triggering events (wire shape)
+    idempotency_key TEXT UNIQUE,
+    status          TEXT NOT NULL,
+    output          BLOB,
+    error           BLOB,
+    max_attempts    INTEGER NOT NULL,
+    request_version INTEGER NOT NULL DEFAULT -1,
+    force_step_plan INTEGER NOT NULL DEFAULT 0,
+    coalesce_key    TEXT,
+    step_count      INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    ended_at        INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
+
+-- The memo of every recorded step; seq is the save order (the run's stack).
+CREATE TABLE IF NOT EXISTS steps (
+    run_id     TEXT NOT NULL,
+    step_id    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    memo       BLOB,
+    user_id    TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+
+-- Members of a run's in-flight parallel batch (protocol §6.1).
+CREATE TABLE IF NOT EXISTS pending (
+    run_id  TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+
+-- The durable queue. job_id is an idempotency key. Lease columns let several processes
+-- share one queue (PostgreSQL); a single SQLite engine owns every job it loads.
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    step_id     TEXT,
+    run_at      INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 0,
+    data        BLOB,                  -- kind-specific JSON (a sleep's step name and mode)
+    lease_owner TEXT,
+    lease_until INTEGER,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (run_at);
+CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);

@@ -1,0 +1,178 @@
+"""Call requests and responses between an executor and an SDK (protocol §2-§5).
+
+These are the in-memory forms. The HTTP transport turns them into JSON bodies, status
+codes and headers; the in-process transport hands them over as they are. They are plain
+slotted dataclasses rather than pydantic models because one of each is built per step on
+the hot path; the HTTP edge validates untrusted input before building them.
+
+Memo shapes (§4.3): a ``step.run`` result is stored as ``{"data": value}``, a final step
+failure as ``{"error": {...}}``, a sleep as ``null``, a matched wait as the event itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+from mainspring.protocol.opcodes import Opcode
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Marks "no memo for this step" (``None`` is a real memo: a finished sleep).
+MISSING: Final = _Missing()
+
+
+@dataclasses.dataclass(slots=True)
+class CallContext:
+    """``ctx`` of a Call Request."""
+
+    run_id: str
+    attempt: int = 0
+    max_attempts: int = 5
+    #: Hashed ids of completed steps in the order their results were saved.
+    stack: Sequence[str] = ()
+    disable_immediate_execution: bool = False
+    fn_id: str = ""
+    env: str = ""
+    use_api: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class CallRequest:
+    """One call of a function: discovery (``step_id is None``) or a targeted step."""
+
+    fn_id: str
+    event: Mapping[str, Any]
+    events: Sequence[Mapping[str, Any]]
+    #: Hashed step id -> memo in the wire shape (see module docstring).
+    steps: Mapping[str, Any]
+    ctx: CallContext
+    step_id: str | None = None
+    version: int = -1
+
+
+@dataclasses.dataclass(slots=True)
+class ErrorPayload:
+    """A serialised error: ``{name, message, stack?, code?, data?}``."""
+
+    name: str
+    message: str
+    stack: str | None = None
+    code: str | None = None
+    data: Any = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "message": self.message}
+        if self.stack is not None:
+            out["stack"] = self.stack
+        if self.code is not None:
+            out["code"] = self.code
+        if self.data is not None:
+            out["data"] = orjson.Fragment(self.data)
+        return out
+
+    @classmethod
+    def from_wire(cls, value: Any) -> ErrorPayload:
+        if not isinstance(value, Mapping):
+            return cls(name="Error", message=str(value))
+        stack = value.get("stack")
+        code = value.get("code")
+        return cls(
+            name=str(value.get("name") or "Error"),
+            message=str(value.get("message") or value.get("error") or ""),
+            stack=stack if isinstance(stack, str) else None,
+            code=code if isinstance(code, str) else None,
+            data=value.get("data"),
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class StepOp:
+    """One reported step (an element of a 206 body)."""
+
+    op: Opcode
+    id: str
+    name: str
+    display_name: str
+    opts: dict[str, Any] | None = None
+    #: ``StepRun`` output as serialised JSON, so it is encoded once on its way to storage.
+    data: bytes | None = None
+    error: ErrorPayload | None = None
+    user_id: str = ""
+    index: int = 0
+
+    @property
+    def parallel_mode(self) -> str | None:
+        if self.opts is None:
+            return None
+        mode = self.opts.get("parallelMode")
+        return mode.lower() if isinstance(mode, str) else None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "op": self.op.value,
+            "id": self.id,
+            "name": self.name,
+            "displayName": self.display_name,
+            "userland": {"id": self.user_id, "index": self.index},
+        }
+        if self.opts is not None:
+            out["opts"] = self.opts
+        if self.data is not None:
+            out["data"] = orjson.Fragment(self.data)
+        if self.error is not None:
+            out["error"] = self.error.to_wire()
+        return out
+
+
+@dataclasses.dataclass(slots=True)
+class Complete:
+    """200: the function returned; ``output`` is its serialised return value."""
+
+    output: bytes
+
+
+@dataclasses.dataclass(slots=True)
+class Ops:
+    """206: steps to record or schedule."""
+
+    ops: list[StepOp]
+    #: ``Retry-After`` for a ``StepError`` in this response.
+    retry_after: datetime.datetime | None = None
+    #: ``X-Inngest-No-Retry: true``: every ``StepError`` here is final.
+    no_retry: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Failure:
+    """4xx/5xx: the function itself failed (not one step)."""
+
+    error: ErrorPayload
+    retriable: bool = True
+    retry_after: datetime.datetime | None = None
+
+
+CallResponse = Complete | Ops | Failure
+
+
+def memo_value(memo: Any) -> tuple[str, Any]:
+    """Classify a memo per the SDK parsing rule of §4.3.
+
+    Returns ``("data", value)``, ``("error", error)``, ``("input", args)`` or
+    ``("raw", memo)`` for anything else (``null``, a bare event).
+    """
+    if isinstance(memo, Mapping) and len(memo) == 1:
+        ((key, value),) = memo.items()
+        if key in ("data", "error", "input"):
+            return key, value
+    return "raw", memo

@@ -1,0 +1,141 @@
+"""The client: names the app, defines functions and sends events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, overload
+
+from mainspring.errors import FunctionConfigInvalidError, MainspringError
+from mainspring.sdk.event import Event
+from mainspring.sdk.function import (
+    Function,
+    Handler,
+    check_handler,
+    check_retries,
+    normalise_triggers,
+)
+from mainspring.sdk.triggers import Trigger
+
+T = TypeVar("T")
+
+
+class EventSender(Protocol):
+    """Where ``client.send`` delivers events: an embedded engine or an event API."""
+
+    async def send(self, events: Sequence[Event]) -> list[str]: ...
+
+
+class Client:
+    """An app's entry point.
+
+    >>> import mainspring
+    >>> client = mainspring.Client(app_id="shop")
+    >>> @client.create_function(fn_id="greet", trigger=mainspring.TriggerEvent(event="shop/hi"))
+    ... async def greet(ctx: mainspring.Context) -> str:
+    ...     return await ctx.step.run("say", lambda: "hi")
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        app_version: str | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if not isinstance(app_id, str) or not app_id:
+            raise FunctionConfigInvalidError("Client: app_id must be a non-empty string")
+        self.app_id = app_id
+        self.app_version = app_version
+        self.logger = logger or logging.getLogger("mainspring")
+        self._sender: EventSender | None = None
+        self._sender_loop: asyncio.AbstractEventLoop | None = None
+
+    def create_function(
+        self,
+        *,
+        fn_id: str,
+        trigger: Trigger | Sequence[Trigger],
+        name: str | None = None,
+        retries: int | None = None,
+        on_failure: Handler[Any] | None = None,
+    ) -> Callable[[Handler[T]], Function[T]]:
+        """Decorate a handler into a :class:`Function`.
+
+        ``retries`` is the number of retries per step and per function-level attempt
+        (default 4, i.e. 5 attempts; at most 20). ``on_failure`` is called once with a
+        ``inngest/function.failed`` event when a run fails for good.
+        """
+        if not isinstance(fn_id, str) or not fn_id:
+            raise FunctionConfigInvalidError("create_function: fn_id must be a non-empty string")
+        triggers = normalise_triggers(fn_id, trigger)
+        checked_retries = check_retries(fn_id, retries)
+        if on_failure is not None:
+            check_handler(f"{fn_id} (on_failure)", on_failure)
+
+        def decorator(handler: Handler[T]) -> Function[T]:
+            check_handler(fn_id, handler)
+            return Function(
+                app_id=self.app_id,
+                local_id=fn_id,
+                name=name or fn_id,
+                triggers=triggers,
+                retries=checked_retries,
+                handler=handler,
+                on_failure=on_failure,
+            )
+
+        return decorator
+
+    # -- sending events -------------------------------------------------------------
+
+    def attach_sender(self, sender: EventSender | None) -> None:
+        """Route ``send`` to ``sender`` (the embedded engine does this while it runs)."""
+        if sender is not None and self._sender is not None and self._sender is not sender:
+            raise MainspringError(
+                f"client {self.app_id!r} is already attached to another engine; "
+                "use one client per engine"
+            )
+        self._sender = sender
+        self._sender_loop = asyncio.get_running_loop() if sender is not None else None
+
+    @overload
+    async def send(self, events: Event) -> list[str]: ...
+    @overload
+    async def send(self, events: Sequence[Event]) -> list[str]: ...
+    async def send(self, events: Event | Sequence[Event]) -> list[str]:
+        """Send one event or a list; returns the ids the engine assigned, in order."""
+        sender = self._require_sender()
+        batch = [events] if isinstance(events, Event) else list(events)
+        loop = asyncio.get_running_loop()
+        if self._sender_loop is not None and loop is not self._sender_loop:
+            future = asyncio.run_coroutine_threadsafe(sender.send(batch), self._sender_loop)
+            return await asyncio.wrap_future(future)
+        return await sender.send(batch)
+
+    def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
+        """Blocking ``send``, for sync code running outside the engine's event loop."""
+        sender = self._require_sender()
+        batch = [events] if isinstance(events, Event) else list(events)
+        if self._sender_loop is None:
+            raise MainspringError("send_sync: the client's engine is not running")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._sender_loop:
+            raise MainspringError(
+                "send_sync would block the engine's event loop; use `await client.send(...)`"
+            )
+        return asyncio.run_coroutine_threadsafe(sender.send(batch), self._sender_loop).result()
+
+    def _require_sender(self) -> EventSender:
+        if self._sender is None:
+            raise MainspringError(
+                f"client {self.app_id!r} has nowhere to send events: start an Engine with it"
+            )
+        return self._sender
+
+
+SendFn = Callable[[Sequence[Event]], Awaitable[list[str]]]

@@ -1,0 +1,66 @@
+"""What a function receives: :class:`Context` (async) or :class:`ContextSync`."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mainspring.sdk.event import Event
+
+if TYPE_CHECKING:
+    from mainspring.sdk.execution import Execution
+    from mainspring.sdk.group import Group, GroupSync
+    from mainspring.sdk.step import Step, StepSync
+
+
+class ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Logs only when the function runs new code, not while it replays memoized steps."""
+
+    def __init__(self, logger: logging.Logger, execution: Execution) -> None:
+        super().__init__(logger, {})
+        self._execution = execution
+
+    def isEnabledFor(self, level: int) -> bool:
+        return not self._execution.replaying and self.logger.isEnabledFor(level)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.setdefault("extra", {})
+        extra.setdefault("run_id", self._execution.run_id)
+        return msg, kwargs
+
+
+@dataclasses.dataclass(slots=True)
+class Context:
+    """The argument of an async function.
+
+    Attributes:
+        attempt: 0-based attempt of the current request (per step).
+        event: the triggering event (the first one under batching).
+        events: every triggering event.
+        group: ``group.parallel`` for running steps in parallel.
+        logger: a logger that stays quiet while the function replays.
+        run_id: this run's id.
+        step: the step API (``run``, ``sleep``, ``wait_for_event``, ...).
+    """
+
+    attempt: int
+    event: Event
+    events: list[Event]
+    group: Group
+    logger: logging.LoggerAdapter  # type: ignore[type-arg]
+    run_id: str
+    step: Step
+
+
+@dataclasses.dataclass(slots=True)
+class ContextSync:
+    """The argument of a sync function; same attributes as :class:`Context`."""
+
+    attempt: int
+    event: Event
+    events: list[Event]
+    group: GroupSync
+    logger: logging.LoggerAdapter  # type: ignore[type-arg]
+    run_id: str
+    step: StepSync

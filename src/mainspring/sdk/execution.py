@@ -1,0 +1,671 @@
+"""The replay core: run a function against its memos and answer one call request.
+
+Given the function, its events, the memo map, the run context and an optional target
+step, an :class:`Execution` runs the handler and answers *complete(value)*, *ops[...]* or
+*failure* (protocol §4, §5, §7.1). It does no I/O of its own; every transport shares it.
+
+How it differs from an interrupt-based SDK: a step call that has no memo does not unwind
+the function. It registers itself and *suspends*. Once the function is blocked only on
+steps (see :mod:`mainspring.sdk.tasks`), everything registered is the batch to report.
+That is what lets ``asyncio.gather`` plan steps together, and it lets a transport keep the
+suspended execution and resume it with the next memos instead of replaying from the top
+(:meth:`Execution.accepts`). A transport that cannot keep it calls :meth:`abandon`, which
+unwinds the function with ``asyncio.CancelledError`` (async) or an internal
+``BaseException`` (sync) that ``except Exception:`` cannot swallow.
+
+Decision table for a discovery request (no target), applied when blocked:
+
+* exactly one new ``step.run``, outside any parallel group, immediate execution allowed
+  (``disable_immediate_execution`` false): run its handler now, answer ``StepRun`` /
+  ``StepError`` / ``StepFailed``;
+* otherwise answer every registered step: ``step.run`` as ``StepPlanned``, other ops as
+  themselves, tagged ``parallelMode: race`` where a race group asked for it.
+
+A targeted request runs the target's handler as soon as the function reaches it; other
+new steps are left registered and unreported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mainspring.errors import NonRetriableError, RetryAfterError, StepError
+from mainspring.protocol.codes import ErrorCode
+from mainspring.protocol.messages import (
+    MISSING,
+    CallRequest,
+    CallResponse,
+    Complete,
+    ErrorPayload,
+    Failure,
+    Ops,
+    StepOp,
+)
+from mainspring.protocol.opcodes import Opcode
+from mainspring.protocol.step_ids import StepIdCounter
+from mainspring.sdk.event import Event
+from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
+from mainspring.sdk.serialize import UnserializableError, dump_json, error_payload
+from mainspring.sdk.tasks import (
+    CURRENT_TRACKER,
+    IN_STEP,
+    StepFuture,
+    TaskTracker,
+    install_task_factory,
+)
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from mainspring.sdk.client import Client
+    from mainspring.sdk.function import Function
+
+#: The execution whose function body is running in this context.
+CURRENT_EXECUTION: contextvars.ContextVar[Execution | None] = contextvars.ContextVar(
+    "mainspring_execution", default=None
+)
+
+# How long to wait for a function busy on non-step awaits before looking again. A safety
+# net only: registrations and task completions wake the core immediately.
+_POLL_SECONDS = 0.05
+
+
+class NestedStepInterrupt(BaseException):
+    """A step was called inside another step's handler."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(user_id)
+        self.user_id = user_id
+
+
+class AbandonedInterrupt(BaseException):
+    """Unwinds a sync function whose execution was abandoned."""
+
+
+class BranchSuspend(BaseException):
+    """Unwinds one branch of a sync parallel group that reached a new step."""
+
+
+class ParallelScope:
+    """An async ``group.parallel`` in progress (nested groups chain to their parent)."""
+
+    __slots__ = ("race",)
+
+    def __init__(self, race: bool) -> None:
+        self.race = race
+
+
+class BranchRound:
+    """One pass over the branches of a sync ``group.parallel``."""
+
+    __slots__ = ("counted", "race", "registrations")
+
+    def __init__(self, race: bool) -> None:
+        self.race = race
+        self.registrations: list[Registration] = []
+        self.counted: list[str] = []
+
+
+PARALLEL_SCOPE: contextvars.ContextVar[ParallelScope | None] = contextvars.ContextVar(
+    "mainspring_parallel_scope", default=None
+)
+BRANCH_ROUND: contextvars.ContextVar[BranchRound | None] = contextvars.ContextVar(
+    "mainspring_branch_round", default=None
+)
+
+
+class Execution:
+    """One run of one function, alive across the call requests it answers."""
+
+    def __init__(
+        self,
+        function: Function[Any],
+        client: Client,
+        request: CallRequest,
+        *,
+        step_executor: Executor | None = None,
+    ) -> None:
+        self.function = function
+        self.client = client
+        self.run_id = request.ctx.run_id
+        self.is_async = function.is_handler_async
+        self._step_executor = step_executor
+        self._loop = asyncio.get_running_loop()
+        self._counter = StepIdCounter()
+        self._pending: dict[str, Registration] = {}
+        self._seq = 0
+        self._memos = request.steps
+        self._stack: Sequence[str] = request.ctx.stack
+        self._known = len(request.ctx.stack)
+        # Stack-order replay: memoized steps resolve in the order they completed.
+        self._positions: dict[str, int] | None = None
+        self._turn = 0
+        self._turn_waiters: dict[int, asyncio.Future[Any]] = {}
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._abandoned = False
+        self._root: asyncio.Future[Any] | None = None
+        self._tracker = TaskTracker(self._wakeup.set)
+        self._cond = threading.Condition()
+        self._thread_blocked = False
+        self.attempt = request.ctx.attempt
+        self.max_attempts = request.ctx.max_attempts
+        #: Requests being answered right now; a busy execution is never evicted.
+        self.busy = 0
+        events = [Event.from_wire(e) for e in request.events] or [Event.from_wire(request.event)]
+        self.context = _build_context(self, events)
+
+    # -- state the step API reads ---------------------------------------------------
+
+    @property
+    def replaying(self) -> bool:
+        """True while the function is still re-running steps it has memos for."""
+        return self._turn < self._known
+
+    @property
+    def finished(self) -> bool:
+        return self._root is not None and self._root.done()
+
+    def accepts(self, request: CallRequest) -> bool:
+        """Can this (suspended) execution answer ``request`` without a replay?
+
+        True when every result saved since the last request belongs to a step this
+        execution is waiting on, or when the request targets such a step.
+        """
+        if self._abandoned or self.finished or self._root is None:
+            return False
+        if request.step_id is not None:
+            return request.step_id in self._pending
+        stack = request.ctx.stack
+        if len(stack) < self._known:
+            return False
+        pending = self._pending
+        return all(step_id in pending for step_id in stack[self._known :])
+
+    def abandon(self) -> None:
+        """Unwind the function; later step calls keep raising."""
+        if self._abandoned:
+            return
+        self._abandoned = True
+        if self.is_async:
+            self._tracker.cancel_all()
+            for reg in self._pending.values():
+                if reg.future is not None and not reg.future.done():
+                    reg.future.cancel()
+        else:
+            with self._cond:
+                self._cond.notify_all()
+
+    # -- answering a request --------------------------------------------------------
+
+    async def call(self, request: CallRequest) -> CallResponse | None:
+        """Answer one call request (the first starts the function).
+
+        Returns ``None`` when this execution cannot answer it (see :meth:`accepts`): the
+        caller then abandons it and starts a fresh one, which replays.
+        """
+        self.busy += 1
+        try:
+            return await self._call(request)
+        finally:
+            self.busy -= 1
+
+    async def _call(self, request: CallRequest) -> CallResponse | None:
+        self.attempt = self.context.attempt = request.ctx.attempt
+        self.max_attempts = request.ctx.max_attempts
+        target = request.step_id
+        if target is not None and self._root is not None:
+            reg = self._pending.get(target)
+            if reg is not None:
+                # Runs beside any discovery in progress: the handler is detached from
+                # the suspended function frame.
+                return await self._execute(reg, request)
+        async with self._lock:
+            if self._root is None:
+                self._start()
+            elif self.accepts(request):
+                self._deliver(request)
+            else:
+                return None
+            return await self._drive(request)
+
+    def _start(self) -> None:
+        root_context = contextvars.copy_context()
+        root_context.run(CURRENT_EXECUTION.set, self)
+        if self.is_async:
+            install_task_factory(self._loop)
+            root_context.run(CURRENT_TRACKER.set, self._tracker)
+            handler = self.function.handler
+            started = handler(self.context)
+            coro = started if inspect.iscoroutine(started) else _await(started)
+            root = self._loop.create_task(coro, context=root_context)
+            self._tracker.adopt(root, None)
+            self._root = root
+        else:
+            self._root = self._loop.create_future()
+            thread = threading.Thread(
+                target=root_context.run,
+                args=(self._run_sync_body,),
+                name=f"mainspring-run-{self.run_id}",
+                daemon=True,
+            )
+            self._thread_blocked = False
+            thread.start()
+
+    def _run_sync_body(self) -> None:
+        root = self._root
+        assert root is not None
+        try:
+            value = self.function.handler(self.context)
+        except AbandonedInterrupt:
+            return
+        except BaseException as exc:  # reported to the core, which decides
+            self._loop.call_soon_threadsafe(_settle, root, None, exc)
+        else:
+            self._loop.call_soon_threadsafe(_settle, root, value, None)
+        self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _deliver(self, request: CallRequest) -> None:
+        """Hand results saved since the last request to the steps waiting for them."""
+        self._memos = request.steps
+        stack = request.ctx.stack
+        self._stack = stack
+        fresh = stack[self._known :]
+        self._known = self._turn = len(stack)
+        if not fresh:
+            return
+        if self.is_async:
+            for step_id in fresh:
+                reg = self._pending.pop(step_id)
+                if reg.future is not None and not reg.future.done():
+                    reg.future.set_result(request.steps[step_id])
+        else:
+            with self._cond:
+                for step_id in fresh:
+                    self._pending.pop(step_id).outcome = request.steps[step_id]
+                self._thread_blocked = False
+                self._cond.notify_all()
+
+    async def _drive(self, request: CallRequest) -> CallResponse:
+        target = request.step_id
+        while True:
+            root = self._root
+            assert root is not None
+            if root.done():
+                return self._finish(root)
+            if target is not None and target in self._pending:
+                return await self._execute(self._pending[target], request)
+            if self._blocked_on_steps():
+                if self._turn_waiters:
+                    self._release_next_turn()
+                    continue
+                break
+            await self._wait_for_change()
+        if target is not None:
+            found = ", ".join(r.spec.user_id for r in self._pending.values()) or "none"
+            return Failure(
+                ErrorPayload(
+                    name="StepNotFoundError",
+                    message=(
+                        f"the function never reached step {target} that this request "
+                        f"targets (steps found: {found}); did the function change while "
+                        "the run was in flight?"
+                    ),
+                    code=ErrorCode.STEP_NOT_FOUND,
+                ),
+                retriable=False,
+            )
+        regs = list(self._pending.values())
+        if not regs:
+            return Failure(
+                ErrorPayload(
+                    name="DeadlockError",
+                    message="the function is waiting on steps that no longer exist",
+                    code=ErrorCode.STEP_UNEXPECTED,
+                ),
+                retriable=False,
+            )
+        if (
+            len(regs) == 1
+            and regs[0].spec.opcode is Opcode.STEP_RUN
+            and not regs[0].in_parallel
+            and not request.ctx.disable_immediate_execution
+        ):
+            return await self._execute(regs[0], request)
+        return Ops([reg.to_op() for reg in regs])
+
+    def _blocked_on_steps(self) -> bool:
+        if self.is_async:
+            return self._tracker.quiescent()
+        return self._thread_blocked
+
+    async def _wait_for_change(self) -> None:
+        if self.is_async and self._tracker.any_runnable():
+            await asyncio.sleep(0)
+            return
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), _POLL_SECONDS)
+
+    def _finish(self, root: asyncio.Future[Any]) -> CallResponse:
+        if root.cancelled():
+            return Failure(
+                ErrorPayload(name="CancelledError", message="the function was cancelled")
+            )
+        exc = root.exception()
+        if exc is None:
+            try:
+                return Complete(dump_json(root.result()))
+            except UnserializableError as err:
+                return Failure(
+                    ErrorPayload(
+                        name="OutputUnserializableError",
+                        message=(
+                            f"function {self.function.id!r} returned unserializable data: {err}"
+                        ),
+                        code=ErrorCode.OUTPUT_UNSERIALIZABLE,
+                    ),
+                    retriable=False,
+                )
+        return _function_failure(exc)
+
+    # -- running one step's handler ------------------------------------------------
+
+    async def _execute(self, reg: Registration, request: CallRequest) -> CallResponse:
+        spec = reg.spec
+        if spec.opcode is not Opcode.STEP_RUN or spec.handler is None:
+            # Only run-type steps execute in the SDK; a targeted call for another op
+            # means the executor and the function disagree.
+            return Ops([reg.to_op()])
+        try:
+            output = await self._run_handler(reg)
+        except NestedStepInterrupt as nested:
+            return Failure(
+                ErrorPayload(
+                    name="StepUsageError",
+                    message=(
+                        f"step {nested.user_id!r} was called inside the handler of step "
+                        f"{spec.user_id!r}; nested steps are not supported"
+                    ),
+                    code=ErrorCode.STEP_NESTED,
+                ),
+                retriable=False,
+            )
+        except NonRetriableError as exc:
+            return Ops([_step_op(Opcode.STEP_FAILED, reg, error=error_payload(exc))])
+        except RetryAfterError as exc:
+            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
+            return Ops([_step_op(op, reg, error=error_payload(exc))], retry_after=exc.retry_after)
+        except Exception as exc:
+            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
+            return Ops([_step_op(op, reg, error=error_payload(exc))])
+        try:
+            data = dump_json(output)
+        except UnserializableError as err:
+            return Failure(
+                ErrorPayload(
+                    name="OutputUnserializableError",
+                    message=f"step {spec.user_id!r} returned unserializable data: {err}",
+                    code=ErrorCode.OUTPUT_UNSERIALIZABLE,
+                ),
+                retriable=False,
+            )
+        return Ops([_step_op(Opcode.STEP_RUN, reg, data=data)])
+
+    @staticmethod
+    def _last_attempt(request: CallRequest) -> bool:
+        return request.ctx.attempt + 1 >= request.ctx.max_attempts
+
+    async def _run_handler(self, reg: Registration) -> Any:
+        spec = reg.spec
+        handler = spec.handler
+        assert handler is not None
+        context = (reg.context or contextvars.copy_context()).copy()
+        context.run(IN_STEP.set, True)
+        if self.is_async:
+            return await self._loop.create_task(
+                _call_maybe_async(handler, spec.args), context=context
+            )
+        return await self._loop.run_in_executor(
+            self._step_executor, context.run, _call_sync, handler, spec.args
+        )
+
+    # -- step calls from the function body -----------------------------------------
+
+    def _register(
+        self, spec: StepSpec, hashed_id: str, index: int, *, in_parallel: bool, race: bool
+    ) -> Registration:
+        self._seq += 1
+        reg = Registration(
+            spec=spec,
+            hashed_id=hashed_id,
+            index=index,
+            seq=self._seq,
+            in_parallel=in_parallel,
+            race=race,
+            context=contextvars.copy_context() if spec.handler is not None else None,
+        )
+        self._pending[hashed_id] = reg
+        return reg
+
+    async def step_async(self, spec: StepSpec) -> Any:
+        if IN_STEP.get():
+            raise NestedStepInterrupt(spec.user_id)
+        if self._abandoned:
+            raise asyncio.CancelledError()
+        hashed_id, index = self._counter.next(spec.user_id)
+        memo = self._memos.get(hashed_id, MISSING)
+        if memo is not MISSING:
+            await self._take_turn(hashed_id)
+            return unwrap(spec, memo)
+        scope = PARALLEL_SCOPE.get()
+        reg = self._register(
+            spec,
+            hashed_id,
+            index,
+            in_parallel=scope is not None,
+            race=scope is not None and scope.race,
+        )
+        reg.future = future = StepFuture(loop=self._loop)
+        self._wakeup.set()
+        try:
+            memo = await future
+        except asyncio.CancelledError:
+            if not self._abandoned:
+                # A sibling failed and the group gave up on this branch.
+                self._pending.pop(hashed_id, None)
+            raise
+        return unwrap(spec, memo)
+
+    async def _take_turn(self, hashed_id: str) -> None:
+        """Wait until every step that completed before this one has been handed out."""
+        if self._turn >= self._known:
+            return
+        if self._positions is None:
+            self._positions = {step_id: i for i, step_id in enumerate(self._stack[: self._known])}
+        position = self._positions.get(hashed_id)
+        if position is None or position < self._turn:
+            return
+        if position > self._turn:
+            waiter: asyncio.Future[Any] = StepFuture(loop=self._loop)
+            self._turn_waiters[position] = waiter
+            self._wakeup.set()
+            await waiter
+            return
+        self._advance_turn()
+
+    def _advance_turn(self) -> None:
+        self._turn += 1
+        waiter = self._turn_waiters.pop(self._turn, None)
+        if waiter is not None:
+            waiter.set_result(None)
+            self._advance_turn()
+
+    def _release_next_turn(self) -> None:
+        # The step expected next never came (a branch failed first, or the code
+        # changed): hand out the earliest waiting one instead (protocol §4.4).
+        position = min(self._turn_waiters)
+        self._turn = position
+        self._turn_waiters.pop(position).set_result(None)
+        self._advance_turn()
+
+    def step_sync(self, spec: StepSpec) -> Any:
+        if IN_STEP.get():
+            raise NestedStepInterrupt(spec.user_id)
+        if self._abandoned:
+            raise AbandonedInterrupt()
+        hashed_id, index = self._counter.next(spec.user_id)
+        branch = BRANCH_ROUND.get()
+        if branch is not None:
+            branch.counted.append(spec.user_id)
+        memo = self._memos.get(hashed_id, MISSING)
+        if memo is not MISSING:
+            self._turn += 1
+            return unwrap(spec, memo)
+        with self._cond:
+            reg = self._pending.get(hashed_id)
+            if reg is None:
+                reg = self._register(
+                    spec,
+                    hashed_id,
+                    index,
+                    in_parallel=branch is not None,
+                    race=branch is not None and branch.race,
+                )
+        if branch is not None:
+            branch.registrations.append(reg)
+            raise BranchSuspend()
+        self.block_until_any([reg])
+        return unwrap(spec, reg.outcome)
+
+    def block_until_any(self, regs: Sequence[Registration]) -> None:
+        """Block the function's thread until one of ``regs`` has its memo."""
+        with self._cond:
+            while all(reg.outcome is PENDING for reg in regs):
+                if self._abandoned:
+                    raise AbandonedInterrupt()
+                if not self._thread_blocked:
+                    self._thread_blocked = True
+                    self._loop.call_soon_threadsafe(self._wakeup.set)
+                self._cond.wait()
+            self._thread_blocked = False
+
+    def forget_counts(self, user_ids: Sequence[str]) -> None:
+        """Undo repeat counting of a sync group's pass before it re-runs its branches."""
+        for user_id in reversed(user_ids):
+            self._counter.forget(user_id)
+
+
+def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _call_maybe_async(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def _call_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(
+            "a sync function's step handler returned an awaitable; use an async function "
+            "(mainspring.Context) for async step handlers"
+        )
+    return result
+
+
+def _step_op(
+    op: Opcode,
+    reg: Registration,
+    *,
+    data: bytes | None = None,
+    error: ErrorPayload | None = None,
+) -> StepOp:
+    spec = reg.spec
+    return StepOp(
+        op=op,
+        id=reg.hashed_id,
+        name=spec.name,
+        display_name=spec.user_id,
+        opts=spec.opts,
+        data=data,
+        error=error,
+        user_id=spec.user_id,
+        index=reg.index,
+    )
+
+
+def _function_failure(exc: BaseException) -> Failure:
+    if isinstance(exc, NestedStepInterrupt):
+        return Failure(
+            ErrorPayload(
+                name="StepUsageError",
+                message=(
+                    f"step {exc.user_id!r} was called inside another step's handler; "
+                    "nested steps are not supported"
+                ),
+                code=ErrorCode.STEP_NESTED,
+            ),
+            retriable=False,
+        )
+    if isinstance(exc, StepError):
+        payload = ErrorPayload(
+            name=exc.name, message=exc.message, stack=exc.stack, code=ErrorCode.STEP_ERRORED
+        )
+        return Failure(payload, retriable=False)
+    if isinstance(exc, RetryAfterError):
+        return Failure(error_payload(exc, code=exc.code), retry_after=exc.retry_after)
+    if isinstance(exc, NonRetriableError):
+        return Failure(error_payload(exc, code=exc.code), retriable=False)
+    retriable = getattr(exc, "is_retriable", True) is not False
+    if not isinstance(exc, Exception):
+        retriable = False
+    return Failure(error_payload(exc, code=ErrorCode.UNKNOWN), retriable=retriable)
+
+
+def _build_context(execution: Execution, events: list[Event]) -> Any:
+    from mainspring.sdk.context import Context, ContextSync, ReplayAwareLogger
+    from mainspring.sdk.group import Group, GroupSync
+    from mainspring.sdk.step import Step, StepSync
+
+    logger = ReplayAwareLogger(execution.client.logger, execution)
+    if execution.is_async:
+        return Context(
+            attempt=execution.attempt,
+            event=events[0],
+            events=events,
+            group=Group(execution),
+            logger=logger,
+            run_id=execution.run_id,
+            step=Step(execution),
+        )
+    return ContextSync(
+        attempt=execution.attempt,
+        event=events[0],
+        events=events,
+        group=GroupSync(execution),
+        logger=logger,
+        run_id=execution.run_id,
+        step=StepSync(execution),
+    )
