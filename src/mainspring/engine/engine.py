@@ -38,6 +38,9 @@ from mainspring.sdk.function import Function
 
 logger = logging.getLogger("mainspring.engine")
 
+#: Follow-up jobs a worker runs itself before handing the run back to the queue.
+_MAX_INLINE_JOBS = 64
+
 
 class Engine:
     """Runs ``functions`` of ``client`` in this process, durably, on a SQLite file.
@@ -147,8 +150,15 @@ class Engine:
             task.add_done_callback(self._in_flight.discard)
 
     async def _run(self, job: Job) -> None:
+        next_job: Job | None = job
         try:
-            await self._executor.run_job(job)
+            for _ in range(_MAX_INLINE_JOBS):
+                if next_job is None:
+                    return
+                job = next_job
+                next_job = await self._executor.run_job(job)
+            if next_job is not None:
+                self._queue.push(next_job)  # let other runs have a turn
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -15,6 +15,7 @@ completion.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -95,7 +96,8 @@ class StackView(Sequence[str]):
     def __getitem__(self, index: slice) -> Sequence[str]: ...
     def __getitem__(self, index: int | slice) -> str | Sequence[str]:
         if isinstance(index, slice):
-            return self._items[: self._length][index]
+            start, stop, step = index.indices(self._length)
+            return self._items[start:stop:step]
         if not -self._length <= index < self._length:
             raise IndexError(index)
         return self._items[index % self._length]
@@ -111,6 +113,7 @@ class ActiveRun:
         "events",
         "force_step_plan",
         "function_id",
+        "grouped",
         "max_attempts",
         "memos",
         "request_version",
@@ -135,6 +138,8 @@ class ActiveRun:
         self.coalesce_key = state.coalesce_key
         self.memos: dict[str, bytes] = {s.step_id: s.memo for s in state.steps}
         self.stack: list[str] = [s.step_id for s in state.steps]
+        #: Whether a parallel batch's pending set may exist (saves skip it otherwise).
+        self.grouped = bool(state.pending)
 
     def snapshot(self) -> Run:
         return Run(
@@ -158,13 +163,37 @@ class _Unit:
         self.run = run
         self.job = job
         self.now = now
+        #: Jobs written by this unit, to put on the in-memory queue once it commits.
         self.jobs: list[Job] = []
+        self.follow_ups: list[Job] = []
         self.after: list[Callable[[], None]] = []
+        #: Steps this unit records, in order: the next one's position is after them.
+        self.saved = 0
         self.finished: RunStatus | None = None
 
     def enqueue(self, job: Job) -> None:
-        if self.tx.enqueue(job):
-            self.jobs.append(job)
+        """Queue a follow-up of this run; written by :meth:`settle_jobs`."""
+        self.follow_ups.append(job)
+
+    def settle_jobs(self, *, keep_current: bool) -> None:
+        """Delete (or keep, for a retry) the current job and write the follow-ups."""
+        tx, current, follow_ups = self.tx, self.job, self.follow_ups
+        if (
+            not keep_current
+            and len(follow_ups) == 1
+            and follow_ups[0].run_at <= self.now
+            and not tx.job_exists(follow_ups[0].id)
+        ):
+            # The common case of a sequential run: the finished job's row becomes the next.
+            follow = dataclasses.replace(follow_ups[0], id=current.id)
+            tx.repurpose_job(current.id, follow)
+            self.jobs.append(follow)
+            return
+        if not keep_current:
+            tx.delete_job(current.id)
+        for job in follow_ups:
+            if tx.enqueue(job):
+                self.jobs.append(job)
 
     def commit_memory(self) -> None:
         for change in self.after:
@@ -214,18 +243,22 @@ class Executor:
 
     # -- one job -----------------------------------------------------------------
 
-    async def run_job(self, job: Job) -> None:
+    async def run_job(self, job: Job) -> Job | None:
+        """Run one job; returns a follow-up job of the same run that is due now, if any.
+
+        The caller runs the follow-up itself instead of queueing it: a run of sequential
+        steps then moves from step to step without a trip through the queue.
+        """
         run = await self._load(job.run_id)
         if run is None or run.status.finished:
             await self._store.transact(lambda tx: tx.delete_job(job.id))
-            return
+            return None
         if job.kind is JobKind.PLAN and job.step_id in run.memos:
             # Already recorded (a race-mode re-plan, or a retry that raced its result).
             await self._store.transact(lambda tx: tx.delete_job(job.id))
-            return
+            return None
         if job.kind is JobKind.SLEEP:
-            await self._record(run, job, lambda unit: self._wake(unit))
-            return
+            return await self._record(run, job, lambda unit: self._wake(unit))
         started = self._clock.now_ms()
         request = CallRequest(
             fn_id=run.function_id,
@@ -247,9 +280,9 @@ class Executor:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
-        await self._record(run, job, lambda unit: self._apply(unit, response, started))
+        return await self._record(run, job, lambda unit: self._apply(unit, response, started))
 
-    async def _record(self, run: ActiveRun, job: Job, build: Callable[[_Unit], None]) -> None:
+    async def _record(self, run: ActiveRun, job: Job, build: Callable[[_Unit], None]) -> Job | None:
         now = self._clock.now_ms()
 
         def unit_fn(tx: Tx) -> _Unit:
@@ -268,12 +301,16 @@ class Executor:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
             raise
-        for queued in unit.jobs:
-            self._queue.push(queued)
         if unit.finished is not None:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
             self._on_settled(run.run_id)
+        jobs = unit.jobs
+        if len(jobs) == 1 and jobs[0].run_id == run.run_id and jobs[0].run_at <= now:
+            return jobs[0]
+        for queued in jobs:
+            self._queue.push(queued)
+        return None
 
     # -- applying a response -------------------------------------------------------
 
@@ -334,17 +371,16 @@ class Executor:
         if run.request_version == -1:
             tx.update_run(run.run_id, request_version=consts.REQUEST_VERSION)
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
-        force = run.force_step_plan
-        coalesce = run.coalesce_key
+        state = _OpsState(run)
         if len(ops) > 1:
-            force = True
+            state.force = True
             if any(op.op in PLAN_TYPE_OPS for op in ops):
                 ids = sorted(op.id for op in ops)
-                coalesce = hashlib.sha1(
+                state.coalesce = hashlib.sha1(
                     (run.run_id + "".join(ids)).encode(), usedforsecurity=False
                 ).hexdigest()[:16]
-                tx.set_pending(run.run_id, ids, coalesce)
-        state = _OpsState(force=force, coalesce=coalesce)
+                state.grouped = True
+                tx.set_pending(run.run_id, ids, state.coalesce)
         retry_at: datetime.datetime | None = None
         retry = False
         new_steps = sum(1 for op in ops if op.op is Opcode.STEP_RUN)
@@ -401,40 +437,44 @@ class Executor:
                 return
         if retry:
             self._retry(unit, retry_at)
-        else:
-            tx.delete_job(unit.job.id)
-        if state.force != run.force_step_plan:
-            tx.update_run(run.run_id, force_step_plan=int(state.force))
-        if state.coalesce != run.coalesce_key:
-            tx.update_run(run.run_id, coalesce_key=state.coalesce)
-
-        def remember() -> None:
-            run.force_step_plan = state.force
-            run.coalesce_key = state.coalesce
-
-        unit.after.append(remember)
+        unit.settle_jobs(keep_current=retry)
+        state.write(unit)
 
     def _save(
         self, unit: _Unit, state: _OpsState, op: StepOp, memo: bytes, *, failure: bool = False
     ) -> None:
+        if self._record_step(unit, state, op.id, memo, op.user_id or op.display_name, op.op.value):
+            self._maybe_discover(
+                unit, state, op.id, op.parallel_mode, state.has_pending, failure=failure
+            )
+
+    def _record_step(
+        self, unit: _Unit, state: _OpsState, step_id: str, memo: bytes, user_id: str, op: str
+    ) -> bool:
+        """Save one step's memo; False if it was recorded before (the first result stands)."""
         run = unit.run
-        inserted, has_pending = unit.tx.save_step(
+        inserted, state.has_pending = unit.tx.save_step(
             run.run_id,
-            op.id,
+            step_id,
             memo,
-            user_id=op.user_id or op.display_name,
-            op=op.op.value,
+            seq=len(run.stack) + unit.saved + 1,
+            user_id=user_id,
+            op=op,
             at=unit.now,
+            grouped=state.grouped,
         )
         if not inserted:
-            return  # recorded before: the first result stands, nothing more to do
+            return False
+        unit.saved += 1
+        if not state.has_pending:
+            state.grouped = False
 
         def remember() -> None:
-            run.memos[op.id] = memo
-            run.stack.append(op.id)
+            run.memos[step_id] = memo
+            run.stack.append(step_id)
 
         unit.after.append(remember)
-        self._maybe_discover(unit, state, op.id, op.parallel_mode, has_pending, failure=failure)
+        return True
 
     def _maybe_discover(
         self,
@@ -499,35 +539,16 @@ class Executor:
         run, job = unit.run, unit.job
         data = job.data or {}
         assert job.step_id is not None
-        state = _OpsState(force=run.force_step_plan, coalesce=run.coalesce_key)
-        inserted, has_pending = unit.tx.save_step(
-            run.run_id,
-            job.step_id,
-            b"null",
-            user_id=str(data.get("user_id", "")),
-            op="Sleep",
-            at=unit.now,
-        )
-        unit.tx.delete_job(job.id)
-        if not inserted:
-            return
-        step_id = job.step_id
-
-        def remember() -> None:
-            run.memos[step_id] = b"null"
-            run.stack.append(step_id)
-            run.force_step_plan = state.force
-            run.coalesce_key = state.coalesce
-
-        mode = data.get("mode")
-        self._maybe_discover(
-            unit, state, step_id, mode if isinstance(mode, str) else None, has_pending
-        )
-        if state.force != run.force_step_plan:
-            unit.tx.update_run(run.run_id, force_step_plan=int(state.force))
-        if state.coalesce != run.coalesce_key:
-            unit.tx.update_run(run.run_id, coalesce_key=state.coalesce)
-        unit.after.append(remember)
+        state = _OpsState(run)
+        if self._record_step(
+            unit, state, job.step_id, b"null", str(data.get("user_id", "")), "Sleep"
+        ):
+            mode = data.get("mode")
+            self._maybe_discover(
+                unit, state, job.step_id, mode if isinstance(mode, str) else None, state.has_pending
+            )
+        unit.settle_jobs(keep_current=False)
+        state.write(unit)
 
     def _finish(
         self,
@@ -542,6 +563,7 @@ class Executor:
         if not tx.finish_run(run.run_id, status, output=output, error=error_json, at=unit.now):
             return
         tx.delete_run_jobs(run.run_id)
+        unit.follow_ups.clear()
         unit.jobs.extend(
             self._on_finished(tx, run, status, output, None if error is None else error.to_wire())
         )
@@ -550,13 +572,29 @@ class Executor:
 
 
 class _OpsState:
-    """Flags one response may change, applied to the run once the unit commits."""
+    """Run flags one response may change: written with the unit, remembered after it."""
 
-    __slots__ = ("coalesce", "force")
+    __slots__ = ("coalesce", "force", "grouped", "has_pending")
 
-    def __init__(self, *, force: bool, coalesce: str | None) -> None:
-        self.force = force
-        self.coalesce = coalesce
+    def __init__(self, run: ActiveRun) -> None:
+        self.force = run.force_step_plan
+        self.coalesce = run.coalesce_key
+        self.grouped = run.grouped
+        self.has_pending = False
+
+    def write(self, unit: _Unit) -> None:
+        run, tx = unit.run, unit.tx
+        if self.force != run.force_step_plan:
+            tx.update_run(run.run_id, force_step_plan=int(self.force))
+        if self.coalesce != run.coalesce_key:
+            tx.update_run(run.run_id, coalesce_key=self.coalesce)
+
+        def remember() -> None:
+            run.force_step_plan = self.force
+            run.coalesce_key = self.coalesce
+            run.grouped = self.grouped
+
+        unit.after.append(remember)
 
 
 def _wake_time(text: str, now: int) -> int:

@@ -66,9 +66,6 @@ class InProcessTransport:
             )
         run_id = request.ctx.run_id
         execution = self._live.get(run_id)
-        if execution is not None and not execution.accepts(request):
-            self._drop(run_id)
-            execution = None
         if execution is None:
             execution = Execution(function, self.client, request, step_executor=self._step_threads)
             self._keep(run_id, execution)

@@ -28,7 +28,6 @@ new steps are left registered and unreported.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import inspect
 import threading
@@ -350,8 +349,11 @@ class Execution:
             await asyncio.sleep(0)
             return
         self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), _POLL_SECONDS)
+        timer = self._loop.call_later(_POLL_SECONDS, self._wakeup.set)
+        try:
+            await self._wakeup.wait()
+        finally:
+            timer.cancel()
 
     def _finish(self, root: asyncio.Future[Any]) -> CallResponse:
         if root.cancelled():

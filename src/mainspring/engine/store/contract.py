@@ -10,13 +10,18 @@ What is atomic and what ``Tx`` methods return:
 
 * ``insert_event`` — inserts one event; False if its internal id exists.
 * ``create_run`` — inserts a run; False if a run with the same idempotency key exists.
-* ``save_step`` — records a step's memo once: returns ``(inserted, has_pending)`` where
-  ``inserted`` is False when the step was already recorded (the memo is left unchanged)
-  and ``has_pending`` tells whether members of the run's parallel group are still out.
-  Recording a step removes it from the pending set.
+* ``save_step`` — records a step's memo once, at position ``seq`` of the run's stack
+  (the caller holds the run's state and knows it): returns ``(inserted, has_pending)``
+  where ``inserted`` is False when the step was already recorded (the memo is left
+  unchanged) and ``has_pending`` tells whether members of the run's parallel group are
+  still out. Recording a step removes it from the pending set; ``grouped=False`` says the
+  run has no pending set, which lets a backend skip that bookkeeping.
 * ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
 * ``delete_job`` / ``reschedule_job`` / ``delete_run_jobs`` — queue maintenance.
+* ``job_exists`` / ``repurpose_job`` — turn a finished job's row into its follow-up (same
+  id, new kind, target and due time): cheaper than a delete and an insert, and the run
+  still always has a row standing for its next piece of work.
 * ``update_run`` / ``finish_run`` — run metadata and final status.
 """
 
@@ -68,7 +73,16 @@ class Tx(Protocol):
     def insert_event(self, event: StoredEvent) -> bool: ...
     def create_run(self, run: NewRun) -> bool: ...
     def save_step(
-        self, run_id: str, step_id: str, memo: bytes, *, user_id: str, op: str, at: int
+        self,
+        run_id: str,
+        step_id: str,
+        memo: bytes,
+        *,
+        seq: int,
+        user_id: str,
+        op: str,
+        at: int,
+        grouped: bool = True,
     ) -> tuple[bool, bool]: ...
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
@@ -81,6 +95,8 @@ class Tx(Protocol):
     def delete_job(self, job_id: str) -> None: ...
     def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None: ...
     def delete_run_jobs(self, run_id: str) -> None: ...
+    def job_exists(self, job_id: str) -> bool: ...
+    def repurpose_job(self, job_id: str, job: Job) -> None: ...
 
 
 class Store(Protocol):

@@ -99,18 +99,27 @@ class SQLiteTx:
         return cur.rowcount == 1
 
     def save_step(
-        self, run_id: str, step_id: str, memo: bytes, *, user_id: str, op: str, at: int
+        self,
+        run_id: str,
+        step_id: str,
+        memo: bytes,
+        *,
+        seq: int,
+        user_id: str,
+        op: str,
+        at: int,
+        grouped: bool = True,
     ) -> tuple[bool, bool]:
         db = self._db
         cur = db.execute(
             "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, created_at) "
-            "SELECT ?, ?, step_count + 1, ?, ?, ?, ? FROM runs WHERE run_id = ? "
-            "ON CONFLICT DO NOTHING",
-            (run_id, step_id, memo, user_id, op, at, run_id),
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, seq, memo, user_id, op, at),
         )
         if cur.rowcount != 1:
-            return False, self._has_pending(run_id)
-        db.execute("UPDATE runs SET step_count = step_count + 1 WHERE run_id = ?", (run_id,))
+            return False, grouped and self._has_pending(run_id)
+        if not grouped:
+            return True, False
         db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
         return True, self._has_pending(run_id)
 
@@ -180,6 +189,24 @@ class SQLiteTx:
     def delete_run_jobs(self, run_id: str) -> None:
         self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
 
+    def job_exists(self, job_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
+
+    def repurpose_job(self, job_id: str, job: Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET kind = ?, step_id = ?, run_at = ?, attempt = ?, data = ? "
+            "WHERE job_id = ?",
+            (
+                job.kind.value,
+                job.step_id,
+                job.run_at,
+                job.attempt,
+                None if job.data is None else orjson.dumps(job.data),
+                job_id,
+            ),
+        )
+
 
 class SQLiteStore:
     """A :class:`~mainspring.engine.store.contract.Store` on one SQLite file."""
@@ -247,6 +274,7 @@ class SQLiteStore:
         batch, self._queue = self._queue, []
         if not batch:
             return
+        everything = batch
         db = self._write
         if db is None:
             closed = RuntimeError("the store is closed")
@@ -258,6 +286,12 @@ class SQLiteStore:
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                # Alone in its transaction, a failing unit needs no savepoint of its own.
+                unit, future = batch[0]
+                outcomes.append((future, unit(tx), None))
+                db.execute("COMMIT")
+                batch = []
             for unit, future in batch:
                 db.execute("SAVEPOINT unit")
                 try:
@@ -269,11 +303,12 @@ class SQLiteStore:
                 else:
                     db.execute("RELEASE unit")
                     outcomes.append((future, result, None))
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
+            if batch:
+                db.execute("COMMIT")
+        except Exception as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            outcomes = [(future, None, exc) for _, future in batch]
+            outcomes = [(future, None, exc) for _, future in everything]
         for future, result, error in outcomes:
             if future.done():
                 continue

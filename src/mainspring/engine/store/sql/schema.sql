@@ -23,7 +23,6 @@ CREATE TABLE IF NOT EXISTS runs (
     request_version INTEGER NOT NULL DEFAULT -1,
     force_step_plan INTEGER NOT NULL DEFAULT 0,
     coalesce_key    TEXT,
-    step_count      INTEGER NOT NULL DEFAULT 0,
     created_at      INTEGER NOT NULL,
     started_at      INTEGER,
     ended_at        INTEGER
@@ -64,5 +63,4 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until INTEGER,
     created_at  INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_by_due ON jobs (run_at);
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);

@@ -1,0 +1,52 @@
+"""Shared fixtures: a temporary database path and an engine factory with fast retries."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import pytest
+
+import mainspring
+
+EngineFactory = Callable[..., AbstractAsyncContextManager[mainspring.Engine]]
+
+
+@pytest.fixture
+def db_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "engine.db"
+
+
+@pytest.fixture
+def make_engine(db_path: pathlib.Path) -> EngineFactory:
+    """``async with make_engine(client, functions, **options) as engine:``.
+
+    Retries wait 10 ms instead of the production schedule, and durability is "normal"
+    (still safe against a killed process) to keep the suite fast.
+    """
+
+    @asynccontextmanager
+    async def factory(
+        client: mainspring.Client,
+        functions: Sequence[mainspring.Function[Any]],
+        **options: Any,
+    ) -> AsyncIterator[mainspring.Engine]:
+        options.setdefault("database", db_path)
+        options.setdefault("retry_backoff", 0.01)
+        options.setdefault("durability", "normal")
+        async with mainspring.Engine(client, functions, **options) as engine:
+            yield engine
+
+    return factory
+
+
+async def run_to_end(
+    engine: mainspring.Engine, event: mainspring.Event, *, timeout: float = 10.0
+) -> mainspring.Run:
+    """Send one event that starts exactly one run; wait for that run to finish."""
+    [event_id] = await engine.send(event)
+    runs = await engine.runs(event_id)
+    assert len(runs) == 1, f"expected one run for {event.name}, got {len(runs)}"
+    return await engine.wait(runs[0].id, timeout=timeout)
