@@ -50,3 +50,39 @@ async def run_to_end(
     runs = await engine.runs(event_id)
     assert len(runs) == 1, f"expected one run for {event.name}, got {len(runs)}"
     return await engine.wait(runs[0].id, timeout=timeout)
+
+
+class CallLog:
+    """Records every call request the engine makes (target step or discovery)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str | None] = []
+
+    @property
+    def discoveries(self) -> int:
+        return sum(1 for c in self.calls if c is None)
+
+    @property
+    def targeted(self) -> int:
+        return sum(1 for c in self.calls if c is not None)
+
+
+def log_calls(engine: mainspring.Engine) -> CallLog:
+    """Wrap the engine's transport to count requests (a test-only peek inside)."""
+    log = CallLog()
+    executor = engine._executor
+    inner = executor._transport
+
+    class Counting:
+        async def call(self, request: Any) -> Any:
+            log.calls.append(request.step_id)
+            return await inner.call(request)
+
+        def forget(self, run_id: str) -> None:
+            inner.forget(run_id)
+
+        async def close(self) -> None:
+            await inner.close()
+
+    executor._transport = Counting()
+    return log

@@ -239,8 +239,7 @@ def _read_event_ids(directory: pathlib.Path) -> list[str] | None:
     return [str(i) for i in ids]
 
 
-async def serve(db: pathlib.Path, directory: pathlib.Path, mode: str) -> int:
-    fresh = not db.exists()
+async def serve(db: pathlib.Path, directory: pathlib.Path, mode: str, *, fresh: bool) -> int:
     engine = mainspring.Engine(
         client, FUNCTION_OBJECTS, database=db, durability="normal", retry_backoff=0.01
     )
@@ -284,7 +283,7 @@ def main(argv: list[str]) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     _effects_fd = os.open(directory / EFFECTS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        return asyncio.run(serve(db, directory, mode))
+        return asyncio.run(serve(db, directory, mode, fresh=not db.exists()))
     finally:
         os.close(_effects_fd)
 

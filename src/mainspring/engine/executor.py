@@ -416,6 +416,8 @@ class Executor:
                             kind=JobKind.PLAN,
                             run_at=unit.now,
                             step_id=op.id,
+                            # The group's mode travels with the job (protocol §7.2).
+                            data={"mode": op.parallel_mode} if op.parallel_mode else None,
                         )
                     )
             elif op.op is Opcode.SLEEP:
@@ -444,9 +446,11 @@ class Executor:
         self, unit: _Unit, state: _OpsState, op: StepOp, memo: bytes, *, failure: bool = False
     ) -> None:
         if self._record_step(unit, state, op.id, memo, op.user_id or op.display_name, op.op.value):
-            self._maybe_discover(
-                unit, state, op.id, op.parallel_mode, state.has_pending, failure=failure
-            )
+            mode = op.parallel_mode
+            if mode is None and unit.job.data is not None and unit.job.step_id == op.id:
+                job_mode = unit.job.data.get("mode")
+                mode = job_mode if isinstance(job_mode, str) else None
+            self._maybe_discover(unit, state, op.id, mode, state.has_pending, failure=failure)
 
     def _record_step(
         self, unit: _Unit, state: _OpsState, step_id: str, memo: bytes, user_id: str, op: str

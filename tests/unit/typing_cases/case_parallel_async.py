@@ -137,14 +137,21 @@ async def many(ctx: mainspring.Context) -> None:
 
 @client.create_function(fn_id="steps", trigger=mainspring.TriggerEvent(event="typing/steps"))
 async def steps(ctx: mainspring.Context) -> float:
-    reveal_type(await ctx.step.run("s1", get_user, 1))  # expect: dict[str, str]
-    reveal_type(await ctx.step.run("s2", add, 1, 2.0))  # expect: float
-    reveal_type(await ctx.step.run("s3", sync_flag, "x"))  # expect: bool
-    reveal_type(await ctx.step.run("s4", lambda: "hi"))  # expect: str
-    reveal_type(await ctx.step.wait_for_event("s5", event="e", timeout=1000))  # expect: Event | None
-    reveal_type(await ctx.step.invoke("s6", function=fives))  # expect: int
-    reveal_type(await ctx.step.send_event("s7", mainspring.Event(name="e")))  # expect: list[str]
-    return await ctx.step.run("s8", add, 1, 2)
+    user = await ctx.step.run("s1", get_user, 1)
+    reveal_type(user)  # expect: dict[str, str]
+    total = await ctx.step.run("s2", add, 1, 2.0)
+    reveal_type(total)  # expect: float
+    flag = await ctx.step.run("s3", sync_flag, "x")
+    reveal_type(flag)  # expect: bool
+    greeting = await ctx.step.run("s4", lambda: "hi")
+    reveal_type(greeting)  # expect: str
+    event = await ctx.step.wait_for_event("s5", event="e", timeout=1000)
+    reveal_type(event)  # expect: Event | None
+    invoked = await ctx.step.invoke("s6", function=fives)
+    reveal_type(invoked)  # expect: int
+    ids = await ctx.step.send_event("s7", mainspring.Event(name="e"))
+    reveal_type(ids)  # expect: list[str]
+    return total
 
 
 reveal_type(pairs)  # expect: Function[None]

@@ -36,7 +36,9 @@ def pairs(ctx: mainspring.ContextSync) -> str:
     )
     reveal_type(a)  # expect: int
     reveal_type(b)  # expect: str
-    pair = ctx.group.parallel((lambda: ctx.step.run("c", get_int), lambda: ctx.step.run("d", get_str)))
+    pair = ctx.group.parallel(
+        (lambda: ctx.step.run("c", get_int), lambda: ctx.step.run("d", get_str))
+    )
     reveal_type(pair)  # expect: tuple[int, str]
     return b * a
 
@@ -76,11 +78,16 @@ def fives(ctx: mainspring.ContextSync) -> tuple[int, str, float, bool, list[int]
 
 @client.create_function(fn_id="steps", trigger=mainspring.TriggerEvent(event="typing/steps"))
 def steps(ctx: mainspring.ContextSync) -> None:
-    reveal_type(ctx.step.run("s1", get_user, 1))  # expect: dict[str, str]
-    reveal_type(ctx.step.run("s2", scale, 1.0, 2))  # expect: float
-    reveal_type(ctx.step.wait_for_event("s3", event="e", timeout=1000))  # expect: Event | None
-    reveal_type(ctx.step.invoke("s4", function=pairs))  # expect: str
-    reveal_type(ctx.step.send_event("s5", [mainspring.Event(name="e")]))  # expect: list[str]
+    user = ctx.step.run("s1", get_user, 1)
+    reveal_type(user)  # expect: dict[str, str]
+    scaled = ctx.step.run("s2", scale, 1.0, 2)
+    reveal_type(scaled)  # expect: float
+    event = ctx.step.wait_for_event("s3", event="e", timeout=1000)
+    reveal_type(event)  # expect: Event | None
+    invoked = ctx.step.invoke("s4", function=pairs)
+    reveal_type(invoked)  # expect: str
+    ids = ctx.step.send_event("s5", [mainspring.Event(name="e")])
+    reveal_type(ids)  # expect: list[str]
 
 
 reveal_type(pairs)  # expect: Function[str]
