@@ -139,7 +139,7 @@ def test_bad_function_configuration_is_refused() -> None:
         inngest.TriggerCron(cron="* * *")
     with pytest.raises(inngest.FunctionConfigInvalidError, match="exactly one argument"):
 
-        @client.create_function(fn_id="g", trigger=inngest.TriggerEvent(event="go"))
+        @client.create_function(fn_id="g", trigger=inngest.TriggerEvent(event="go"))  # type: ignore[arg-type]
         async def two_args(ctx: inngest.Context, extra: int) -> None:
             return None
 
@@ -152,9 +152,9 @@ async def test_invalid_events_are_refused_and_nothing_is_stored(make_engine: Eng
         return None
 
     async with make_engine(client, [fn]) as engine:
-        with pytest.raises(inngest.EventInvalidError, match="event 1 .*reserved"):
+        with pytest.raises(inngest.EventInvalidError, match=r"event 1 .*reserved"):
             await engine.send([inngest.Event(name="go"), inngest.Event(name="inngest/x")])
-        with pytest.raises(inngest.EventInvalidError, match="event 0: the name is required"):
+        with pytest.raises(inngest.EventInvalidError, match=r"event 0: the name is required"):
             await engine.send(inngest.Event(name=""))
         with pytest.raises(inngest.EventInvalidError, match="limit"):
             await engine.send(inngest.Event(name="go", data={"blob": "x" * 600_000}))

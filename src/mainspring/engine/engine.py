@@ -238,6 +238,10 @@ class Engine:
         if status is RunStatus.FAILED:
             internal.append(Event(name=consts.FUNCTION_FAILED_EVENT, data=data, id=run.run_id))
         plan = plan_intake(internal, self._index, self.clock.now_ms())
+        if not plan.runs:
+            # Nothing listens: skip storing them (they exist to start functions and,
+            # with the run lifecycle, to resume waiting parents).
+            return []
         created = write_intake(tx, plan)
         self._start_runs(created)
         return [job for _, job in created]

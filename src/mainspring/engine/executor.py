@@ -167,6 +167,8 @@ class _Unit:
         self.jobs: list[Job] = []
         self.follow_ups: list[Job] = []
         self.after: list[Callable[[], None]] = []
+        #: Columns of the run row to update, written once at the end of the unit.
+        self.run_fields: dict[str, Any] = {}
         #: Steps this unit records, in order: the next one's position is after them.
         self.saved = 0
         self.finished: RunStatus | None = None
@@ -196,6 +198,11 @@ class _Unit:
                 self.jobs.append(job)
 
     def commit_memory(self) -> None:
+        fields = self.run_fields
+        if self.finished is not None:
+            fields.pop("status", None)  # the final status is already written
+        if fields:
+            self.tx.update_run(self.run.run_id, **fields)
         for change in self.after:
             change()
 
@@ -317,7 +324,7 @@ class Executor:
     def _apply(self, unit: _Unit, response: CallResponse, started: int) -> None:
         run, job = unit.run, unit.job
         if run.started_at is None:
-            unit.tx.update_run(run.run_id, status=RunStatus.RUNNING.value, started_at=started)
+            unit.run_fields.update(status=RunStatus.RUNNING.value, started_at=started)
 
             def mark_started() -> None:
                 run.started_at = started
@@ -369,7 +376,7 @@ class Executor:
             )
             return
         if run.request_version == -1:
-            tx.update_run(run.run_id, request_version=consts.REQUEST_VERSION)
+            unit.run_fields["request_version"] = consts.REQUEST_VERSION
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
         state = _OpsState(run)
         if len(ops) > 1:
@@ -587,11 +594,11 @@ class _OpsState:
         self.has_pending = False
 
     def write(self, unit: _Unit) -> None:
-        run, tx = unit.run, unit.tx
+        run = unit.run
         if self.force != run.force_step_plan:
-            tx.update_run(run.run_id, force_step_plan=int(self.force))
+            unit.run_fields["force_step_plan"] = int(self.force)
         if self.coalesce != run.coalesce_key:
-            tx.update_run(run.run_id, coalesce_key=self.coalesce)
+            unit.run_fields["coalesce_key"] = self.coalesce
 
         def remember() -> None:
             run.force_step_plan = self.force
