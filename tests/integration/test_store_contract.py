@@ -1,0 +1,136 @@
+"""The storage contract (engine/store/contract.py), run against every backend."""
+
+from __future__ import annotations
+
+import pathlib
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mainspring.engine.records import Job, JobKind, RunStatus, StoredEvent
+from mainspring.engine.store.contract import NewRun, Store, Tx
+from mainspring.engine.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Store]:
+    backend: Store = SQLiteStore(tmp_path / "contract.db", durability="normal")
+    await backend.open()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def new_run(run_id: str = "r1", key: str | None = "fn:e1") -> NewRun:
+    return NewRun(
+        run_id=run_id,
+        function_id="app-fn",
+        event_id="e1",
+        events_json=b'[{"name":"go","data":{}}]',
+        idempotency_key=key,
+        max_attempts=5,
+        created_at=1,
+    )
+
+
+def job(job_id: str, run_id: str = "r1", run_at: int = 0) -> Job:
+    return Job(id=job_id, run_id=run_id, kind=JobKind.DISCOVER, run_at=run_at)
+
+
+async def test_events_and_runs_are_idempotent(store: Store) -> None:
+    event = StoredEvent("e1", "key", "go", {"a": 1}, 5, 6)
+    assert await store.transact(lambda tx: tx.insert_event(event))
+    assert not await store.transact(lambda tx: tx.insert_event(event))
+    assert await store.get_event("e1") == event
+    assert await store.transact(lambda tx: tx.create_run(new_run()))
+    # Same idempotency key, another run id: refused.
+    assert not await store.transact(lambda tx: tx.create_run(new_run("r2")))
+    runs = await store.runs_for_event("e1")
+    assert [r.id for r in runs] == ["r1"]
+    assert runs[0].status is RunStatus.SCHEDULED
+
+
+async def test_a_step_is_recorded_once_and_the_first_result_stands(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    first = await store.transact(
+        lambda tx: tx.save_step("r1", "s1", b'{"data":1}', seq=1, user_id="s", op="StepRun", at=1)
+    )
+    again = await store.transact(
+        lambda tx: tx.save_step("r1", "s1", b'{"data":2}', seq=2, user_id="s", op="StepRun", at=2)
+    )
+    assert first == (True, False)
+    assert again == (False, False)
+    state = await store.load_run_state("r1")
+    assert state is not None
+    assert [(s.step_id, s.memo) for s in state.steps] == [("s1", b'{"data":1}')]
+
+
+async def test_pending_set_empties_as_members_are_recorded(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+
+    def plan(tx: Tx) -> None:
+        tx.set_pending("r1", ["a", "b"], "ck")
+
+    await store.transact(plan)
+    a = await store.transact(
+        lambda tx: tx.save_step("r1", "a", b"null", seq=1, user_id="a", op="StepRun", at=1)
+    )
+    b = await store.transact(
+        lambda tx: tx.save_step("r1", "b", b"null", seq=2, user_id="b", op="StepRun", at=1)
+    )
+    assert a == (True, True)
+    assert b == (True, False)
+    state = await store.load_run_state("r1")
+    assert state is not None
+    assert [s.step_id for s in state.steps] == ["a", "b"]
+    assert state.pending == set()
+    assert state.coalesce_key == "ck"
+
+
+async def test_jobs_dedupe_by_id_and_can_be_repurposed(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    assert await store.transact(lambda tx: tx.enqueue(job("j1", run_at=10)))
+    assert not await store.transact(lambda tx: tx.enqueue(job("j1", run_at=20)))
+    assert await store.transact(lambda tx: tx.job_exists("j1"))
+    follow = Job(id="ignored", run_id="r1", kind=JobKind.PLAN, run_at=30, step_id="s9")
+    await store.transact(lambda tx: tx.repurpose_job("j1", follow))
+    [loaded] = await store.load_jobs()
+    assert (loaded.id, loaded.kind, loaded.step_id, loaded.run_at) == ("j1", JobKind.PLAN, "s9", 30)
+    await store.transact(lambda tx: tx.reschedule_job("j1", run_at=50, attempt=2))
+    [loaded] = await store.load_jobs()
+    assert (loaded.run_at, loaded.attempt) == (50, 2)
+    await store.transact(lambda tx: tx.delete_run_jobs("r1"))
+    assert await store.load_jobs() == []
+
+
+async def test_finishing_a_run_is_final(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    done = await store.transact(
+        lambda tx: tx.finish_run("r1", RunStatus.COMPLETED, output=b"42", error=None, at=9)
+    )
+    again = await store.transact(
+        lambda tx: tx.finish_run("r1", RunStatus.FAILED, output=None, error=b"{}", at=10)
+    )
+    assert (done, again) == (True, False)
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.output, run.ended_at) == (RunStatus.COMPLETED, 42, 9)
+
+
+async def test_a_failing_unit_is_undone_alone(store: Store) -> None:
+    def good(tx: Tx) -> bool:
+        return tx.enqueue(job("good"))
+
+    def bad(tx: Tx) -> bool:
+        tx.enqueue(job("bad"))
+        raise RuntimeError("this unit fails")
+
+    # Submitted together, so they share one transaction.
+    results = await asyncio.gather(
+        store.transact(good), store.transact(bad), return_exceptions=True
+    )
+    assert results[0] is True
+    assert isinstance(results[1], RuntimeError)
+    assert [j.id for j in await store.load_jobs()] == ["good"]
