@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pathlib
 import asyncio
+import pathlib
 from collections.abc import AsyncIterator
 
 import pytest

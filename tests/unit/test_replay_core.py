@@ -9,6 +9,7 @@ replay from the top, which is what an HTTP SDK does on every call.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import orjson
@@ -220,7 +221,7 @@ async def test_memoized_steps_resolve_in_stack_order() -> None:
             order.append(name)
             return value
 
-        done, _ = await asyncio.wait(
+        _done, _ = await asyncio.wait(
             [asyncio.ensure_future(branch(n)) for n in ("a", "b", "c")],
             return_when=asyncio.ALL_COMPLETED,
         )
@@ -245,7 +246,7 @@ async def test_a_suspended_execution_resumes_without_replaying() -> None:
         entries.append(1)  # runs once per replay from the top
         total = 0
         for i in range(3):
-            total += await ctx.step.run(f"s{i}", lambda i=i: i + 1)
+            total += await ctx.step.run(f"s{i}", functools.partial(int.__add__, i, 1))
         return total
 
     steps: dict[str, Any] = {}
@@ -262,7 +263,7 @@ async def test_a_suspended_execution_resumes_without_replaying() -> None:
 
     execution = Execution(live, client, request())
     try:
-        for i in range(3):
+        for _i in range(3):
             response = await execution.call(request())
             assert isinstance(response, Ops)
             [op] = response.ops
