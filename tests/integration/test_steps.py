@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -325,3 +326,37 @@ async def test_sleep_inside_a_parallel_group(make_engine: EngineFactory) -> None
     assert run.status == "Completed", run.error
     assert run.output == ["a", None, "b"]
     assert elapsed >= 0.2
+
+
+async def test_on_failure_runs_once_with_the_original_event_and_error(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="onfail")
+    seen: list[dict[str, object]] = []
+
+    async def cleanup(ctx: inngest.Context) -> None:
+        seen.append(dict(ctx.event.data))
+
+    @client.create_function(
+        fn_id="f", trigger=inngest.TriggerEvent(event="go"), retries=0, on_failure=cleanup
+    )
+    async def fn(ctx: inngest.Context) -> None:
+        raise ValueError("it broke")
+
+    async with make_engine(client, [fn]) as engine:
+        run = await run_to_end(engine, inngest.Event(name="go", data={"order": 7}))
+        assert run.status == "Failed"
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+    assert len(seen) == 1, seen
+    data = seen[0]
+    assert data["function_id"] == "onfail-f"
+    assert data["run_id"] == run.id
+    event = data["event"]
+    assert isinstance(event, dict)
+    assert event["data"] == {"order": 7}
+    error = data["error"]
+    assert isinstance(error, dict)
+    assert (error["name"], error["message"]) == ("ValueError", "it broke")

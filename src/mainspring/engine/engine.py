@@ -103,6 +103,7 @@ class Engine:
         self._dispatcher: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._running_jobs: set[str] = set()
         self._running = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -150,13 +151,22 @@ class Engine:
             task.add_done_callback(self._in_flight.discard)
 
     async def _run(self, job: Job) -> None:
+        if job.id in self._running_jobs:
+            # Never run one job twice at once; the running copy re-queues it if needed.
+            logger.warning("job %s is already running; skipped a duplicate", job.id)
+            self._slots.release()
+            return
         next_job: Job | None = job
         try:
             for _ in range(_MAX_INLINE_JOBS):
                 if next_job is None:
                     return
                 job = next_job
-                next_job = await self._executor.run_job(job)
+                self._running_jobs.add(job.id)
+                try:
+                    next_job = await self._executor.run_job(job)
+                finally:
+                    self._running_jobs.discard(job.id)
             if next_job is not None:
                 self._queue.push(next_job)  # let other runs have a turn
         except asyncio.CancelledError:
@@ -183,11 +193,15 @@ class Engine:
         now = self.clock.now_ms()
         plan = plan_intake(batch, self._index, now)
         created = await self._store.transact(lambda tx: write_intake(tx, plan))
-        self._start_runs(created)
+        self._adopt_runs(created)
+        for _, job in created:
+            self._queue.push(job)
         return [event.internal_id for event in plan.events]
 
-    def _start_runs(self, created: Sequence[tuple[NewRun, Job]]) -> None:
-        for run, job in created:
+    def _adopt_runs(self, created: Sequence[tuple[NewRun, Job]]) -> None:
+        """Cache new runs' state so their first job needs no read (jobs are queued by
+        the caller once the transaction that created them has committed)."""
+        for run, _ in created:
             self._executor.adopt(
                 ActiveRun(
                     RunState(
@@ -212,7 +226,6 @@ class Engine:
                     )
                 )
             )
-            self._queue.push(job)
 
     def _emit_finished(
         self,
@@ -243,7 +256,7 @@ class Engine:
             # with the run lifecycle, to resume waiting parents).
             return []
         created = write_intake(tx, plan)
-        self._start_runs(created)
+        self._adopt_runs(created)
         return [job for _, job in created]
 
     def _settled(self, run_id: str) -> None:
