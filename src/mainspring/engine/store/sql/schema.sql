@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS events (
     data        BLOB NOT NULL,
     ts          INTEGER NOT NULL,
     received_at INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_name ON events (name, internal_id);
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at      INTEGER NOT NULL,
     started_at      INTEGER,
     ended_at        INTEGER
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
 
 -- The memo of every recorded step; seq is the save order (the run's stack).
@@ -62,5 +62,5 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_owner TEXT,
     lease_until INTEGER,
     created_at  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);
