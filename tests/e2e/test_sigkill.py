@@ -11,10 +11,11 @@ Kill points, in this order, each in a fresh incarnation of the process:
 1. ``during-step``: a ``seq`` run's ``s2`` handler has started (it sleeps 250 ms);
 2. ``between-steps``: a ``seq`` run's ``s3`` has ended and is recorded in the database,
    its durable ``nap`` is running and ``s4`` has not started;
-3. ``async-parallel``: a ``par`` run has at least two branch steps in flight and at least
-   one branch step recorded;
+3. ``async-parallel``: a ``par`` run has at least one branch step recorded and at least
+   two branch handlers in flight with 150 ms or more still to sleep (so they are still
+   running when the signal lands);
 4. ``sync-parallel``: the same for a ``mixed`` (sync) run's group;
-5. and 6. ``random-*``: a pseudo-random delay after the process is ready (seed in the
+5. to 7. ``random-*``: a pseudo-random delay after the process is ready (seed in the
    failure message; set ``SIGKILL_SEED`` to replay one).
 
 After each kill the test snapshots the recorded steps (the database read directly). A last
@@ -58,7 +59,10 @@ APP_SCRIPT = pathlib.Path(__file__).with_name("sigkill_app.py")
 TRIGGER_TIMEOUT = 10.0
 FINAL_TIMEOUT = 30.0
 POLL = 0.005
-RANDOM_KILLS = 2
+#: A parallel kill counts only branch handlers with at least this long (seconds) still to
+#: sleep, so that they are still in flight when the signal lands, even on a loaded machine.
+MARGIN = 0.15
+RANDOM_KILLS = 3
 
 StepKey = tuple[str, str]  # (run key, step user id)
 
@@ -70,6 +74,7 @@ class Line:
     what: str  # "start" or "end"
     nonce: str
     incarnation: int
+    seen_at: float  # time.monotonic() when the test first read it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +109,12 @@ class Effects:
         end = chunk.rfind(b"\n") + 1
         self._offset += end
         new: list[Line] = []
+        now = time.monotonic()
         for raw in chunk[:end].decode().splitlines():
             parts = raw.split(" ")
             assert len(parts) == 4, f"bad line {raw!r}"
             assert parts[2] in ("start", "end"), f"bad line {raw!r}"
-            new.append(Line(parts[0], parts[1], parts[2], parts[3], incarnation))
+            new.append(Line(parts[0], parts[1], parts[2], parts[3], incarnation, now))
         self.lines.extend(new)
         return new
 
@@ -197,23 +203,29 @@ class Incarnation:
 Trigger = Callable[[list[Line], pathlib.Path], str | None]
 
 
-def _in_flight(lines: list[Line]) -> dict[StepKey, str]:
-    """Steps started in these lines and not (yet) ended: step -> nonce."""
-    flying: dict[StepKey, str] = {}
+def _in_flight(lines: list[Line]) -> dict[StepKey, Line]:
+    """Steps started in these lines and not (yet) ended: step -> its start line."""
+    flying: dict[StepKey, Line] = {}
     for line in lines:
         key = (line.run_key, line.step)
         if line.what == "start":
-            flying[key] = line.nonce
-        elif flying.get(key) == line.nonce:
+            flying[key] = line
+        elif key in flying and flying[key].nonce == line.nonce:
             del flying[key]
     return flying
 
 
+def _time_left(start: Line) -> float:
+    """At most how long the handler still sleeps (it started before we saw it)."""
+    k = int(start.run_key.rsplit("-", 1)[1])
+    return app.step_ms(k, start.step) / 1000 - (time.monotonic() - start.seen_at)
+
+
 def during_step(lines: list[Line], db: pathlib.Path) -> str | None:
-    for key, nonce in _in_flight(lines).items():
-        if key[0].startswith("seq-") and key[1] == "s2":
-            time.sleep(0.03)  # well inside the handler's 250 ms
-            return f"{key} in flight (nonce {nonce})"
+    for key, start in _in_flight(lines).items():
+        # s2 sleeps 250 ms: kill 30 ms after we saw it start, well inside the handler.
+        if key[0].startswith("seq-") and key[1] == "s2" and _time_left(start) < 0.22:
+            return f"{key} in flight (nonce {start.nonce})"
     return None
 
 
@@ -233,8 +245,9 @@ def _parallel(function: str) -> Trigger:
 
     def trigger(lines: list[Line], db: pathlib.Path) -> str | None:
         by_run: dict[str, list[str]] = {}
-        for run_key, step in _in_flight(lines):
-            if run_key.startswith(function + "-") and step in branch:
+        for (run_key, step), start in _in_flight(lines).items():
+            # Only branches that will still be running when the kill lands.
+            if run_key.startswith(function + "-") and step in branch and _time_left(start) > MARGIN:
                 by_run.setdefault(run_key, []).append(step)
         candidates = {rk: steps for rk, steps in by_run.items() if len(steps) >= 2}
         if not candidates:
@@ -343,7 +356,9 @@ def test_sigkill_at_many_points_loses_nothing_and_reruns_nothing(tmp_path: pathl
         number = 4 + i
         with incarnation(scenario, number, "resume") as proc:
             proc.wait_for_output("ready", 15)
-            delay = rng.uniform(0.0, 0.5)
+            # At most 0.75 s: the warm-up of the last run of each function alone takes
+            # 0.95 s, so the app cannot finish before a random kill.
+            delay = rng.uniform(0.0, 0.75)
             kill_when(scenario, proc, f"random-{i}", random_moment(delay))
 
     last = 4 + RANDOM_KILLS
@@ -371,15 +386,10 @@ def _executions(lines: list[Line], key: StepKey) -> list[Line]:
 
 def _check_during_step(scenario: Scenario, kill: Kill) -> None:
     """The kill landed inside s2: it started, never ended and is not recorded."""
-    flying = [
-        (key, nonce)
-        for key, nonce in _in_flight(
-            [ln for ln in scenario.effects.lines if ln.incarnation == kill.incarnation]
-        ).items()
-        if key[0].startswith("seq-") and key[1] == "s2"
-    ]
+    lines = [ln for ln in scenario.effects.lines if ln.incarnation == kill.incarnation]
+    flying = [key for key in _in_flight(lines) if key[0].startswith("seq-") and key[1] == "s2"]
     assert flying, f"during-step: no seq s2 left unfinished by the kill ({kill.detail})"
-    for key, _ in flying:
+    for key in flying:
         assert key not in kill.recorded, f"{key} recorded though its handler never ended"
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -131,7 +132,7 @@ NEGATIVE_CASES: Mapping[str, str] = {
         @client.create_function(fn_id="steps", trigger=trigger)
         def steps(ctx: mainspring.ContextSync) -> None:
             ctx.step.run("a", get_user, "seven")  # E: reportArgumentType arg-type
-            ctx.step.run("b", get_user)  # E: reportArgumentType call-arg
+            ctx.step.run("b", get_user)  # E: reportArgumentType arg-type
     ''',
 }
 
@@ -215,21 +216,31 @@ def _parse_mypy(stdout: str, stderr: str, returncode: int) -> CheckerRun:
     return CheckerRun("mypy", tuple(diagnostics))
 
 
+def _write_if_changed(path: Path, text: str) -> Path:
+    # Unchanged files keep their mtime, so mypy's cache stays valid; a changed one is
+    # replaced whole, so a run side by side never reads half a snippet.
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    return path.resolve()
+
+
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> Checked:
+def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Checked:
     """Run basedpyright and mypy once each, concurrently, over every snippet."""
-    work = tmp_path_factory.mktemp("typing")
+    # A folder kept across runs (pytest's cache) lets mypy reuse its cache of mainspring and
+    # pydantic, most of its time. The negative snippets live there too and keep their paths:
+    # mypy reports a cached module's errors under the path it had when it was cached.
+    cache: pytest.Cache | None = getattr(request.config, "cache", None)
+    work = cache.mkdir("mainspring-typing") if cache else tmp_path_factory.mktemp("typing")
     negative_cases: dict[str, Path] = {}
     for name, source in NEGATIVE_CASES.items():
-        path = work / name
-        path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
-        negative_cases[name] = path.resolve()
+        negative_cases[name] = _write_if_changed(work / name, textwrap.dedent(source).lstrip())
     files = [str(p) for p in POSITIVE_CASES] + [str(p) for p in negative_cases.values()]
 
-    pyright_config = work / "pyrightconfig.json"
-    pyright_config.write_text(json.dumps(PYRIGHT_CONFIG), encoding="utf-8")
-    mypy_config = work / "mypy.ini"
-    mypy_config.write_text(MYPY_CONFIG, encoding="utf-8")
+    pyright_config = _write_if_changed(work / "pyrightconfig.json", json.dumps(PYRIGHT_CONFIG))
+    mypy_config = _write_if_changed(work / "mypy.ini", MYPY_CONFIG)
 
     pyright = subprocess.Popen(
         [
@@ -254,8 +265,14 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> Checked:
         stderr=subprocess.PIPE,
         text=True,
     )
-    pyright_out, pyright_err = pyright.communicate(timeout=300)
-    mypy_out, mypy_err = mypy.communicate(timeout=300)
+    try:
+        pyright_out, pyright_err = pyright.communicate(timeout=300)
+        mypy_out, mypy_err = mypy.communicate(timeout=300)
+    finally:
+        for process in (pyright, mypy):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return Checked(
         pyright=_parse_pyright(pyright_out, pyright_err),
         mypy=_parse_mypy(mypy_out, mypy_err, mypy.returncode),

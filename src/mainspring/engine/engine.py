@@ -235,7 +235,17 @@ class Engine:
         output: bytes | None,
         error: dict[str, Any] | None,
     ) -> list[Job]:
-        """Publish ``inngest/function.finished`` (+ ``.failed``) in the finishing unit."""
+        """Publish ``inngest/function.finished`` (+ ``.failed``) in the finishing unit.
+
+        They exist to start functions (on-failure handlers, ``function.finished``
+        triggers) and, with the run lifecycle, to resume waiting parents; when nothing
+        listens they are not stored.
+        """
+        names = [consts.FUNCTION_FINISHED_EVENT]
+        if status is RunStatus.FAILED:
+            names.append(consts.FUNCTION_FAILED_EVENT)
+        if not any(self._index.listens(name) for name in names):
+            return []
         data: dict[str, Any] = {
             "function_id": run.function_id,
             "run_id": run.run_id,
@@ -251,10 +261,6 @@ class Engine:
         if status is RunStatus.FAILED:
             internal.append(Event(name=consts.FUNCTION_FAILED_EVENT, data=data, id=run.run_id))
         plan = plan_intake(internal, self._index, self.clock.now_ms())
-        if not plan.runs:
-            # Nothing listens: skip storing them (they exist to start functions and,
-            # with the run lifecycle, to resume waiting parents).
-            return []
         created = write_intake(tx, plan)
         self._adopt_runs(created)
         return [job for _, job in created]

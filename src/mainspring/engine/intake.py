@@ -56,6 +56,10 @@ class TriggerIndex:
                 else:
                     self._exact.setdefault(trigger.event, []).append(sub)
 
+    def listens(self, name: str) -> bool:
+        """Could an event with this name start any function?"""
+        return name in self._exact or any(name.startswith(p) for p, _ in self._wildcards)
+
     def match(self, event: Mapping[str, Any]) -> list[Function[Any]]:
         """Functions to start for ``event``, each at most once."""
         name = event["name"]
