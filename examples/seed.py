@@ -66,7 +66,7 @@ async def dynamic_fn(ctx: inngest.Context) -> list[bool]:
     return list(updated_users)
 
 
-functions = [fn, dynamic_fn]
+functions: list[inngest.Function[typing.Any]] = [fn, dynamic_fn]
 
 
 async def main() -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from mainspring.sdk.step import Step, StepSync
 
 
-class ReplayAwareLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class ReplayAwareLogger(logging.LoggerAdapter[logging.Logger]):
     """Logs only when the function runs new code, not while it replays memoized steps."""
 
     def __init__(self, logger: logging.Logger, execution: Execution) -> None:
@@ -48,7 +48,7 @@ class Context:
     event: Event
     events: list[Event]
     group: Group
-    logger: logging.LoggerAdapter  # type: ignore[type-arg]
+    logger: logging.LoggerAdapter[logging.Logger]
     run_id: str
     step: Step
 
@@ -61,6 +61,6 @@ class ContextSync:
     event: Event
     events: list[Event]
     group: GroupSync
-    logger: logging.LoggerAdapter  # type: ignore[type-arg]
+    logger: logging.LoggerAdapter[logging.Logger]
     run_id: str
     step: StepSync
