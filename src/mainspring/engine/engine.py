@@ -27,7 +27,7 @@ from mainspring.engine.executor import ActiveRun, Executor
 from mainspring.engine.intake import TriggerIndex, plan_intake, validate_events, write_intake
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, Run, RunStatus
-from mainspring.engine.store.contract import NewRun, RunState, Tx
+from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
 from mainspring.engine.transport import InProcessTransport
 from mainspring.errors import MainspringError, RunNotFoundError
@@ -202,30 +202,7 @@ class Engine:
         """Cache new runs' state so their first job needs no read (jobs are queued by
         the caller once the transaction that created them has committed)."""
         for run, _ in created:
-            self._executor.adopt(
-                ActiveRun(
-                    RunState(
-                        run=Run(
-                            id=run.run_id,
-                            function_id=run.function_id,
-                            event_id=run.event_id,
-                            status=RunStatus.SCHEDULED,
-                            output=None,
-                            error=None,
-                            created_at=run.created_at,
-                            started_at=None,
-                            ended_at=None,
-                        ),
-                        events_json=run.events_json,
-                        max_attempts=run.max_attempts,
-                        request_version=-1,
-                        force_step_plan=False,
-                        coalesce_key=None,
-                        steps=[],
-                        pending=set(),
-                    )
-                )
-            )
+            self._executor.adopt(ActiveRun.new(run))
 
     def _emit_finished(
         self,

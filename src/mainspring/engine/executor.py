@@ -27,7 +27,7 @@ from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, JobKind, Run, RunStatus
-from mainspring.engine.store.contract import RunState, Store, Tx
+from mainspring.engine.store.contract import NewRun, RunState, Store, Tx
 from mainspring.engine.transport import Transport
 from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
@@ -140,6 +140,32 @@ class ActiveRun:
         self.stack: list[str] = [s.step_id for s in state.steps]
         #: Whether a parallel batch's pending set may exist (saves skip it otherwise).
         self.grouped = bool(state.pending)
+
+    @classmethod
+    def new(cls, run: NewRun) -> ActiveRun:
+        """The state of a run just created: no steps yet."""
+        return cls(
+            RunState(
+                run=Run(
+                    id=run.run_id,
+                    function_id=run.function_id,
+                    event_id=run.event_id,
+                    status=RunStatus.SCHEDULED,
+                    output=None,
+                    error=None,
+                    created_at=run.created_at,
+                    started_at=None,
+                    ended_at=None,
+                ),
+                events_json=run.events_json,
+                max_attempts=run.max_attempts,
+                request_version=-1,
+                force_step_plan=False,
+                coalesce_key=None,
+                steps=[],
+                pending=set(),
+            )
+        )
 
     def snapshot(self) -> Run:
         return Run(

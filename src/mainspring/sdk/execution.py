@@ -44,7 +44,6 @@ from mainspring.protocol.messages import (
     ErrorPayload,
     Failure,
     Ops,
-    StepOp,
 )
 from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
@@ -400,13 +399,13 @@ class Execution:
                 retriable=False,
             )
         except NonRetriableError as exc:
-            return Ops([_step_op(Opcode.STEP_FAILED, reg, error=error_payload(exc))])
+            return Ops([reg.to_op(Opcode.STEP_FAILED, error=error_payload(exc))])
         except RetryAfterError as exc:
             op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops([_step_op(op, reg, error=error_payload(exc))], retry_after=exc.retry_after)
+            return Ops([reg.to_op(op, error=error_payload(exc))], retry_after=exc.retry_after)
         except Exception as exc:
             op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops([_step_op(op, reg, error=error_payload(exc))])
+            return Ops([reg.to_op(op, error=error_payload(exc))])
         try:
             data = dump_json(output)
         except UnserializableError as err:
@@ -418,7 +417,7 @@ class Execution:
                 ),
                 retriable=False,
             )
-        return Ops([_step_op(Opcode.STEP_RUN, reg, data=data)])
+        return Ops([reg.to_op(Opcode.STEP_RUN, data=data)])
 
     @staticmethod
     def _last_attempt(request: CallRequest) -> bool:
@@ -595,27 +594,6 @@ def _call_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             "(mainspring.Context) for async step handlers"
         )
     return result
-
-
-def _step_op(
-    op: Opcode,
-    reg: Registration,
-    *,
-    data: bytes | None = None,
-    error: ErrorPayload | None = None,
-) -> StepOp:
-    spec = reg.spec
-    return StepOp(
-        op=op,
-        id=reg.hashed_id,
-        name=spec.name,
-        display_name=spec.user_id,
-        opts=spec.opts,
-        data=data,
-        error=error,
-        user_id=spec.user_id,
-        index=reg.index,
-    )
 
 
 def _function_failure(exc: BaseException) -> Failure:

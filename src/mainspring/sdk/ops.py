@@ -80,11 +80,18 @@ class Registration:
     #: The parallel round (sync groups) that collected it, to undo repeat counting.
     withdrawn: bool = False
 
-    def to_op(self) -> StepOp:
+    def to_op(
+        self,
+        op: Opcode | None = None,
+        *,
+        data: bytes | None = None,
+        error: ErrorPayload | None = None,
+    ) -> StepOp:
+        """The op reporting this step: by default its discovery form (``step.run`` as
+        ``StepPlanned``), or ``op`` with the outcome of running it."""
         spec = self.spec
-        op = spec.opcode
-        if op is Opcode.STEP_RUN:
-            op = Opcode.STEP_PLANNED
+        if op is None:
+            op = Opcode.STEP_PLANNED if spec.opcode is Opcode.STEP_RUN else spec.opcode
         opts = spec.opts
         if self.race:
             opts = {**(opts or {}), "parallelMode": ParallelMode.RACE.value}
@@ -94,6 +101,8 @@ class Registration:
             name=spec.name,
             display_name=spec.user_id,
             opts=opts,
+            data=data,
+            error=error,
             user_id=spec.user_id,
             index=self.index,
         )
