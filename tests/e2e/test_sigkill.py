@@ -62,7 +62,8 @@ POLL = 0.005
 #: A parallel kill counts only branch handlers with at least this long (seconds) still to
 #: sleep, so that they are still in flight when the signal lands, even on a loaded machine.
 MARGIN = 0.15
-RANDOM_KILLS = 3
+#: Kills at pseudo-random moments; raise it to soak the engine (``SIGKILL_RANDOM_KILLS=30``).
+RANDOM_KILLS = int(os.environ.get("SIGKILL_RANDOM_KILLS", "3"))
 
 StepKey = tuple[str, str]  # (run key, step user id)
 
