@@ -23,10 +23,11 @@ import orjson
 
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
-from mainspring.engine.executor import ActiveRun, Executor
+from mainspring.engine.executor import Executor
 from mainspring.engine.intake import TriggerIndex, plan_intake, validate_events, write_intake
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, Run, RunStatus
+from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
 from mainspring.engine.transport import InProcessTransport

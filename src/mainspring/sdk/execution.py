@@ -31,10 +31,10 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mainspring.errors import NonRetriableError, RetryAfterError, StepError
+from mainspring.errors import NonRetriableError, RetryAfterError
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.messages import (
     MISSING,
@@ -49,6 +49,14 @@ from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
 from mainspring.sdk.event import Event
 from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
+from mainspring.sdk.outcomes import call_handler_async, call_handler_sync, function_failure
+from mainspring.sdk.scopes import (
+    BRANCH_ROUND,
+    PARALLEL_SCOPE,
+    AbandonedInterrupt,
+    BranchSuspend,
+    NestedStepInterrupt,
+)
 from mainspring.sdk.serialize import UnserializableError, dump_json, error_payload
 from mainspring.sdk.tasks import (
     CURRENT_TRACKER,
@@ -72,50 +80,6 @@ CURRENT_EXECUTION: contextvars.ContextVar[Execution | None] = contextvars.Contex
 # How long to wait for a function busy on non-step awaits before looking again. A safety
 # net only: registrations and task completions wake the core immediately.
 _POLL_SECONDS = 0.05
-
-
-class NestedStepInterrupt(BaseException):
-    """A step was called inside another step's handler."""
-
-    def __init__(self, user_id: str) -> None:
-        super().__init__(user_id)
-        self.user_id = user_id
-
-
-class AbandonedInterrupt(BaseException):
-    """Unwinds a sync function whose execution was abandoned."""
-
-
-class BranchSuspend(BaseException):
-    """Unwinds one branch of a sync parallel group that reached a new step."""
-
-
-class ParallelScope:
-    """An async ``group.parallel`` in progress (nested groups chain to their parent)."""
-
-    __slots__ = ("race",)
-
-    def __init__(self, race: bool) -> None:
-        self.race = race
-
-
-class BranchRound:
-    """One pass over the branches of a sync ``group.parallel``."""
-
-    __slots__ = ("counted", "race", "registrations")
-
-    def __init__(self, race: bool) -> None:
-        self.race = race
-        self.registrations: list[Registration] = []
-        self.counted: list[str] = []
-
-
-PARALLEL_SCOPE: contextvars.ContextVar[ParallelScope | None] = contextvars.ContextVar(
-    "mainspring_parallel_scope", default=None
-)
-BRANCH_ROUND: contextvars.ContextVar[BranchRound | None] = contextvars.ContextVar(
-    "mainspring_branch_round", default=None
-)
 
 
 class Execution:
@@ -374,7 +338,7 @@ class Execution:
                     ),
                     retriable=False,
                 )
-        return _function_failure(exc)
+        return function_failure(exc)
 
     # -- running one step's handler ------------------------------------------------
 
@@ -431,10 +395,10 @@ class Execution:
         context.run(IN_STEP.set, True)
         if self.is_async:
             return await self._loop.create_task(
-                _call_maybe_async(handler, spec.args), context=context
+                call_handler_async(handler, spec.args), context=context
             )
         return await self._loop.run_in_executor(
-            self._step_executor, context.run, _call_sync, handler, spec.args
+            self._step_executor, context.run, call_handler_sync, handler, spec.args
         )
 
     # -- step calls from the function body -----------------------------------------
@@ -574,54 +538,6 @@ def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-async def _call_maybe_async(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = handler(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-def _call_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = handler(*args)
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-        raise TypeError(
-            "a sync function's step handler returned an awaitable; use an async function "
-            "(mainspring.Context) for async step handlers"
-        )
-    return result
-
-
-def _function_failure(exc: BaseException) -> Failure:
-    if isinstance(exc, NestedStepInterrupt):
-        return Failure(
-            ErrorPayload(
-                name="StepUsageError",
-                message=(
-                    f"step {exc.user_id!r} was called inside another step's handler; "
-                    "nested steps are not supported"
-                ),
-                code=ErrorCode.STEP_NESTED,
-            ),
-            retriable=False,
-        )
-    if isinstance(exc, StepError):
-        payload = ErrorPayload(
-            name=exc.name, message=exc.message, stack=exc.stack, code=ErrorCode.STEP_ERRORED
-        )
-        return Failure(payload, retriable=False)
-    if isinstance(exc, RetryAfterError):
-        return Failure(error_payload(exc, code=exc.code), retry_after=exc.retry_after)
-    if isinstance(exc, NonRetriableError):
-        return Failure(error_payload(exc, code=exc.code), retriable=False)
-    retriable = getattr(exc, "is_retriable", True) is not False
-    if not isinstance(exc, Exception):
-        retriable = False
-    return Failure(error_payload(exc, code=ErrorCode.UNKNOWN), retriable=retriable)
 
 
 def _build_context(execution: Execution, events: list[Event]) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from mainspring.protocol.opcodes import ParallelMode
-from mainspring.sdk.execution import (
+from mainspring.sdk.scopes import (
     BRANCH_ROUND,
     PARALLEL_SCOPE,
     BranchRound,

@@ -1,0 +1,61 @@
+"""How a handler is called, and how what it raised becomes a failure response."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from mainspring.errors import NonRetriableError, RetryAfterError, StepError
+from mainspring.protocol.codes import ErrorCode
+from mainspring.protocol.messages import ErrorPayload, Failure
+from mainspring.sdk.scopes import NestedStepInterrupt
+from mainspring.sdk.serialize import error_payload
+
+
+async def call_handler_async(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def call_handler_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = handler(*args)
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(
+            "a sync function's step handler returned an awaitable; use an async function "
+            "(mainspring.Context) for async step handlers"
+        )
+    return result
+
+
+def function_failure(exc: BaseException) -> Failure:
+    if isinstance(exc, NestedStepInterrupt):
+        return Failure(
+            ErrorPayload(
+                name="StepUsageError",
+                message=(
+                    f"step {exc.user_id!r} was called inside another step's handler; "
+                    "nested steps are not supported"
+                ),
+                code=ErrorCode.STEP_NESTED,
+            ),
+            retriable=False,
+        )
+    if isinstance(exc, StepError):
+        payload = ErrorPayload(
+            name=exc.name, message=exc.message, stack=exc.stack, code=ErrorCode.STEP_ERRORED
+        )
+        return Failure(payload, retriable=False)
+    if isinstance(exc, RetryAfterError):
+        return Failure(error_payload(exc, code=exc.code), retry_after=exc.retry_after)
+    if isinstance(exc, NonRetriableError):
+        return Failure(error_payload(exc, code=exc.code), retriable=False)
+    retriable = getattr(exc, "is_retriable", True) is not False
+    if not isinstance(exc, Exception):
+        retriable = False
+    return Failure(error_payload(exc, code=ErrorCode.UNKNOWN), retriable=retriable)
