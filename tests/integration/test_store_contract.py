@@ -101,12 +101,14 @@ async def test_jobs_dedupe_by_id_and_can_be_repurposed(store: Store) -> None:
     await store.transact(lambda tx: tx.reschedule_job("j1", run_at=50, attempt=2))
     [loaded] = await store.load_jobs()
     assert (loaded.run_at, loaded.attempt) == (50, 2)
-    await store.transact(lambda tx: tx.delete_run_jobs("r1"))
+    await store.transact(lambda tx: tx.delete_job("j1"))
     assert await store.load_jobs() == []
 
 
-async def test_finishing_a_run_is_final(store: Store) -> None:
+async def test_finishing_a_run_is_final_and_clears_its_jobs(store: Store) -> None:
     await store.transact(lambda tx: tx.create_run(new_run()))
+    await store.transact(lambda tx: tx.enqueue(job("j1")))
+    await store.transact(lambda tx: tx.set_pending("r1", ["a"], "ck"))
     done = await store.transact(
         lambda tx: tx.finish_run("r1", RunStatus.COMPLETED, output=b"42", error=None, at=9)
     )
@@ -117,6 +119,10 @@ async def test_finishing_a_run_is_final(store: Store) -> None:
     run = await store.get_run("r1")
     assert run is not None
     assert (run.status, run.output, run.ended_at) == (RunStatus.COMPLETED, 42, 9)
+    assert await store.load_jobs() == []
+    state = await store.load_run_state("r1")
+    assert state is not None
+    assert state.pending == set()
 
 
 async def test_a_failing_unit_is_undone_alone(store: Store) -> None:

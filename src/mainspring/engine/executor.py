@@ -68,6 +68,10 @@ class _Unit:
         self.after: list[Callable[[], None]] = []
         #: Columns of the run row to update, written once at the end of the unit.
         self.run_fields: dict[str, Any] = {}
+        #: Whether this unit created a pending set (the run's flag is updated after it).
+        self.grouped = False
+        #: Follow-up ids that cannot exist yet, so settling skips the existence check.
+        self.fresh_ids: set[str] = set()
         #: Steps this unit records, in order: the next one's position is after them.
         self.saved = 0
         self.finished: RunStatus | None = None
@@ -83,7 +87,7 @@ class _Unit:
             not keep_current
             and len(follow_ups) == 1
             and follow_ups[0].run_at <= self.now
-            and not tx.job_exists(follow_ups[0].id)
+            and (follow_ups[0].id in self.fresh_ids or not tx.job_exists(follow_ups[0].id))
         ):
             # The common case of a sequential run: the finished job's row becomes the next.
             follow = dataclasses.replace(follow_ups[0], id=current.id)
@@ -285,7 +289,7 @@ class Executor:
                 state.coalesce = hashlib.sha1(
                     (run.run_id + "".join(ids)).encode(), usedforsecurity=False
                 ).hexdigest()[:16]
-                state.grouped = True
+                state.grouped = unit.grouped = True
                 tx.set_pending(run.run_id, ids, state.coalesce)
         retry_at: datetime.datetime | None = None
         retry = False
@@ -405,6 +409,8 @@ class Executor:
             state.coalesce = None
         else:
             job_id = f"{run.function_id}:{run.run_id}-{step_id}" + ("-failure" if failure else "")
+            # Only the first record of this step enqueues this id: it cannot exist yet.
+            unit.fresh_ids.add(job_id)
         unit.enqueue(Job(id=job_id, run_id=run.run_id, kind=JobKind.DISCOVER, run_at=unit.now))
         state.force = False
 
@@ -470,10 +476,18 @@ class Executor:
     ) -> None:
         run, tx = unit.run, unit.tx
         error_json = None if error is None else orjson.dumps(error.to_wire())
-        if not tx.finish_run(run.run_id, status, output=output, error=error_json, at=unit.now):
-            return
-        tx.delete_run_jobs(run.run_id)
+        finished = tx.finish_run(
+            run.run_id,
+            status,
+            output=output,
+            error=error_json,
+            at=unit.now,
+            grouped=run.grouped or unit.grouped,
+        )
         unit.follow_ups.clear()
+        if not finished:  # it finished another way meanwhile (a cancellation)
+            tx.delete_job(unit.job.id)
+            return
         unit.jobs.extend(
             self._on_finished(tx, run, status, output, None if error is None else error.to_wire())
         )

@@ -18,11 +18,13 @@ What is atomic and what ``Tx`` methods return:
   run has no pending set, which lets a backend skip that bookkeeping.
 * ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
-* ``delete_job`` / ``reschedule_job`` / ``delete_run_jobs`` — queue maintenance.
+* ``delete_job`` / ``reschedule_job`` — queue maintenance.
 * ``job_exists`` / ``repurpose_job`` — turn a finished job's row into its follow-up (same
   id, new kind, target and due time): cheaper than a delete and an insert, and the run
   still always has a row standing for its next piece of work.
-* ``update_run`` / ``finish_run`` — run metadata and final status.
+* ``update_run`` — run metadata.
+* ``finish_run`` — the final status, once: False if the run had already finished. It also
+  removes the run's queued jobs and its pending set (``grouped=False``: it has none).
 """
 
 from __future__ import annotations
@@ -89,12 +91,18 @@ class Tx(Protocol):
     ) -> None: ...
     def update_run(self, run_id: str, **fields: Any) -> None: ...
     def finish_run(
-        self, run_id: str, status: RunStatus, *, output: bytes | None, error: bytes | None, at: int
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        output: bytes | None,
+        error: bytes | None,
+        at: int,
+        grouped: bool = True,
     ) -> bool: ...
     def enqueue(self, job: Job) -> bool: ...
     def delete_job(self, job_id: str) -> None: ...
     def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None: ...
-    def delete_run_jobs(self, run_id: str) -> None: ...
     def job_exists(self, job_id: str) -> bool: ...
     def repurpose_job(self, job_id: str, job: Job) -> None: ...
 

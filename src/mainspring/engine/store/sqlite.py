@@ -150,15 +150,26 @@ class SQLiteTx:
         )
 
     def finish_run(
-        self, run_id: str, status: RunStatus, *, output: bytes | None, error: bytes | None, at: int
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        output: bytes | None,
+        error: bytes | None,
+        at: int,
+        grouped: bool = True,
     ) -> bool:
         cur = self._db.execute(
             "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? "
             "WHERE run_id = ? AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
             (status.value, output, error, at, run_id),
         )
-        self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+        if grouped:
+            self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
+        return True
 
     def enqueue(self, job: Job) -> bool:
         cur = self._db.execute(
@@ -185,9 +196,6 @@ class SQLiteTx:
         self._db.execute(
             "UPDATE jobs SET run_at = ?, attempt = ? WHERE job_id = ?", (run_at, attempt, job_id)
         )
-
-    def delete_run_jobs(self, run_id: str) -> None:
-        self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
 
     def job_exists(self, job_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
