@@ -238,7 +238,9 @@ class Engine:
         internal = [Event(name=consts.FUNCTION_FINISHED_EVENT, data=data)]
         if status is RunStatus.FAILED:
             internal.append(Event(name=consts.FUNCTION_FAILED_EVENT, data=data, id=run.run_id))
-        plan = plan_intake(internal, self._index, self.clock.now_ms())
+        plan = plan_intake(
+            validate_events(internal, allow_internal=True), self._index, self.clock.now_ms()
+        )
         created = write_intake(tx, plan)
         self._adopt_runs(created)
         return [job for _, job in created]

@@ -15,7 +15,6 @@ completion.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 from collections.abc import Callable
@@ -90,7 +89,15 @@ class _Unit:
             and (follow_ups[0].id in self.fresh_ids or not tx.job_exists(follow_ups[0].id))
         ):
             # The common case of a sequential run: the finished job's row becomes the next.
-            follow = dataclasses.replace(follow_ups[0], id=current.id)
+            follow = follow_ups[0]
+            follow = Job(
+                id=current.id,
+                run_id=follow.run_id,
+                kind=follow.kind,
+                run_at=follow.run_at,
+                step_id=follow.step_id,
+                data=follow.data,
+            )
             tx.repurpose_job(current.id, follow)
             self.jobs.append(follow)
             return

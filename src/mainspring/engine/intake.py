@@ -87,11 +87,17 @@ class IntakePlan:
     runs: list[tuple[NewRun, Job]]
 
 
-def validate_events(raw: Sequence[Any], *, allow_internal: bool = False) -> list[Event]:
-    """Check every event before any is stored; errors name the event and the problem."""
+def validate_events(
+    raw: Sequence[Any], *, allow_internal: bool = False
+) -> list[tuple[Event, bytes]]:
+    """Check every event before any is stored; errors name the event and the problem.
+
+    Returns each event with its data serialised (checked once, reused for storage).
+    ``allow_internal`` admits the engine's own ``inngest/`` events, of any size.
+    """
     if len(raw) > MAX_EVENTS_PER_SEND:
         raise EventInvalidError(f"too many events in one send: {len(raw)} > {MAX_EVENTS_PER_SEND}")
-    events: list[Event] = []
+    events: list[tuple[Event, bytes]] = []
     for index, item in enumerate(raw):
         where = f"event {index}"
         if isinstance(item, Mapping):
@@ -109,40 +115,49 @@ def validate_events(raw: Sequence[Any], *, allow_internal: bool = False) -> list
         if not allow_internal and item.name.startswith(consts.INTERNAL_EVENT_PREFIX):
             raise EventInvalidError(f"{where}: names starting with 'inngest/' are reserved")
         try:
-            size = len(orjson.dumps(item.to_wire(), option=orjson.OPT_NON_STR_KEYS))
+            data_json = orjson.dumps(dict(item.data), option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
             raise EventInvalidError(f"{where}: data is not JSON: {exc}") from exc
-        if size > MAX_EVENT_BYTES:
+        size = len(data_json) + len(item.name) + len(item.id)
+        # Internal events carry a run's output: they are as large as the run allows.
+        if size > MAX_EVENT_BYTES and not allow_internal:
             raise EventInvalidError(
                 f"{where}: {size} bytes is over the {MAX_EVENT_BYTES}-byte limit"
             )
-        events.append(item)
+        events.append((item, data_json))
     return events
 
 
-def plan_intake(events: Sequence[Event], index: TriggerIndex, now_ms: int) -> IntakePlan:
+def plan_intake(
+    events: Sequence[tuple[Event, bytes]], index: TriggerIndex, now_ms: int
+) -> IntakePlan:
+    """Ids, stored rows and the runs to start for validated events (no I/O)."""
     plan = IntakePlan(events=[], runs=[])
-    for event in events:
+    for event, data_json in events:
         internal_id = str(ulid.ULID())
-        data = orjson.loads(orjson.dumps(dict(event.data), option=orjson.OPT_NON_STR_KEYS))
         stored = StoredEvent(
             internal_id=internal_id,
             id=event.id or internal_id,
             name=event.name,
-            data=data,
+            data=orjson.loads(data_json),
             ts=event.ts or now_ms,
             received_at=now_ms,
+            data_json=data_json,
         )
         plan.events.append(stored)
-        wire = stored.to_wire()
-        for function in index.match(wire):
-            plan.runs.append(new_run(function, [wire], stored.internal_id, stored.id, now_ms))
+        matched = index.match(stored.to_wire())
+        if matched:
+            events_json = b"[" + stored.wire_json() + b"]"
+            for function in matched:
+                plan.runs.append(
+                    new_run(function, events_json, stored.internal_id, stored.id, now_ms)
+                )
     return plan
 
 
 def new_run(
     function: Function[Any],
-    events: list[dict[str, Any]],
+    events_json: bytes,
     event_internal_id: str,
     event_key: str,
     now_ms: int,
@@ -152,7 +167,7 @@ def new_run(
         run_id=run_id,
         function_id=function.id,
         event_id=event_internal_id,
-        events_json=orjson.dumps(events),
+        events_json=events_json,
         # One run per function per event id (protocol §8.3), for a day in the reference;
         # forever here, since the key is part of the run row.
         idempotency_key=f"{function.id}:{event_key}",

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 from typing import Any
 
+import orjson
+
 
 class RunStatus(enum.StrEnum):
     """A run's status, with the strings of the REST API (protocol §12)."""
@@ -56,9 +58,18 @@ class StoredEvent:
     data: dict[str, Any]
     ts: int
     received_at: int
+    #: ``data`` already serialised, when the intake has it (saves encoding it again).
+    data_json: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def to_wire(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "data": self.data, "ts": self.ts, "user": {}}
+
+    def wire_json(self) -> bytes:
+        """``to_wire()`` serialised, reusing ``data_json``."""
+        data: Any = self.data if self.data_json is None else orjson.Fragment(self.data_json)
+        return orjson.dumps(
+            {"id": self.id, "name": self.name, "data": data, "ts": self.ts, "user": {}}
+        )
 
 
 class JobKind(enum.StrEnum):

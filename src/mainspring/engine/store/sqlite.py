@@ -74,7 +74,7 @@ class SQLiteTx:
                 event.internal_id,
                 event.id,
                 event.name,
-                orjson.dumps(event.data),
+                event.data_json if event.data_json is not None else orjson.dumps(event.data),
                 event.ts,
                 event.received_at,
             ),
