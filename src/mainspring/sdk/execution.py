@@ -47,7 +47,9 @@ from mainspring.protocol.messages import (
 )
 from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
+from mainspring.sdk.context import Context, ContextSync, ReplayAwareLogger
 from mainspring.sdk.event import Event
+from mainspring.sdk.group import Group, GroupSync
 from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
 from mainspring.sdk.outcomes import call_handler_async, call_handler_sync, function_failure
 from mainspring.sdk.scopes import (
@@ -58,6 +60,7 @@ from mainspring.sdk.scopes import (
     NestedStepInterrupt,
 )
 from mainspring.sdk.serialize import UnserializableError, dump_json, error_payload
+from mainspring.sdk.step import Step, StepSync
 from mainspring.sdk.tasks import (
     CURRENT_TRACKER,
     IN_STEP,
@@ -114,7 +117,8 @@ class Execution:
         self._abandoned = False
         self._root: asyncio.Future[Any] | None = None
         self._tracker = TaskTracker(self._wakeup.set)
-        self._cond = threading.Condition()
+        # Only a sync function's thread waits on it; async executions share a dummy.
+        self._cond = threading.Condition() if not self.is_async else _UNUSED_CONDITION
         self._thread_blocked = False
         self.attempt = request.ctx.attempt
         self.max_attempts = request.ctx.max_attempts
@@ -540,11 +544,10 @@ async def _await(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _build_context(execution: Execution, events: list[Event]) -> Any:
-    from mainspring.sdk.context import Context, ContextSync, ReplayAwareLogger
-    from mainspring.sdk.group import Group, GroupSync
-    from mainspring.sdk.step import Step, StepSync
+_UNUSED_CONDITION = threading.Condition()
 
+
+def _build_context(execution: Execution, events: list[Event]) -> Any:
     logger = ReplayAwareLogger(execution.client.logger, execution)
     if execution.is_async:
         return Context(
