@@ -86,3 +86,19 @@ def log_calls(engine: mainspring.Engine) -> CallLog:
 
     executor._transport = Counting()
     return log
+
+
+async def wait_for_pauses(engine: mainspring.Engine, run_id: str, count: int = 1) -> None:
+    """Until the run has ``count`` pauses stored (a test-only peek at the store)."""
+    import asyncio
+
+    for _ in range(500):
+        row = (
+            engine._store._reader()
+            .execute("SELECT count(*) FROM pauses WHERE run_id = ?", (run_id,))
+            .fetchone()
+        )
+        if row[0] >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"run {run_id} never paused")

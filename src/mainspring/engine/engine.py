@@ -193,9 +193,11 @@ class Engine:
         batch = validate_events([events] if isinstance(events, Event) else list(events))
         now = self.clock.now_ms()
         plan = plan_intake(batch, self._index, now)
-        created = await self._store.transact(lambda tx: write_intake(tx, plan))
-        self._adopt_runs(created)
-        for _, job in created:
+        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
+        self._adopt_runs(result.created)
+        for _, job in result.created:
+            self._queue.push(job)
+        for job in result.resumed:
             self._queue.push(job)
         return [event.internal_id for event in plan.events]
 
@@ -241,9 +243,9 @@ class Engine:
         plan = plan_intake(
             validate_events(internal, allow_internal=True), self._index, self.clock.now_ms()
         )
-        created = write_intake(tx, plan)
-        self._adopt_runs(created)
-        return [job for _, job in created]
+        result = write_intake(tx, plan, self.clock.now_ms())
+        self._adopt_runs(result.created)
+        return [job for _, job in result.created] + result.resumed
 
     def _settled(self, run_id: str) -> None:
         for waiter in self._waiters.pop(run_id, ()):

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from mainspring.engine import waits
 from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
 from mainspring.engine.queue import JobQueue
@@ -29,9 +30,9 @@ from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
 from mainspring.engine.store.contract import Store, Tx
 from mainspring.engine.transport import Transport
+from mainspring.engine.unit import OpsState, Unit, maybe_discover, record_step
 from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
-from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.protocol.messages import (
     CallContext,
     CallRequest,
@@ -42,79 +43,22 @@ from mainspring.protocol.messages import (
     Ops,
     StepOp,
 )
-from mainspring.protocol.opcodes import LAZY_OPS, PLAN_TYPE_OPS, Opcode, ParallelMode
+from mainspring.protocol.opcodes import LAZY_OPS, PLAN_TYPE_OPS, Opcode
 from mainspring.sdk.serialize import error_payload
 
-#: Sleeps and waits are capped at 366 days (protocol §8.1).
-MAX_SLEEP_MS = 366 * 86_400_000
+#: Ops whose step the engine itself brings to an end (timers and pauses).
+_WAIT_OPS = {Opcode.SLEEP: waits.schedule_sleep, Opcode.WAIT_FOR_EVENT: waits.create_wait}
+
+#: Jobs that record a result without calling the function.
+_ENGINE_JOBS = {
+    JobKind.SLEEP: waits.wake,
+    JobKind.RESUME: waits.resume,
+    JobKind.PAUSE_TIMEOUT: waits.pause_timeout,
+}
 
 FinishedHook = Callable[
     [Tx, "ActiveRun", RunStatus, bytes | None, dict[str, Any] | None], list[Job]
 ]
-
-
-class _Unit:
-    """Builds one store unit for a response: DB writes now, memory changes after them."""
-
-    def __init__(self, tx: Tx, run: ActiveRun, job: Job, now: int) -> None:
-        self.tx = tx
-        self.run = run
-        self.job = job
-        self.now = now
-        #: Jobs written by this unit, to put on the in-memory queue once it commits.
-        self.jobs: list[Job] = []
-        self.follow_ups: list[Job] = []
-        self.after: list[Callable[[], None]] = []
-        #: Columns of the run row to update, written once at the end of the unit.
-        self.run_fields: dict[str, Any] = {}
-        #: Whether this unit created a pending set (the run's flag is updated after it).
-        self.grouped = False
-        #: Follow-up ids that cannot exist yet, so settling skips the existence check.
-        self.fresh_ids: set[str] = set()
-        #: Steps this unit records, in order: the next one's position is after them.
-        self.saved = 0
-        self.finished: RunStatus | None = None
-
-    def enqueue(self, job: Job) -> None:
-        """Queue a follow-up of this run; written by :meth:`settle_jobs`."""
-        self.follow_ups.append(job)
-
-    def settle_jobs(self, *, keep_current: bool) -> None:
-        """Delete (or keep, for a retry) the current job and write the follow-ups."""
-        tx, current, follow_ups = self.tx, self.job, self.follow_ups
-        if (
-            not keep_current
-            and len(follow_ups) == 1
-            and follow_ups[0].run_at <= self.now
-            and (follow_ups[0].id in self.fresh_ids or not tx.job_exists(follow_ups[0].id))
-        ):
-            # The common case of a sequential run: the finished job's row becomes the next.
-            follow = follow_ups[0]
-            follow = Job(
-                id=current.id,
-                run_id=follow.run_id,
-                kind=follow.kind,
-                run_at=follow.run_at,
-                step_id=follow.step_id,
-                data=follow.data,
-            )
-            tx.repurpose_job(current.id, follow)
-            self.jobs.append(follow)
-            return
-        if not keep_current:
-            tx.delete_job(current.id)
-        for job in follow_ups:
-            if tx.enqueue(job):
-                self.jobs.append(job)
-
-    def commit_memory(self) -> None:
-        fields = self.run_fields
-        if self.finished is not None:
-            fields.pop("status", None)  # the final status is already written
-        if fields:
-            self.tx.update_run(self.run.run_id, **fields)
-        for change in self.after:
-            change()
 
 
 class Executor:
@@ -174,8 +118,16 @@ class Executor:
             # Already recorded (a race-mode re-plan, or a retry that raced its result).
             await self._store.transact(lambda tx: tx.delete_job(job.id))
             return None
-        if job.kind is JobKind.SLEEP:
-            return await self._record(run, job, lambda unit: self._wake(unit))
+        if job.kind in _ENGINE_JOBS:
+            return await self._record(run, job, _ENGINE_JOBS[job.kind])
+        if job.kind is JobKind.CANCEL:
+            return await self._record(
+                run,
+                job,
+                lambda unit: self._finish(
+                    unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", "run cancelled")
+                ),
+            )
         started = self._clock.now_ms()
         request = CallRequest(
             fn_id=run.function_id,
@@ -199,11 +151,11 @@ class Executor:
             response = Failure(error_payload(exc))
         return await self._record(run, job, lambda unit: self._apply(unit, response, started))
 
-    async def _record(self, run: ActiveRun, job: Job, build: Callable[[_Unit], None]) -> Job | None:
+    async def _record(self, run: ActiveRun, job: Job, build: Callable[[Unit], None]) -> Job | None:
         now = self._clock.now_ms()
 
-        def unit_fn(tx: Tx) -> _Unit:
-            unit = _Unit(tx, run, job, now)
+        def unit_fn(tx: Tx) -> Unit:
+            unit = Unit(tx, run, job, now)
             if run.status.finished:  # cancelled while the call was in flight
                 tx.delete_job(job.id)
                 return unit
@@ -231,7 +183,7 @@ class Executor:
 
     # -- applying a response -------------------------------------------------------
 
-    def _apply(self, unit: _Unit, response: CallResponse, started: int) -> None:
+    def _apply(self, unit: Unit, response: CallResponse, started: int) -> None:
         run, job = unit.run, unit.job
         if run.started_at is None:
             unit.run_fields.update(status=RunStatus.RUNNING.value, started_at=started)
@@ -251,7 +203,7 @@ class Executor:
         else:
             self._apply_ops(unit, response)
 
-    def _retry(self, unit: _Unit, retry_after: datetime.datetime | None) -> None:
+    def _retry(self, unit: Unit, retry_after: datetime.datetime | None) -> None:
         job = unit.job
         if retry_after is not None:
             at = int(retry_after.timestamp() * 1000)
@@ -273,7 +225,7 @@ class Executor:
             )
         )
 
-    def _apply_ops(self, unit: _Unit, response: Ops) -> None:
+    def _apply_ops(self, unit: Unit, response: Ops) -> None:
         run, tx = unit.run, unit.tx
         ops = [op for op in response.ops if op.op not in LAZY_OPS]
         if not ops:
@@ -288,7 +240,7 @@ class Executor:
         if run.request_version == -1:
             unit.run_fields["request_version"] = consts.REQUEST_VERSION
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
-        state = _OpsState(run)
+        state = OpsState(run)
         if len(ops) > 1:
             state.force = True
             if any(op.op in PLAN_TYPE_OPS for op in ops):
@@ -337,8 +289,10 @@ class Executor:
                             data={"mode": op.parallel_mode} if op.parallel_mode else None,
                         )
                     )
-            elif op.op is Opcode.SLEEP:
-                if not self._sleep(unit, op):
+            elif op.op in _WAIT_OPS:
+                problem = _WAIT_OPS[op.op](unit, op)
+                if problem is not None:
+                    self._finish(unit, RunStatus.FAILED, error=problem)
                     return
             else:
                 self._finish(
@@ -360,122 +314,18 @@ class Executor:
         state.write(unit)
 
     def _save(
-        self, unit: _Unit, state: _OpsState, op: StepOp, memo: bytes, *, failure: bool = False
+        self, unit: Unit, state: OpsState, op: StepOp, memo: bytes, *, failure: bool = False
     ) -> None:
-        if self._record_step(unit, state, op.id, memo, op.user_id or op.display_name, op.op.value):
+        if record_step(unit, state, op.id, memo, op.user_id or op.display_name, op.op.value):
             mode = op.parallel_mode
             if mode is None and unit.job.data is not None and unit.job.step_id == op.id:
                 job_mode = unit.job.data.get("mode")
                 mode = job_mode if isinstance(job_mode, str) else None
-            self._maybe_discover(unit, state, op.id, mode, state.has_pending, failure=failure)
-
-    def _record_step(
-        self, unit: _Unit, state: _OpsState, step_id: str, memo: bytes, user_id: str, op: str
-    ) -> bool:
-        """Save one step's memo; False if it was recorded before (the first result stands)."""
-        run = unit.run
-        inserted, state.has_pending = unit.tx.save_step(
-            run.run_id,
-            step_id,
-            memo,
-            seq=len(run.stack) + unit.saved + 1,
-            user_id=user_id,
-            op=op,
-            at=unit.now,
-            grouped=state.grouped,
-        )
-        if not inserted:
-            return False
-        unit.saved += 1
-        if not state.has_pending:
-            state.grouped = False
-
-        def remember() -> None:
-            run.memos[step_id] = memo
-            run.stack.append(step_id)
-
-        unit.after.append(remember)
-        return True
-
-    def _maybe_discover(
-        self,
-        unit: _Unit,
-        state: _OpsState,
-        step_id: str,
-        mode: str | None,
-        has_pending: bool,
-        *,
-        failure: bool = False,
-    ) -> None:
-        run = unit.run
-        race = mode == ParallelMode.RACE.value
-        if has_pending and not race:
-            return  # another member of the group will call the function
-        if state.coalesce is not None and not race:
-            job_id = f"{run.run_id}-{state.coalesce}-discover"
-            state.coalesce = None
-        else:
-            job_id = f"{run.function_id}:{run.run_id}-{step_id}" + ("-failure" if failure else "")
-            # Only the first record of this step enqueues this id: it cannot exist yet.
-            unit.fresh_ids.add(job_id)
-        unit.enqueue(Job(id=job_id, run_id=run.run_id, kind=JobKind.DISCOVER, run_at=unit.now))
-        state.force = False
-
-    def _sleep(self, unit: _Unit, op: StepOp) -> bool:
-        duration = (op.opts or {}).get("duration")
-        try:
-            wake = _wake_time(
-                duration if isinstance(duration, str) and duration else op.name, unit.now
-            )
-        except DurationError as exc:
-            self._finish(
-                unit,
-                RunStatus.FAILED,
-                error=ErrorPayload(name="SleepError", message=f"step {op.display_name!r}: {exc}"),
-            )
-            return False
-        if wake - unit.now > MAX_SLEEP_MS:
-            self._finish(
-                unit,
-                RunStatus.FAILED,
-                error=ErrorPayload(
-                    name="TimeoutTooLongError",
-                    message=f"step {op.display_name!r}: sleeps are limited to 366 days",
-                    code=ErrorCode.TIMEOUT_TOO_LONG,
-                ),
-            )
-            return False
-        run = unit.run
-        unit.enqueue(
-            Job(
-                id=f"{run.function_id}:{run.run_id}-{op.id}-sleep",
-                run_id=run.run_id,
-                kind=JobKind.SLEEP,
-                run_at=max(wake, unit.now),
-                step_id=op.id,
-                data={"user_id": op.user_id or op.display_name, "mode": op.parallel_mode},
-            )
-        )
-        return True
-
-    def _wake(self, unit: _Unit) -> None:
-        run, job = unit.run, unit.job
-        data = job.data or {}
-        assert job.step_id is not None
-        state = _OpsState(run)
-        if self._record_step(
-            unit, state, job.step_id, b"null", str(data.get("user_id", "")), "Sleep"
-        ):
-            mode = data.get("mode")
-            self._maybe_discover(
-                unit, state, job.step_id, mode if isinstance(mode, str) else None, state.has_pending
-            )
-        unit.settle_jobs(keep_current=False)
-        state.write(unit)
+            maybe_discover(unit, state, op.id, mode, state.has_pending, failure=failure)
 
     def _finish(
         self,
-        unit: _Unit,
+        unit: Unit,
         status: RunStatus,
         *,
         output: bytes | None = None,
@@ -500,43 +350,3 @@ class Executor:
         )
         unit.finished = status
         unit.after.append(lambda: setattr(run, "status", status))
-
-
-class _OpsState:
-    """Run flags one response may change: written with the unit, remembered after it."""
-
-    __slots__ = ("coalesce", "force", "grouped", "has_pending")
-
-    def __init__(self, run: ActiveRun) -> None:
-        self.force = run.force_step_plan
-        self.coalesce = run.coalesce_key
-        self.grouped = run.grouped
-        self.has_pending = False
-
-    def write(self, unit: _Unit) -> None:
-        run = unit.run
-        if self.force != run.force_step_plan:
-            unit.run_fields["force_step_plan"] = int(self.force)
-        if self.coalesce != run.coalesce_key:
-            unit.run_fields["coalesce_key"] = self.coalesce
-
-        def remember() -> None:
-            run.force_step_plan = self.force
-            run.coalesce_key = self.coalesce
-            run.grouped = self.grouped
-
-        unit.after.append(remember)
-
-
-def _wake_time(text: str, now: int) -> int:
-    """A sleep's wake time: an ISO date (the reference SDK's ``name``) or a time string."""
-    if len(text) >= 10:
-        try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            pass
-        else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=datetime.UTC)
-            return int(moment.timestamp() * 1000)
-    return now + int(parse_duration_ms(text))

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import ulid
 
-from mainspring.engine.records import Job, JobKind, StoredEvent
+from mainspring.engine.records import Job, JobKind, Pause, PauseKind, StoredEvent
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.errors import EventInvalidError
 from mainspring.protocol import consts
@@ -178,13 +178,55 @@ def new_run(
     return run, job
 
 
-def write_intake(tx: Tx, plan: IntakePlan) -> list[tuple[NewRun, Job]]:
-    """Record a plan; returns the runs actually created (duplicates are skipped)."""
+@dataclasses.dataclass(slots=True)
+class IntakeResult:
+    """What recording a plan did: runs created, and jobs for runs it resumed or cancelled."""
+
+    created: list[tuple[NewRun, Job]]
+    resumed: list[Job]
+
+
+def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
+    """Record a plan: store the events, resume the pauses they match, create the runs.
+
+    Pauses are matched inside the same unit that records the event, so only pauses that
+    existed before the event can match it, and a pause is consumed exactly once.
+    """
+    result = IntakeResult(created=[], resumed=[])
     for event in plan.events:
         tx.insert_event(event)
-    created: list[tuple[NewRun, Job]] = []
+        wire = event.to_wire()
+        for pause in tx.pauses_for_event(event.name, wire, now):
+            if pause.expression is not None and not compile_expression(pause.expression).matches(
+                {"async": wire}
+            ):
+                continue
+            if tx.claim_pause(pause.id) is None:
+                continue
+            job = resume_job(pause, wire, now)
+            timeout_job = pause.data.get("timeout_job")
+            if isinstance(timeout_job, str):
+                tx.delete_job(timeout_job)
+            if tx.enqueue(job):
+                result.resumed.append(job)
     for run, job in plan.runs:
         if tx.create_run(run):
             tx.enqueue(job)
-            created.append((run, job))
-    return created
+            result.created.append((run, job))
+    return result
+
+
+def resume_job(pause: Pause, event: dict[str, Any], now: int) -> Job:
+    """The job that acts on a matched pause."""
+    if pause.kind is PauseKind.CANCEL:
+        return Job(
+            id=f"{pause.run_id}-cancel", run_id=pause.run_id, kind=JobKind.CANCEL, run_at=now
+        )
+    return Job(
+        id=f"{pause.id}-event",
+        run_id=pause.run_id,
+        kind=JobKind.RESUME,
+        run_at=now,
+        step_id=pause.step_id,
+        data={**pause.data, "kind": pause.kind.value, "event": event},
+    )

@@ -79,6 +79,40 @@ class JobKind(enum.StrEnum):
     DISCOVER = "discover"  # call with stepId=step after a step finished
     PLAN = "plan"  # call targeting one planned step
     SLEEP = "sleep"  # a sleep's wake-up
+    RESUME = "resume"  # a pause was matched: record its result, then call again
+    PAUSE_TIMEOUT = "pause-timeout"  # a pause expired unmatched
+    CANCEL = "cancel"  # a cancel pause matched: cancel the run
+
+
+class PauseKind(enum.StrEnum):
+    """What a pause waits for."""
+
+    WAIT = "wait"  # step.wait_for_event
+    INVOKE = "invoke"  # step.invoke: the child's inngest/function.finished
+    CANCEL = "cancel"  # a function's cancel=[Cancel(...)] condition
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pause:
+    """A run waiting for an event (protocol §6.4).
+
+    ``expression`` has the triggering event's values already substituted, so only
+    ``async`` (the candidate event) is left. When it is a plain ``async.<path> ==
+    <literal>``, ``match_path``/``match_value`` index it so an event finds its pauses
+    without evaluating every one.
+    """
+
+    id: str
+    run_id: str
+    step_id: str
+    kind: PauseKind
+    event_name: str
+    expression: str | None
+    match_path: str | None
+    match_value: str | None
+    expires_at: int
+    data: dict[str, Any]
+    created_at: int
 
 
 @dataclasses.dataclass(slots=True)

@@ -19,21 +19,28 @@ What is atomic and what ``Tx`` methods return:
 * ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
 * ``delete_job`` / ``reschedule_job`` — queue maintenance.
+* ``create_pause`` — inserts a pause; False if one with that id exists.
+* ``claim_pause`` — deletes a pause and returns it; None if it was already consumed, so a
+  pause is consumed exactly once whatever races for it.
+* ``pauses_for_event`` — the pauses an event with this name could resume: those indexed by
+  a ``(match_path, match_value)`` the event has, and those without an index (to be
+  evaluated). Expired pauses are left out.
 * ``job_exists`` / ``repurpose_job`` — turn a finished job's row into its follow-up (same
   id, new kind, target and due time): cheaper than a delete and an insert, and the run
   still always has a row standing for its next piece of work.
 * ``update_run`` — run metadata.
 * ``finish_run`` — the final status, once: False if the run had already finished. It also
-  removes the run's queued jobs and its pending set (``grouped=False``: it has none).
+  removes the run's queued jobs, its pauses and its pending set (``grouped=False``: it
+  has none).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from mainspring.engine.records import Job, Run, RunStatus, StoredEvent
+from mainspring.engine.records import Job, Pause, Run, RunStatus, StoredEvent
 
 T = TypeVar("T")
 
@@ -103,6 +110,9 @@ class Tx(Protocol):
     def enqueue(self, job: Job) -> bool: ...
     def delete_job(self, job_id: str) -> None: ...
     def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None: ...
+    def create_pause(self, pause: Pause) -> bool: ...
+    def claim_pause(self, pause_id: str) -> Pause | None: ...
+    def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]: ...
     def job_exists(self, job_id: str) -> bool: ...
     def repurpose_job(self, job_id: str, job: Job) -> None: ...
 

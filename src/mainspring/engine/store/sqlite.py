@@ -18,14 +18,15 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Literal, TypeVar
 
 import orjson
 
-from mainspring.engine.records import Job, JobKind, Run, RunStatus, StoredEvent
+from mainspring.engine.records import Job, JobKind, Pause, PauseKind, Run, RunStatus, StoredEvent
 from mainspring.engine.store.contract import NewRun, RunState, StepRecord
+from mainspring.protocol.match_keys import value_key
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
@@ -55,6 +56,28 @@ def _run_from_row(row: Sequence[Any]) -> Run:
         created_at=row[6],
         started_at=row[7],
         ended_at=row[8],
+    )
+
+
+_PAUSE_COLUMNS = (
+    "pause_id, run_id, step_id, kind, event_name, expression, match_path, match_value, "
+    "expires_at, data, created_at"
+)
+
+
+def _pause_from_row(row: Sequence[Any]) -> Pause:
+    return Pause(
+        id=row[0],
+        run_id=row[1],
+        step_id=row[2],
+        kind=PauseKind(row[3]),
+        event_name=row[4],
+        expression=row[5],
+        match_path=row[6],
+        match_value=row[7],
+        expires_at=row[8],
+        data=orjson.loads(row[9]) if row[9] is not None else {},
+        created_at=row[10],
     )
 
 
@@ -167,6 +190,7 @@ class SQLiteTx:
         if cur.rowcount != 1:
             return False
         self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
         if grouped:
             self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
         return True
@@ -196,6 +220,69 @@ class SQLiteTx:
         self._db.execute(
             "UPDATE jobs SET run_at = ?, attempt = ? WHERE job_id = ?", (run_at, attempt, job_id)
         )
+
+    def create_pause(self, pause: Pause) -> bool:
+        cur = self._db.execute(
+            f"INSERT INTO pauses ({_PAUSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (
+                pause.id,
+                pause.run_id,
+                pause.step_id,
+                pause.kind.value,
+                pause.event_name,
+                pause.expression,
+                pause.match_path,
+                pause.match_value,
+                pause.expires_at,
+                orjson.dumps(pause.data),
+                pause.created_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def claim_pause(self, pause_id: str) -> Pause | None:
+        row = self._db.execute(
+            f"DELETE FROM pauses WHERE pause_id = ? RETURNING {_PAUSE_COLUMNS}", (pause_id,)
+        ).fetchone()
+        return None if row is None else _pause_from_row(row)
+
+    def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
+        db = self._db
+        found: list[Pause] = []
+        paths = [
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT match_path FROM pauses WHERE event_name = ?", (name,)
+            )
+        ]
+        if not paths:
+            return found
+        for path in paths:
+            if path is None:
+                continue
+            key = value_key(event, path)
+            if key is None:
+                continue
+            found.extend(
+                _pause_from_row(r)
+                for r in db.execute(
+                    f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
+                    "AND match_path = ? AND match_value = ? AND expires_at > ?",
+                    (name, path, key, now),
+                )
+            )
+        if None in paths:
+            found.extend(
+                _pause_from_row(r)
+                for r in db.execute(
+                    f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
+                    "AND match_path IS NULL AND expires_at > ?",
+                    (name, now),
+                )
+            )
+        found.sort(key=lambda p: (p.created_at, p.id))
+        return found
 
     def job_exists(self, job_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()

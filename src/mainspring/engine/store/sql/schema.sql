@@ -64,3 +64,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS jobs_by_run ON jobs (run_id);
+
+-- Runs waiting for an event (wait_for_event, invoke, cancel conditions). A pause is
+-- consumed by deleting it: whoever deletes it first (a matching event or the timeout) wins.
+CREATE TABLE IF NOT EXISTS pauses (
+    pause_id    TEXT PRIMARY KEY,      -- "{run_id}:{step_id}"
+    run_id      TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    kind        TEXT NOT NULL,         -- wait | invoke | cancel
+    event_name  TEXT NOT NULL,
+    expression  TEXT,                  -- CEL with the triggering event substituted
+    match_path  TEXT,                  -- for `async.<path> == <literal>`: the path ...
+    match_value TEXT,                  -- ... and the literal as canonical JSON
+    expires_at  INTEGER NOT NULL,
+    data        BLOB,
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pauses_by_event ON pauses (event_name, match_path, match_value);
+CREATE INDEX IF NOT EXISTS pauses_by_run ON pauses (run_id);

@@ -1,0 +1,161 @@
+"""One store unit being built: the writes for one job's outcome, and what to remember.
+
+A unit writes to the store now and changes the in-memory run state only after all its
+writes succeeded (:meth:`Unit.commit_memory`), so a failed unit leaves memory untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mainspring.engine.records import Job, JobKind, RunStatus
+from mainspring.engine.run_state import ActiveRun
+from mainspring.engine.store.contract import Tx
+from mainspring.protocol.opcodes import ParallelMode
+
+
+class Unit:
+    """Builds one store unit for a response: DB writes now, memory changes after them."""
+
+    def __init__(self, tx: Tx, run: ActiveRun, job: Job, now: int) -> None:
+        self.tx = tx
+        self.run = run
+        self.job = job
+        self.now = now
+        #: Jobs written by this unit, to put on the in-memory queue once it commits.
+        self.jobs: list[Job] = []
+        self.follow_ups: list[Job] = []
+        self.after: list[Callable[[], None]] = []
+        #: Columns of the run row to update, written once at the end of the unit.
+        self.run_fields: dict[str, Any] = {}
+        #: Whether this unit created a pending set (the run's flag is updated after it).
+        self.grouped = False
+        #: Follow-up ids that cannot exist yet, so settling skips the existence check.
+        self.fresh_ids: set[str] = set()
+        #: Steps this unit records, in order: the next one's position is after them.
+        self.saved = 0
+        self.finished: RunStatus | None = None
+
+    def enqueue(self, job: Job) -> None:
+        """Queue a follow-up of this run; written by :meth:`settle_jobs`."""
+        self.follow_ups.append(job)
+
+    def settle_jobs(self, *, keep_current: bool) -> None:
+        """Delete (or keep, for a retry) the current job and write the follow-ups."""
+        tx, current, follow_ups = self.tx, self.job, self.follow_ups
+        if (
+            not keep_current
+            and len(follow_ups) == 1
+            and follow_ups[0].run_at <= self.now
+            and (follow_ups[0].id in self.fresh_ids or not tx.job_exists(follow_ups[0].id))
+        ):
+            # The common case of a sequential run: the finished job's row becomes the next.
+            follow = follow_ups[0]
+            follow = Job(
+                id=current.id,
+                run_id=follow.run_id,
+                kind=follow.kind,
+                run_at=follow.run_at,
+                step_id=follow.step_id,
+                data=follow.data,
+            )
+            tx.repurpose_job(current.id, follow)
+            self.jobs.append(follow)
+            return
+        if not keep_current:
+            tx.delete_job(current.id)
+        for job in follow_ups:
+            if tx.enqueue(job):
+                self.jobs.append(job)
+
+    def commit_memory(self) -> None:
+        fields = self.run_fields
+        if self.finished is not None:
+            fields.pop("status", None)  # the final status is already written
+        if fields:
+            self.tx.update_run(self.run.run_id, **fields)
+        for change in self.after:
+            change()
+
+
+class OpsState:
+    """Run flags one response may change: written with the unit, remembered after it."""
+
+    __slots__ = ("coalesce", "force", "grouped", "has_pending")
+
+    def __init__(self, run: ActiveRun) -> None:
+        self.force = run.force_step_plan
+        self.coalesce = run.coalesce_key
+        self.grouped = run.grouped
+        self.has_pending = False
+
+    def write(self, unit: Unit) -> None:
+        run = unit.run
+        if self.force != run.force_step_plan:
+            unit.run_fields["force_step_plan"] = int(self.force)
+        if self.coalesce != run.coalesce_key:
+            unit.run_fields["coalesce_key"] = self.coalesce
+
+        def remember() -> None:
+            run.force_step_plan = self.force
+            run.coalesce_key = self.coalesce
+            run.grouped = self.grouped
+
+        unit.after.append(remember)
+
+
+def record_step(
+    unit: Unit, state: OpsState, step_id: str, memo: bytes, user_id: str, op: str
+) -> bool:
+    """Save one step's memo; False if it was recorded before (the first result stands)."""
+    run = unit.run
+    inserted, state.has_pending = unit.tx.save_step(
+        run.run_id,
+        step_id,
+        memo,
+        seq=len(run.stack) + unit.saved + 1,
+        user_id=user_id,
+        op=op,
+        at=unit.now,
+        grouped=state.grouped,
+    )
+    if not inserted:
+        return False
+    unit.saved += 1
+    if not state.has_pending:
+        state.grouped = False
+
+    def remember() -> None:
+        run.memos[step_id] = memo
+        run.stack.append(step_id)
+
+    unit.after.append(remember)
+    return True
+
+
+def maybe_discover(
+    unit: Unit,
+    state: OpsState,
+    step_id: str,
+    mode: str | None,
+    has_pending: bool,
+    *,
+    failure: bool = False,
+) -> None:
+    """Queue the call that follows a recorded step, when protocol §7.2 says one is due:
+    in wait mode once the group's pending set is empty (one coalesced job), in race mode
+    after every completion, and always for a step outside any group."""
+    run = unit.run
+    race = mode == ParallelMode.RACE.value
+    if has_pending and not race:
+        return  # another member of the group will call the function
+    if state.coalesce is not None and not race:
+        job_id = f"{run.run_id}-{state.coalesce}-discover"
+        state.coalesce = None
+    else:
+        job_id = f"{run.function_id}:{run.run_id}-{step_id}" + ("-failure" if failure else "")
+        # Only the first record of this step enqueues this id: it cannot exist yet.
+        unit.fresh_ids.add(job_id)
+    unit.enqueue(Job(id=job_id, run_id=run.run_id, kind=JobKind.DISCOVER, run_at=unit.now))
+    state.force = False
