@@ -97,6 +97,7 @@ class Engine:
             backoff=backoff_from(retry_backoff),
             step_limit=step_limit,
             on_finished=self._emit_finished,
+            emitter=self,
             on_settled=self._settled,
         )
         self._concurrency = concurrency
@@ -207,6 +208,18 @@ class Engine:
         for run, _ in created:
             self._executor.adopt(ActiveRun.new(run))
 
+    def emit(self, tx: Tx, events: Sequence[Event]) -> list[Job]:
+        """Record the engine's own events inside a unit: they start functions and resume
+        pauses like any event. Returns the jobs to queue once the unit commits."""
+        now = self.clock.now_ms()
+        plan = plan_intake(validate_events(events, allow_internal=True), self._index, now)
+        result = write_intake(tx, plan, now)
+        self._adopt_runs(result.created)
+        return [job for _, job in result.created] + result.resumed
+
+    def has_function(self, function_id: str) -> bool:
+        return self._index.has_function(function_id)
+
     def _emit_finished(
         self,
         tx: Tx,
@@ -215,16 +228,20 @@ class Engine:
         output: bytes | None,
         error: dict[str, Any] | None,
     ) -> list[Job]:
-        """Publish ``inngest/function.finished`` (+ ``.failed``) in the finishing unit.
+        """Publish ``inngest/function.finished`` (+ ``.failed`` / ``.cancelled``) in the
+        finishing unit (protocol §8.4).
 
-        They exist to start functions (on-failure handlers, ``function.finished``
-        triggers) and, with the run lifecycle, to resume waiting parents; when nothing
-        listens they are not stored.
+        They start functions (on-failure handlers, ``function.finished`` triggers) and
+        resume a parent waiting on an invoke; when nothing can listen they are not stored.
         """
+        meta = run.events[0].get("data", {}).get("_inngest") or {}
+        correlation_id = meta.get("correlation_id") if isinstance(meta, dict) else None
         names = [consts.FUNCTION_FINISHED_EVENT]
         if status is RunStatus.FAILED:
             names.append(consts.FUNCTION_FAILED_EVENT)
-        if not any(self._index.listens(name) for name in names):
+        elif status is RunStatus.CANCELLED:
+            names.append(consts.FUNCTION_CANCELLED_EVENT)
+        if correlation_id is None and not any(self._index.listens(name) for name in names):
             return []
         data: dict[str, Any] = {
             "function_id": run.function_id,
@@ -233,19 +250,16 @@ class Engine:
             "events": run.events,
             "_inngest": {"status": status.value},
         }
+        if correlation_id is not None:
+            data["correlation_id"] = correlation_id
         if error is not None:
             data["error"] = {"error": error.get("message", ""), **error}
         else:
             data["result"] = None if output is None else orjson.loads(output)
         internal = [Event(name=consts.FUNCTION_FINISHED_EVENT, data=data)]
-        if status is RunStatus.FAILED:
-            internal.append(Event(name=consts.FUNCTION_FAILED_EVENT, data=data, id=run.run_id))
-        plan = plan_intake(
-            validate_events(internal, allow_internal=True), self._index, self.clock.now_ms()
-        )
-        result = write_intake(tx, plan, self.clock.now_ms())
-        self._adopt_runs(result.created)
-        return [job for _, job in result.created] + result.resumed
+        # The run id as event id dedupes these if a run were finalised twice.
+        internal.extend(Event(name=name, data=data, id=run.run_id) for name in names[1:])
+        return self.emit(tx, internal)
 
     def _settled(self, run_id: str) -> None:
         for waiter in self._waiters.pop(run_id, ()):

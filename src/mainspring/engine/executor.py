@@ -30,7 +30,7 @@ from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
 from mainspring.engine.store.contract import Store, Tx
 from mainspring.engine.transport import Transport
-from mainspring.engine.unit import OpsState, Unit, maybe_discover, record_step
+from mainspring.engine.unit import Emitter, OpsState, Unit, maybe_discover, record_step
 from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.messages import (
@@ -47,7 +47,11 @@ from mainspring.protocol.opcodes import LAZY_OPS, PLAN_TYPE_OPS, Opcode
 from mainspring.sdk.serialize import error_payload
 
 #: Ops whose step the engine itself brings to an end (timers and pauses).
-_WAIT_OPS = {Opcode.SLEEP: waits.schedule_sleep, Opcode.WAIT_FOR_EVENT: waits.create_wait}
+_WAIT_OPS = {
+    Opcode.SLEEP: waits.schedule_sleep,
+    Opcode.WAIT_FOR_EVENT: waits.create_wait,
+    Opcode.INVOKE_FUNCTION: waits.create_invoke,
+}
 
 #: Jobs that record a result without calling the function.
 _ENGINE_JOBS = {
@@ -74,6 +78,7 @@ class Executor:
         backoff: Backoff,
         step_limit: int,
         on_finished: FinishedHook,
+        emitter: Emitter,
         on_settled: Callable[[str], None],
     ) -> None:
         self._store = store
@@ -83,6 +88,7 @@ class Executor:
         self._backoff = backoff
         self._step_limit = step_limit
         self._on_finished = on_finished
+        self._emitter = emitter
         self._on_settled = on_settled
         self._runs: dict[str, ActiveRun] = {}
 
@@ -155,7 +161,7 @@ class Executor:
         now = self._clock.now_ms()
 
         def unit_fn(tx: Tx) -> Unit:
-            unit = Unit(tx, run, job, now)
+            unit = Unit(tx, run, job, now, self._emitter)
             if run.status.finished:  # cancelled while the call was in flight
                 tx.delete_job(job.id)
                 return unit

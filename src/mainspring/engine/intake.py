@@ -41,7 +41,9 @@ class TriggerIndex:
     def __init__(self, functions: Iterable[Function[Any]]) -> None:
         self._exact: dict[str, list[_Subscription]] = {}
         self._wildcards: list[tuple[str, _Subscription]] = []
+        self._by_id: dict[str, Function[Any]] = {}
         for function in functions:
+            self._by_id[function.id] = function
             for trigger in function.config.triggers:
                 if not isinstance(trigger, TriggerEvent):
                     continue
@@ -60,9 +62,20 @@ class TriggerIndex:
         """Could an event with this name start any function?"""
         return name in self._exact or any(name.startswith(p) for p, _ in self._wildcards)
 
+    def has_function(self, function_id: str) -> bool:
+        return function_id in self._by_id
+
     def match(self, event: Mapping[str, Any]) -> list[Function[Any]]:
-        """Functions to start for ``event``, each at most once."""
+        """Functions to start for ``event``, each at most once.
+
+        ``inngest/function.invoked`` starts exactly the function it names, whatever that
+        function's triggers (protocol §8.5).
+        """
         name = event["name"]
+        if name == consts.FUNCTION_INVOKED_EVENT:
+            meta = (event.get("data") or {}).get("_inngest") or {}
+            target = self._by_id.get(str(meta.get("fn_id", "")))
+            return [] if target is None else [target]
         subs = list(self._exact.get(name, ()))
         subs.extend(sub for prefix, sub in self._wildcards if name.startswith(prefix))
         matched: dict[str, Function[Any]] = {}

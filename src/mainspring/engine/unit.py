@@ -6,20 +6,33 @@ writes succeeded (:meth:`Unit.commit_memory`), so a failed unit leaves memory un
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import Tx
 from mainspring.protocol.opcodes import ParallelMode
+from mainspring.sdk.event import Event
+
+
+class Emitter(Protocol):
+    """The engine's side of a unit: publish its own events, know its functions."""
+
+    def emit(self, tx: Tx, events: Sequence[Event]) -> list[Job]:
+        """Record internal events in this unit (starting runs, resuming pauses); returns
+        the jobs to queue once it commits."""
+        ...
+
+    def has_function(self, function_id: str) -> bool: ...
 
 
 class Unit:
     """Builds one store unit for a response: DB writes now, memory changes after them."""
 
-    def __init__(self, tx: Tx, run: ActiveRun, job: Job, now: int) -> None:
+    def __init__(self, tx: Tx, run: ActiveRun, job: Job, now: int, emitter: Emitter) -> None:
         self.tx = tx
+        self.emitter = emitter
         self.run = run
         self.job = job
         self.now = now

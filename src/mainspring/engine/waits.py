@@ -16,11 +16,13 @@ import orjson
 
 from mainspring.engine.records import Job, JobKind, Pause, PauseKind
 from mainspring.engine.unit import OpsState, Unit, maybe_discover, record_step
+from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.protocol.expressions import ExpressionError, compile_expression, interpolate
 from mainspring.protocol.match_keys import equality_key
 from mainspring.protocol.messages import ErrorPayload, StepOp
+from mainspring.sdk.event import Event
 
 #: Sleeps and waits are capped at 366 days (protocol §8.1).
 MAX_WAIT_MS = 366 * 86_400_000
@@ -114,6 +116,59 @@ def create_wait(unit: Unit, op: StepOp) -> ErrorPayload | None:
     return None
 
 
+def create_invoke(unit: Unit, op: StepOp) -> ErrorPayload | None:
+    """Start the target of an ``InvokeFunction`` op and pause until it finishes (§8.5)."""
+    run = unit.run
+    opts = op.opts or {}
+    target = opts.get("function_id")
+    if not isinstance(target, str) or not target:
+        return ErrorPayload(name="InvokeError", message=f"step {op.display_name!r}: no function_id")
+    timeout = opts.get("timeout") or "366d"
+    try:
+        expires = unit.now + int(parse_duration_ms(str(timeout)))
+    except DurationError as exc:
+        return ErrorPayload(name="InvokeError", message=f"step {op.display_name!r}: {exc}")
+    if expires - unit.now > MAX_WAIT_MS:
+        return _too_long(op, "invokes")
+    if op.id in run.memos:
+        return None
+    if not unit.emitter.has_function(target):
+        # The reference finishes such an invoke at once with this error (§8.5).
+        state = OpsState(run)
+        missing = {"name": "Error", "message": f"could not find function with ID: {target}"}
+        if record_step(
+            unit, state, op.id, orjson.dumps({"error": missing}), op.display_name, op.op.value
+        ):
+            maybe_discover(unit, state, op.id, op.parallel_mode, state.has_pending)
+        state.write(unit)
+        return None
+    correlation_id = f"{run.run_id}.{op.id}"
+    payload = opts.get("payload") or {}
+    data = dict(payload.get("data") or {}) if isinstance(payload, dict) else {}
+    data["_inngest"] = {
+        "fn_id": target,
+        "correlation_id": correlation_id,
+        "expire": expires,
+        "name": op.display_name,
+        "source_fn_id": run.function_id,
+        "source_run_id": run.run_id,
+    }
+    expression = f'async.data.correlation_id == "{correlation_id}"'
+    if not create_pause(
+        unit,
+        step_id=op.id,
+        kind=PauseKind.INVOKE,
+        event_name=consts.FUNCTION_FINISHED_EVENT,
+        expression=expression,
+        expires_at=expires,
+        data={"user_id": op.user_id or op.display_name, "mode": op.parallel_mode},
+    ):
+        return None  # re-reported while the child runs: already started
+    event = Event(name=consts.FUNCTION_INVOKED_EVENT, data=data)
+    unit.jobs.extend(unit.emitter.emit(unit.tx, [event]))
+    return None
+
+
 def create_pause(
     unit: Unit,
     *,
@@ -123,11 +178,12 @@ def create_pause(
     expression: str | None,
     expires_at: int,
     data: dict[str, Any],
-) -> None:
-    """Store a pause and the job that times it out (once: a re-reported op is a no-op)."""
+) -> bool:
+    """Store a pause and the job that times it out; False if the step is already
+    recorded or paused (a re-reported op)."""
     run = unit.run
     if step_id in run.memos:
-        return
+        return False
     key = equality_key(expression) if expression is not None else None
     pause_id = f"{run.run_id}:{step_id}"
     timeout_job = f"{run.function_id}:{run.run_id}-{step_id}-pause"
@@ -145,7 +201,7 @@ def create_pause(
         created_at=unit.now,
     )
     if not unit.tx.create_pause(pause):
-        return
+        return False
     unit.enqueue(
         Job(
             id=timeout_job,
@@ -156,6 +212,7 @@ def create_pause(
             data={**data, "kind": kind.value, "pause": pause_id},
         )
     )
+    return True
 
 
 def wake(unit: Unit) -> None:
