@@ -22,6 +22,7 @@ from mainspring.errors import (
 )
 from mainspring.protocol.opcodes import ParallelMode
 from mainspring.sdk.client import Client
+from mainspring.sdk.config import Cancel
 from mainspring.sdk.context import Context, ContextSync
 from mainspring.sdk.event import JSON, Event
 from mainspring.sdk.function import Function
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "JSON",
+    "Cancel",
     "Client",
     "Context",
     "ContextSync",

@@ -21,6 +21,7 @@ EXPECTED_ALL = {
     "Function",
     "TriggerEvent",
     "TriggerCron",
+    "Cancel",
     # What a function receives.
     "Context",
     "ContextSync",

@@ -14,6 +14,7 @@ and on the next start every unfinished run continues where its last recorded ste
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,13 @@ from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
 
 logger = logging.getLogger("mainspring.engine")
+
+
+def _ms(moment: datetime.datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return int(moment.timestamp() * 1000)
+
 
 #: Follow-up jobs a worker runs itself before handing the run back to the queue.
 _MAX_INLINE_JOBS = 64
@@ -283,6 +291,34 @@ class Engine:
         """The runs an event (by the id ``send`` returned) started."""
         self._require_running()
         return await self._store.runs_for_event(event_id)
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run: it takes no further step. False if it had already finished."""
+        self._require_running()
+        if await self._store.get_run(run_id) is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return await self._executor.cancel(run_id)
+
+    async def cancel_runs(
+        self,
+        function: Function[Any] | str,
+        *,
+        started_after: datetime.datetime | None = None,
+        started_before: datetime.datetime | None = None,
+    ) -> list[str]:
+        """Cancel every unfinished run of a function created in ``[after, before)``;
+        returns the ids of the runs cancelled."""
+        self._require_running()
+        function_id = function.id if isinstance(function, Function) else function
+        if function_id not in self.functions:
+            raise MainspringError(f"cancel_runs: no function {function_id!r} in this engine")
+        runs = await self._store.find_runs(
+            function_id=function_id,
+            created_after=None if started_after is None else _ms(started_after),
+            created_before=None if started_before is None else _ms(started_before),
+            unfinished=True,
+        )
+        return [run.id for run in runs if await self._executor.cancel(run.id)]
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Wait until the run finishes (or ``timeout`` seconds pass); returns the run."""

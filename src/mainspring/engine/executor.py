@@ -127,13 +127,7 @@ class Executor:
         if job.kind in _ENGINE_JOBS:
             return await self._record(run, job, _ENGINE_JOBS[job.kind])
         if job.kind is JobKind.CANCEL:
-            return await self._record(
-                run,
-                job,
-                lambda unit: self._finish(
-                    unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", "run cancelled")
-                ),
-            )
+            return await self._record(run, job, self._cancel)
         started = self._clock.now_ms()
         request = CallRequest(
             fn_id=run.function_id,
@@ -156,6 +150,23 @@ class Executor:
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
         return await self._record(run, job, lambda unit: self._apply(unit, response, started))
+
+    async def cancel(self, run_id: str) -> bool:
+        """Cancel a run now; False if it had already finished (or does not exist).
+
+        The run takes no further step; a call in flight finishes but its result is
+        discarded, since the run is finished when it comes back.
+        """
+        run = await self._load(run_id)
+        if run is None or run.status.finished:
+            return False
+        # A job that exists only for this unit: cancelling consumes no queued job.
+        job = Job(id=f"{run_id}-cancel-now", run_id=run_id, kind=JobKind.CANCEL, run_at=0)
+        await self._record(run, job, self._cancel)
+        return True
+
+    def _cancel(self, unit: Unit) -> None:
+        self._finish(unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", "run cancelled"))
 
     async def _record(self, run: ActiveRun, job: Job, build: Callable[[Unit], None]) -> Job | None:
         now = self._clock.now_ms()

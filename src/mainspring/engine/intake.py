@@ -18,7 +18,9 @@ from mainspring.engine.records import Job, JobKind, Pause, PauseKind, StoredEven
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.errors import EventInvalidError
 from mainspring.protocol import consts
-from mainspring.protocol.expressions import Expression, compile_expression
+from mainspring.protocol.durations import parse_duration_ms
+from mainspring.protocol.expressions import Expression, compile_expression, interpolate
+from mainspring.protocol.match_keys import equality_key
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
 from mainspring.sdk.triggers import TriggerEvent
@@ -98,6 +100,8 @@ class IntakePlan:
 
     events: list[StoredEvent]
     runs: list[tuple[NewRun, Job]]
+    #: The cancel conditions armed for each new run (protocol §8.6).
+    cancels: dict[str, list[Pause]] = dataclasses.field(default_factory=dict)
 
 
 def validate_events(
@@ -158,14 +162,55 @@ def plan_intake(
             data_json=data_json,
         )
         plan.events.append(stored)
-        matched = index.match(stored.to_wire())
+        wire = stored.to_wire()
+        matched = index.match(wire)
         if matched:
             events_json = b"[" + stored.wire_json() + b"]"
             for function in matched:
-                plan.runs.append(
-                    new_run(function, events_json, stored.internal_id, stored.id, now_ms)
-                )
+                run, job = new_run(function, events_json, stored.internal_id, stored.id, now_ms)
+                plan.runs.append((run, job))
+                if function.config.cancel:
+                    plan.cancels[run.run_id] = cancel_pauses(function, run.run_id, wire, now_ms)
     return plan
+
+
+#: How long a cancel condition stays armed when it sets no timeout.
+DEFAULT_CANCEL_TIMEOUT_MS = 366 * 86_400_000
+
+
+def cancel_pauses(
+    function: Function[Any], run_id: str, event: Mapping[str, Any], now_ms: int
+) -> list[Pause]:
+    """The pauses that cancel a new run, its triggering event's values substituted."""
+    pauses = []
+    for position, cancel in enumerate(function.config.cancel):
+        expression = None
+        if cancel.if_exp is not None:
+            expression = interpolate(cancel.if_exp, event)
+            if expression.strip() == "false":
+                continue  # can never match: no pause
+        wire = cancel.to_wire()
+        timeout = wire.get("timeout")
+        expires = now_ms + (
+            int(parse_duration_ms(timeout)) if timeout else DEFAULT_CANCEL_TIMEOUT_MS
+        )
+        key = equality_key(expression) if expression is not None else None
+        pauses.append(
+            Pause(
+                id=f"{run_id}:cancel-{position}",
+                run_id=run_id,
+                step_id=f"cancel-{position}",
+                kind=PauseKind.CANCEL,
+                event_name=cancel.event,
+                expression=expression,
+                match_path=None if key is None else key[0],
+                match_value=None if key is None else key[1],
+                expires_at=expires,
+                data={},
+                created_at=now_ms,
+            )
+        )
+    return pauses
 
 
 def new_run(
@@ -206,6 +251,9 @@ def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
     existed before the event can match it, and a pause is consumed exactly once.
     """
     result = IntakeResult(created=[], resumed=[])
+    runs_of: dict[str, list[tuple[NewRun, Job]]] = {}
+    for run, job in plan.runs:
+        runs_of.setdefault(run.event_id, []).append((run, job))
     for event in plan.events:
         tx.insert_event(event)
         wire = event.to_wire()
@@ -222,10 +270,13 @@ def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
                 tx.delete_job(timeout_job)
             if tx.enqueue(job):
                 result.resumed.append(job)
-    for run, job in plan.runs:
-        if tx.create_run(run):
-            tx.enqueue(job)
-            result.created.append((run, job))
+        # Runs start after the pauses this event resumed, so it cannot cancel them.
+        for run, job in runs_of.get(event.internal_id, ()):
+            if tx.create_run(run):
+                tx.enqueue(job)
+                for pause in plan.cancels.get(run.run_id, ()):
+                    tx.create_pause(pause)
+                result.created.append((run, job))
     return result
 
 

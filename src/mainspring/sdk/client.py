@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
 from mainspring.errors import FunctionConfigInvalidError, MainspringError
+from mainspring.sdk.config import Cancel
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import (
     Function,
     Handler,
+    check_cancel,
     check_handler,
     check_retries,
     normalise_triggers,
@@ -60,17 +62,20 @@ class Client:
         name: str | None = None,
         retries: int | None = None,
         on_failure: Handler[Any] | None = None,
+        cancel: Sequence[Cancel] | None = None,
     ) -> Callable[[Handler[T]], Function[T]]:
         """Decorate a handler into a :class:`Function`.
 
         ``retries`` is the number of retries per step and per function-level attempt
         (default 4, i.e. 5 attempts; at most 20). ``on_failure`` is called once with a
-        ``inngest/function.failed`` event when a run fails for good.
+        ``inngest/function.failed`` event when a run fails for good. ``cancel`` lists
+        events that cancel a running run (:class:`~mainspring.Cancel`).
         """
         if not isinstance(fn_id, str) or not fn_id:
             raise FunctionConfigInvalidError("create_function: fn_id must be a non-empty string")
         triggers = normalise_triggers(fn_id, trigger)
         checked_retries = check_retries(fn_id, retries)
+        checked_cancel = check_cancel(fn_id, cancel)
         if on_failure is not None:
             check_handler(f"{fn_id} (on_failure)", on_failure)
 
@@ -84,6 +89,7 @@ class Client:
                 retries=checked_retries,
                 handler=handler,
                 on_failure=on_failure,
+                cancel=checked_cancel,
             )
 
         return decorator

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mainspring.errors import FunctionConfigInvalidError
 from mainspring.protocol import consts
+from mainspring.sdk.config import Cancel
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class FunctionConfig:
     name: str
     triggers: tuple[Trigger, ...]
     retries: int | None
+    cancel: tuple[Cancel, ...] = ()
 
     @property
     def max_attempts(self) -> int:
@@ -43,12 +45,15 @@ class FunctionConfig:
         }
         if self.retries is not None:
             step["retries"] = {"attempts": self.retries}
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "triggers": [t.to_wire() for t in self.triggers],
             "steps": {"step": step},
         }
+        if self.cancel:
+            out["cancel"] = [c.to_wire() for c in self.cancel]
+        return out
 
 
 class Function(Generic[T]):
@@ -68,13 +73,18 @@ class Function(Generic[T]):
         retries: int | None,
         handler: Handler[T],
         on_failure: Handler[Any] | None = None,
+        cancel: Sequence[Cancel] = (),
     ) -> None:
         self.app_id = app_id
         self.local_id = local_id
         self.handler = handler
         self.is_handler_async = inspect.iscoroutinefunction(handler)
         self.config = FunctionConfig(
-            id=f"{app_id}-{local_id}", name=name, triggers=tuple(triggers), retries=retries
+            id=f"{app_id}-{local_id}",
+            name=name,
+            triggers=tuple(triggers),
+            retries=retries,
+            cancel=tuple(cancel),
         )
         self.on_failure: Function[Any] | None = None
         if on_failure is not None:
@@ -138,6 +148,19 @@ def normalise_triggers(fn_id: str, trigger: Trigger | Sequence[Trigger]) -> list
     if len(set(triggers)) != len(triggers):
         raise FunctionConfigInvalidError(f"function {fn_id!r}: duplicate triggers")
     return triggers
+
+
+def check_cancel(fn_id: str, cancel: Sequence[Cancel] | None) -> tuple[Cancel, ...]:
+    items = tuple(cancel or ())
+    if len(items) > 5:
+        raise FunctionConfigInvalidError(f"function {fn_id!r}: at most 5 cancel conditions")
+    for position, item in enumerate(items):
+        if not isinstance(item, Cancel):
+            raise FunctionConfigInvalidError(
+                f"function {fn_id!r}: cancel item {position} is {type(item).__name__}, "
+                "expected Cancel"
+            )
+    return items
 
 
 def check_retries(fn_id: str, retries: int | None) -> int | None:

@@ -490,6 +490,35 @@ class SQLiteStore:
             for r in rows
         ]
 
+    async def find_runs(
+        self,
+        *,
+        function_id: str | None = None,
+        created_after: int | None = None,
+        created_before: int | None = None,
+        unfinished: bool = False,
+    ) -> list[Run]:
+        where: list[str] = []
+        args: list[str | int] = []
+        if function_id is not None:
+            where.append("function_id = ?")
+            args.append(function_id)
+        if created_after is not None:
+            where.append("created_at >= ?")
+            args.append(created_after)
+        if created_before is not None:
+            where.append("created_at < ?")
+            args.append(created_before)
+        if unfinished:
+            where.append("status NOT IN ('Completed', 'Failed', 'Cancelled')")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = (
+            self._reader()
+            .execute(f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY run_id", args)
+            .fetchall()
+        )
+        return [_run_from_row(row) for row in rows]
+
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (
             self._reader()
