@@ -22,12 +22,19 @@ from typing import Any
 
 import orjson
 
+from mainspring.engine import cron
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.executor import Executor
-from mainspring.engine.intake import TriggerIndex, plan_intake, validate_events, write_intake
+from mainspring.engine.intake import (
+    IntakeResult,
+    TriggerIndex,
+    plan_intake,
+    validate_events,
+    write_intake,
+)
 from mainspring.engine.queue import JobQueue
-from mainspring.engine.records import Job, Run, RunStatus
+from mainspring.engine.records import Job, JobKind, Run, RunStatus
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
@@ -131,7 +138,9 @@ class Engine:
             return
         await self._store.open()
         self.client.attach_sender(self)
-        for job in await self._store.load_jobs():
+        jobs = await self._store.load_jobs()
+        jobs.extend(await self._store.transact(lambda tx: self._sync_crons(tx, jobs)))
+        for job in jobs:
             self._queue.push(job)
         self._running = True
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
@@ -160,6 +169,38 @@ class Engine:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
+    def _sync_crons(self, tx: Tx, existing: list[Job]) -> list[Job]:
+        """Keep one job per cron trigger: add new schedules, drop removed ones."""
+        wanted = {
+            job.id: job for job in cron.wanted_jobs(self.functions.values(), self.clock.now_ms())
+        }
+        for job in [j for j in existing if j.kind is JobKind.CRON]:
+            if job.id in wanted:
+                del wanted[job.id]  # keeps its tick, which may be one missed while stopped
+            else:
+                tx.delete_job(job.id)
+                existing.remove(job)
+        return [job for job in wanted.values() if tx.enqueue(job)]
+
+    async def _fire_cron(self, job: Job) -> None:
+        function = self.functions.get(str((job.data or {}).get("function_id")))
+        if function is None:
+            await self._store.transact(lambda tx: tx.delete_job(job.id))
+            return
+        now = self.clock.now_ms()
+        plan, following = cron.fire(job, function, self._index, now)
+
+        def unit(tx: Tx) -> IntakeResult:
+            result = write_intake(tx, plan, now)
+            tx.repurpose_job(job.id, following)
+            return result
+
+        result = await self._store.transact(unit)
+        self._adopt_runs(result.created)
+        for _, start in result.created:
+            self._queue.push(start)
+        self._queue.push(following)
+
     async def _run(self, job: Job) -> None:
         if job.id in self._running_jobs:
             # Never run one job twice at once; the running copy re-queues it if needed.
@@ -174,7 +215,11 @@ class Engine:
                 job = next_job
                 self._running_jobs.add(job.id)
                 try:
-                    next_job = await self._executor.run_job(job)
+                    if job.kind is JobKind.CRON:
+                        await self._fire_cron(job)
+                        next_job = None
+                    else:
+                        next_job = await self._executor.run_job(job)
                 finally:
                     self._running_jobs.discard(job.id)
             if next_job is not None:

@@ -82,6 +82,7 @@ class JobKind(enum.StrEnum):
     RESUME = "resume"  # a pause was matched: record its result, then call again
     PAUSE_TIMEOUT = "pause-timeout"  # a pause expired unmatched
     CANCEL = "cancel"  # a cancel pause matched: cancel the run
+    CRON = "cron"  # a cron trigger's next tick (belongs to no run)
 
 
 class PauseKind(enum.StrEnum):

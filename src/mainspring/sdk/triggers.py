@@ -7,6 +7,8 @@ import re
 import pydantic
 
 from mainspring.errors import FunctionConfigInvalidError
+from mainspring.protocol.cron import CronError, parse_cron
+from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.protocol.expressions import ExpressionError, compile_expression
 
 # `*` is a trailing wildcard, allowed only right after `/` or `.` (protocol §10).
@@ -61,13 +63,19 @@ class TriggerCron(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _check(self) -> TriggerCron:
-        spec = self.cron.strip()
-        if spec.startswith(("TZ=", "CRON_TZ=")):
-            _, _, spec = spec.partition(" ")
-        if len(spec.split()) != 5:
-            raise FunctionConfigInvalidError(
-                f"invalid cron {self.cron!r}: expected 5 fields (minute hour day month weekday)"
-            )
+        try:
+            parse_cron(self.cron)
+        except CronError as exc:
+            raise FunctionConfigInvalidError(str(exc)) from exc
+        if self.jitter is not None:
+            try:
+                jitter = parse_duration_ms(self.jitter)
+            except DurationError as exc:
+                raise FunctionConfigInvalidError(f"cron {self.cron!r}: jitter: {exc}") from exc
+            if not 1_000 <= jitter <= 300_000:
+                raise FunctionConfigInvalidError(
+                    f"cron {self.cron!r}: jitter must be from 1s to 5m, got {self.jitter!r}"
+                )
         return self
 
     def to_wire(self) -> dict[str, str]:
