@@ -22,7 +22,7 @@ from mainspring.errors import (
 )
 from mainspring.protocol.opcodes import ParallelMode
 from mainspring.sdk.client import Client
-from mainspring.sdk.config import Cancel
+from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.context import Context, ContextSync
 from mainspring.sdk.event import JSON, Event
 from mainspring.sdk.function import Function
@@ -62,6 +62,7 @@ __all__ = [
     "StepError",
     "StepSync",
     "StepUsageError",
+    "Timeouts",
     "TriggerCron",
     "TriggerEvent",
 ]

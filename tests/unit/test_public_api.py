@@ -22,6 +22,7 @@ EXPECTED_ALL = {
     "TriggerEvent",
     "TriggerCron",
     "Cancel",
+    "Timeouts",
     # What a function receives.
     "Context",
     "ContextSync",

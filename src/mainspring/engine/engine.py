@@ -270,8 +270,8 @@ class Engine:
         self._adopt_runs(result.created)
         return [job for _, job in result.created] + result.resumed
 
-    def has_function(self, function_id: str) -> bool:
-        return self._index.has_function(function_id)
+    def function(self, function_id: str) -> Function[Any] | None:
+        return self.functions.get(function_id)
 
     def _emit_finished(
         self,

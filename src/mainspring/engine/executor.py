@@ -128,6 +128,11 @@ class Executor:
             return await self._record(run, job, _ENGINE_JOBS[job.kind])
         if job.kind is JobKind.CANCEL:
             return await self._record(run, job, self._cancel)
+        late = self._overdue(run, job)
+        if late is not None:
+            return await self._record(
+                run, job, lambda unit: self._finish(unit, RunStatus.CANCELLED, error=late)
+            )
         started = self._clock.now_ms()
         request = CallRequest(
             fn_id=run.function_id,
@@ -164,6 +169,32 @@ class Executor:
         job = Job(id=f"{run_id}-cancel-now", run_id=run_id, kind=JobKind.CANCEL, run_at=0)
         await self._record(run, job, self._cancel)
         return True
+
+    def _overdue(self, run: ActiveRun, job: Job) -> ErrorPayload | None:
+        """Why the run must be cancelled instead of called, if it is past a timeout."""
+        function = self._emitter.function(run.function_id)
+        timeouts = None if function is None else function.config.timeouts
+        if function is None or timeouts is None:
+            return None
+        limits = timeouts.to_wire()
+        now = self._clock.now_ms()
+        start = function.config.timeout_ms("start")
+        if start is not None and run.started_at is None and now - run.created_at > start:
+            return ErrorPayload(
+                name="FunctionTimeoutError",
+                message=f"the run did not start within {limits['start']}",
+            )
+        finish = function.config.timeout_ms("finish")
+        if (
+            finish is not None
+            and run.started_at is not None
+            and (job.kind is JobKind.TIMEOUT or now - run.started_at > finish)
+        ):
+            return ErrorPayload(
+                name="FunctionTimeoutError",
+                message=f"the run did not finish within {limits['finish']}",
+            )
+        return None
 
     def _cancel(self, unit: Unit) -> None:
         self._finish(unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", "run cancelled"))
@@ -210,6 +241,7 @@ class Executor:
                 run.status = RunStatus.RUNNING
 
             unit.after.append(mark_started)
+            self._arm_finish_timeout(unit, started)
         if isinstance(response, Complete):
             self._finish(unit, RunStatus.COMPLETED, output=response.output)
         elif isinstance(response, Failure):
@@ -219,6 +251,22 @@ class Executor:
                 self._finish(unit, RunStatus.FAILED, error=response.error)
         else:
             self._apply_ops(unit, response)
+
+    def _arm_finish_timeout(self, unit: Unit, started: int) -> None:
+        """Cancel the run at ``started + timeouts.finish`` unless it is over by then."""
+        function = self._emitter.function(unit.run.function_id)
+        finish = None if function is None else function.config.timeout_ms("finish")
+        if finish is None:
+            return
+        run_id = unit.run.run_id
+        job = Job(
+            id=f"{run_id}-finish-timeout",
+            run_id=run_id,
+            kind=JobKind.TIMEOUT,
+            run_at=started + finish,
+        )
+        if unit.tx.enqueue(job):
+            unit.jobs.append(job)
 
     def _retry(self, unit: Unit, retry_after: datetime.datetime | None) -> None:
         job = unit.job

@@ -64,9 +64,6 @@ class TriggerIndex:
         """Could an event with this name start any function?"""
         return name in self._exact or any(name.startswith(p) for p, _ in self._wildcards)
 
-    def has_function(self, function_id: str) -> bool:
-        return function_id in self._by_id
-
     def match(self, event: Mapping[str, Any]) -> list[Function[Any]]:
         """Functions to start for ``event``, each at most once.
 

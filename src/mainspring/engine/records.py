@@ -83,6 +83,7 @@ class JobKind(enum.StrEnum):
     PAUSE_TIMEOUT = "pause-timeout"  # a pause expired unmatched
     CANCEL = "cancel"  # a cancel pause matched: cancel the run
     CRON = "cron"  # a cron trigger's next tick (belongs to no run)
+    TIMEOUT = "timeout"  # a run's finish deadline (Timeouts.finish)
 
 
 class PauseKind(enum.StrEnum):

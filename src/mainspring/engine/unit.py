@@ -14,6 +14,7 @@ from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import Tx
 from mainspring.protocol.opcodes import ParallelMode
 from mainspring.sdk.event import Event
+from mainspring.sdk.function import Function
 
 
 class Emitter(Protocol):
@@ -24,7 +25,9 @@ class Emitter(Protocol):
         the jobs to queue once it commits."""
         ...
 
-    def has_function(self, function_id: str) -> bool: ...
+    def function(self, function_id: str) -> Function[Any] | None:
+        """This engine's function with that id, if any."""
+        ...
 
 
 class Unit:

@@ -132,7 +132,7 @@ def create_invoke(unit: Unit, op: StepOp) -> ErrorPayload | None:
         return _too_long(op, "invokes")
     if op.id in run.memos:
         return None
-    if not unit.emitter.has_function(target):
+    if unit.emitter.function(target) is None:
         # The reference finishes such an invoke at once with this error (§8.5).
         state = OpsState(run)
         missing = {"name": "Error", "message": f"could not find function with ID: {target}"}

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
 from mainspring.errors import FunctionConfigInvalidError, MainspringError
-from mainspring.sdk.config import Cancel
+from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import (
     Function,
@@ -63,19 +63,25 @@ class Client:
         retries: int | None = None,
         on_failure: Handler[Any] | None = None,
         cancel: Sequence[Cancel] | None = None,
+        timeouts: Timeouts | None = None,
     ) -> Callable[[Handler[T]], Function[T]]:
         """Decorate a handler into a :class:`Function`.
 
         ``retries`` is the number of retries per step and per function-level attempt
         (default 4, i.e. 5 attempts; at most 20). ``on_failure`` is called once with a
         ``inngest/function.failed`` event when a run fails for good. ``cancel`` lists
-        events that cancel a running run (:class:`~mainspring.Cancel`).
+        events that cancel a running run (:class:`~mainspring.Cancel`); ``timeouts``
+        cancels runs that do not start or finish in time (:class:`~mainspring.Timeouts`).
         """
         if not isinstance(fn_id, str) or not fn_id:
             raise FunctionConfigInvalidError("create_function: fn_id must be a non-empty string")
         triggers = normalise_triggers(fn_id, trigger)
         checked_retries = check_retries(fn_id, retries)
         checked_cancel = check_cancel(fn_id, cancel)
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise FunctionConfigInvalidError(
+                f"function {fn_id!r}: timeouts must be a Timeouts, got {type(timeouts).__name__}"
+            )
         if on_failure is not None:
             check_handler(f"{fn_id} (on_failure)", on_failure)
 
@@ -90,6 +96,7 @@ class Client:
                 handler=handler,
                 on_failure=on_failure,
                 cancel=checked_cancel,
+                timeouts=timeouts,
             )
 
         return decorator

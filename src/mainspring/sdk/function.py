@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mainspring.errors import FunctionConfigInvalidError
 from mainspring.protocol import consts
-from mainspring.sdk.config import Cancel
+from mainspring.protocol.durations import parse_duration_ms
+from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
 if TYPE_CHECKING:
@@ -31,6 +32,14 @@ class FunctionConfig:
     triggers: tuple[Trigger, ...]
     retries: int | None
     cancel: tuple[Cancel, ...] = ()
+    timeouts: Timeouts | None = None
+
+    def timeout_ms(self, which: str) -> int | None:
+        """``timeouts.start`` / ``timeouts.finish`` in milliseconds, if set."""
+        if self.timeouts is None:
+            return None
+        value = self.timeouts.to_wire().get(which)
+        return None if value is None else int(parse_duration_ms(value))
 
     @property
     def max_attempts(self) -> int:
@@ -53,6 +62,8 @@ class FunctionConfig:
         }
         if self.cancel:
             out["cancel"] = [c.to_wire() for c in self.cancel]
+        if self.timeouts is not None:
+            out["timeouts"] = self.timeouts.to_wire()
         return out
 
 
@@ -74,6 +85,7 @@ class Function(Generic[T]):
         handler: Handler[T],
         on_failure: Handler[Any] | None = None,
         cancel: Sequence[Cancel] = (),
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.app_id = app_id
         self.local_id = local_id
@@ -85,6 +97,7 @@ class Function(Generic[T]):
             triggers=tuple(triggers),
             retries=retries,
             cancel=tuple(cancel),
+            timeouts=timeouts,
         )
         self.on_failure: Function[Any] | None = None
         if on_failure is not None:
