@@ -70,5 +70,5 @@ async def test_a_run_that_does_not_finish_in_time_is_cancelled(make_engine: Engi
 
 
 def test_timeouts_that_do_not_parse_fail_at_definition() -> None:
-    with pytest.raises(inngest.FunctionConfigInvalidError, match="Timeouts.finish"):
+    with pytest.raises(inngest.FunctionConfigInvalidError, match=r"Timeouts\.finish"):
         inngest.Timeouts(finish="forever")
