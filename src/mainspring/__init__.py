@@ -8,7 +8,7 @@ runs code written for it.
 
 from mainspring.engine.clock import ManualClock
 from mainspring.engine.engine import Engine
-from mainspring.engine.records import Run, RunStatus
+from mainspring.engine.records import Run, RunStatus, StepAttempt
 from mainspring.errors import (
     EventInvalidError,
     FunctionConfigInvalidError,
@@ -59,6 +59,7 @@ __all__ = [
     "RunStatus",
     "SendEventsError",
     "Step",
+    "StepAttempt",
     "StepError",
     "StepSync",
     "StepUsageError",

@@ -38,6 +38,7 @@ EXPECTED_ALL = {
     "ManualClock",
     "Run",
     "RunStatus",
+    "StepAttempt",
     # Errors.
     "MainspringError",
     "EventInvalidError",

@@ -34,7 +34,7 @@ from mainspring.engine.intake import (
     write_intake,
 )
 from mainspring.engine.queue import JobQueue
-from mainspring.engine.records import Job, JobKind, Run, RunStatus
+from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
@@ -331,6 +331,11 @@ class Engine:
         if active is not None and not found.status.finished and active.status != found.status:
             return active.snapshot()
         return found
+
+    async def history(self, run_id: str) -> list[StepAttempt]:
+        """The run's steps in the order they ended, failed attempts included."""
+        self._require_running()
+        return await self._store.history(run_id)
 
     async def runs(self, event_id: str) -> list[Run]:
         """The runs an event (by the id ``send`` returned) started."""

@@ -233,6 +233,7 @@ class Executor:
 
     def _apply(self, unit: Unit, response: CallResponse, started: int) -> None:
         run, job = unit.run, unit.job
+        unit.started = started
         if run.started_at is None:
             unit.run_fields.update(status=RunStatus.RUNNING.value, started_at=started)
 
@@ -338,6 +339,17 @@ class Executor:
             ):
                 retry = True
                 retry_at = response.retry_after
+                error = op.error or ErrorPayload(name="Error", message="step failed")
+                tx.record_attempt(
+                    run.run_id,
+                    op.id,
+                    attempt=unit.job.attempt,
+                    user_id=op.user_id or op.display_name,
+                    op=op.op.value,
+                    started_at=unit.started,
+                    ended_at=unit.now,
+                    error=orjson.dumps(error.to_wire()),
+                )
             elif op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED):
                 error = op.error or ErrorPayload(name="Error", message="step failed")
                 self._save(unit, state, op, orjson.dumps({"error": error.to_wire()}), failure=True)
@@ -381,7 +393,8 @@ class Executor:
     def _save(
         self, unit: Unit, state: OpsState, op: StepOp, memo: bytes, *, failure: bool = False
     ) -> None:
-        if record_step(unit, state, op.id, memo, op.user_id or op.display_name, op.op.value):
+        user_id = op.user_id or op.display_name
+        if record_step(unit, state, op.id, memo, user_id, op.op.value, started_at=unit.started):
             mode = op.parallel_mode
             if mode is None and unit.job.data is not None and unit.job.step_id == op.id:
                 job_mode = unit.job.data.get("mode")

@@ -72,6 +72,28 @@ class StoredEvent:
         )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepAttempt:
+    """One entry of a run's history: a step's final result, or a failed attempt of it.
+
+    Attributes:
+        step_id: the hashed step id; ``user_id`` the id the function gave.
+        op: ``StepRun``, ``StepError`` (a retried failure), ``StepFailed``, ``Sleep``, ...
+        attempt: 0-based attempt that produced this entry.
+        started_at, ended_at: epoch milliseconds (``started_at`` when known).
+        output: the step's result; ``error``: ``{"name", "message", ...}`` if it failed.
+    """
+
+    step_id: str
+    user_id: str
+    op: str
+    attempt: int
+    started_at: int | None
+    ended_at: int
+    output: Any
+    error: dict[str, Any] | None
+
+
 class JobKind(enum.StrEnum):
     """What a queue item does when it comes due."""
 

@@ -51,6 +51,8 @@ class Unit:
         self.fresh_ids: set[str] = set()
         #: Steps this unit records, in order: the next one's position is after them.
         self.saved = 0
+        #: When the call this unit records began (None for engine-side results).
+        self.started: int | None = None
         self.finished: RunStatus | None = None
 
     def enqueue(self, job: Job) -> None:
@@ -122,7 +124,14 @@ class OpsState:
 
 
 def record_step(
-    unit: Unit, state: OpsState, step_id: str, memo: bytes, user_id: str, op: str
+    unit: Unit,
+    state: OpsState,
+    step_id: str,
+    memo: bytes,
+    user_id: str,
+    op: str,
+    *,
+    started_at: int | None = None,
 ) -> bool:
     """Save one step's memo; False if it was recorded before (the first result stands)."""
     run = unit.run
@@ -135,6 +144,8 @@ def record_step(
         op=op,
         at=unit.now,
         grouped=state.grouped,
+        attempt=unit.job.attempt,
+        started_at=started_at,
     )
     if not inserted:
         return False

@@ -73,7 +73,11 @@ def schedule_sleep(unit: Unit, op: StepOp) -> ErrorPayload | None:
             kind=JobKind.SLEEP,
             run_at=max(wake, unit.now),
             step_id=op.id,
-            data={"user_id": op.user_id or op.display_name, "mode": op.parallel_mode},
+            data={
+                "user_id": op.user_id or op.display_name,
+                "mode": op.parallel_mode,
+                "since": unit.now,
+            },
         )
     )
     return None
@@ -187,6 +191,7 @@ def create_pause(
     key = equality_key(expression) if expression is not None else None
     pause_id = f"{run.run_id}:{step_id}"
     timeout_job = f"{run.function_id}:{run.run_id}-{step_id}-pause"
+    data = {**data, "since": unit.now}
     pause = Pause(
         id=pause_id,
         run_id=run.run_id,
@@ -253,7 +258,10 @@ def _resolve(unit: Unit, memo: bytes, op: str) -> None:
     data = job.data or {}
     assert job.step_id is not None
     state = OpsState(run)
-    if record_step(unit, state, job.step_id, memo, str(data.get("user_id", "")), op):
+    since = data.get("since")
+    started = since if isinstance(since, int) else None
+    user_id = str(data.get("user_id", ""))
+    if record_step(unit, state, job.step_id, memo, user_id, op, started_at=started):
         mode = data.get("mode")
         maybe_discover(
             unit, state, job.step_id, mode if isinstance(mode, str) else None, state.has_pending

@@ -16,6 +16,8 @@ What is atomic and what ``Tx`` methods return:
   unchanged) and ``has_pending`` tells whether members of the run's parallel group are
   still out. Recording a step removes it from the pending set; ``grouped=False`` says the
   run has no pending set, which lets a backend skip that bookkeeping.
+* ``record_attempt`` — keeps a failed attempt that will be retried (with ``steps``, the
+  run's history).
 * ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
 * ``delete_job`` / ``reschedule_job`` — queue maintenance.
@@ -40,7 +42,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from mainspring.engine.records import Job, Pause, Run, RunStatus, StoredEvent
+from mainspring.engine.records import Job, Pause, Run, RunStatus, StepAttempt, StoredEvent
 
 T = TypeVar("T")
 
@@ -92,7 +94,21 @@ class Tx(Protocol):
         op: str,
         at: int,
         grouped: bool = True,
+        attempt: int = 0,
+        started_at: int | None = None,
     ) -> tuple[bool, bool]: ...
+    def record_attempt(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        attempt: int,
+        user_id: str,
+        op: str,
+        started_at: int | None,
+        ended_at: int,
+        error: bytes,
+    ) -> None: ...
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
     ) -> None: ...
@@ -128,6 +144,7 @@ class Store(Protocol):
     async def load_run_state(self, run_id: str) -> RunState | None: ...
     async def load_jobs(self) -> list[Job]: ...
     async def get_event(self, internal_id: str) -> StoredEvent | None: ...
+    async def history(self, run_id: str) -> list[StepAttempt]: ...
     async def find_runs(
         self,
         *,

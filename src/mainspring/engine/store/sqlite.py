@@ -24,9 +24,19 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
-from mainspring.engine.records import Job, JobKind, Pause, PauseKind, Run, RunStatus, StoredEvent
+from mainspring.engine.records import (
+    Job,
+    JobKind,
+    Pause,
+    PauseKind,
+    Run,
+    RunStatus,
+    StepAttempt,
+    StoredEvent,
+)
 from mainspring.engine.store.contract import NewRun, RunState, StepRecord
 from mainspring.protocol.match_keys import value_key
+from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
@@ -132,12 +142,14 @@ class SQLiteTx:
         op: str,
         at: int,
         grouped: bool = True,
+        attempt: int = 0,
+        started_at: int | None = None,
     ) -> tuple[bool, bool]:
         db = self._db
         cur = db.execute(
-            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, step_id, seq, memo, user_id, op, at),
+            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+            "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at),
         )
         if cur.rowcount != 1:
             return False, grouped and self._has_pending(run_id)
@@ -145,6 +157,24 @@ class SQLiteTx:
             return True, False
         db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
         return True, self._has_pending(run_id)
+
+    def record_attempt(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        attempt: int,
+        user_id: str,
+        op: str,
+        started_at: int | None,
+        ended_at: int,
+        error: bytes,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO attempts (run_id, step_id, attempt, user_id, op, started_at, ended_at, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, attempt, user_id, op, started_at, ended_at, error),
+        )
 
     def _has_pending(self, run_id: str) -> bool:
         row = self._db.execute(
@@ -518,6 +548,55 @@ class SQLiteStore:
             .fetchall()
         )
         return [_run_from_row(row) for row in rows]
+
+    async def history(self, run_id: str) -> list[StepAttempt]:
+        db = self._reader()
+        rows: list[tuple[int, int, StepAttempt]] = []
+        for step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
+            "SELECT step_id, memo, user_id, op, attempt, started_at, ended_at, seq FROM steps "
+            "WHERE run_id = ?",
+            (run_id,),
+        ):
+            kind, value = memo_value(orjson.loads(memo) if memo is not None else None)
+            rows.append(
+                (
+                    ended,
+                    seq,
+                    StepAttempt(
+                        step_id=step_id,
+                        user_id=user_id,
+                        op=op,
+                        attempt=attempt,
+                        started_at=started,
+                        ended_at=ended,
+                        output=None if kind == "error" else value,
+                        error=value if kind == "error" else None,
+                    ),
+                )
+            )
+        for step_id, user_id, op, attempt, started, ended, error in db.execute(
+            "SELECT step_id, user_id, op, attempt, started_at, ended_at, error FROM attempts "
+            "WHERE run_id = ?",
+            (run_id,),
+        ):
+            rows.append(
+                (
+                    ended,
+                    -1,
+                    StepAttempt(
+                        step_id=step_id,
+                        user_id=user_id,
+                        op=op,
+                        attempt=attempt,
+                        started_at=started,
+                        ended_at=ended,
+                        output=None,
+                        error=orjson.loads(error) if error is not None else None,
+                    ),
+                )
+            )
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return [r[2] for r in rows]
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (

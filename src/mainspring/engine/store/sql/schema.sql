@@ -37,8 +37,23 @@ CREATE TABLE IF NOT EXISTS steps (
     memo       BLOB,
     user_id    TEXT NOT NULL,
     op         TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
+    attempt    INTEGER NOT NULL DEFAULT 0,
+    started_at INTEGER,                    -- when the attempt that produced it began
+    ended_at   INTEGER NOT NULL,
     PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+
+-- Attempts that failed and were retried: with steps, a run's full step history.
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id     TEXT NOT NULL,
+    step_id    TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    user_id    TEXT NOT NULL,
+    op         TEXT NOT NULL,
+    started_at INTEGER,
+    ended_at   INTEGER NOT NULL,
+    error      BLOB,
+    PRIMARY KEY (run_id, step_id, attempt)
 ) WITHOUT ROWID;
 
 -- Members of a run's in-flight parallel batch (protocol §6.1).
