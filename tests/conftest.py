@@ -102,3 +102,19 @@ async def wait_for_pauses(engine: mainspring.Engine, run_id: str, count: int = 1
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"run {run_id} never paused")
+
+
+async def wait_for_job(engine: mainspring.Engine, run_id: str, kind: str) -> None:
+    """Until the run has a queued job of this kind (a test-only peek at the store)."""
+    import asyncio
+
+    for _ in range(500):
+        row = (
+            engine._store._reader()
+            .execute("SELECT count(*) FROM jobs WHERE run_id = ? AND kind = ?", (run_id, kind))
+            .fetchone()
+        )
+        if row[0]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"run {run_id} never queued a {kind} job")

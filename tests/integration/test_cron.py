@@ -24,8 +24,18 @@ def build(ticks: list[str]) -> tuple[inngest.Client, list[inngest.Function[None]
 
 
 async def settle() -> None:
+    """Give the engine a moment (for checks that nothing more happens)."""
     for _ in range(20):
         await asyncio.sleep(0.01)
+
+
+async def until_ticks(ticks: list[str], count: int) -> None:
+    for _ in range(500):
+        if len(ticks) >= count:
+            await settle()
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {count} ticks, got {ticks}")
 
 
 async def test_fires_once_per_minute_and_not_again_after_a_restart(db_path: pathlib.Path) -> None:
@@ -38,9 +48,9 @@ async def test_fires_once_per_minute_and_not_again_after_a_restart(db_path: path
         await settle()
         assert ticks == []
         clock.advance(30)  # 00:01:00
-        await settle()
+        await until_ticks(ticks, 1)
         clock.advance(60)  # 00:02:00
-        await settle()
+        await until_ticks(ticks, 2)
         clock.advance(10)  # 00:02:10
         await settle()
     assert ticks == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"]
@@ -54,7 +64,7 @@ async def test_fires_once_per_minute_and_not_again_after_a_restart(db_path: path
         await settle()
         assert ticks == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z"]
         clock.advance(30)  # 00:03:00
-        await settle()
+        await until_ticks(ticks, 3)
     assert ticks == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z", "2026-01-01T00:03:00Z"]
 
 
@@ -71,10 +81,10 @@ async def test_ticks_missed_while_stopped_fire_once(db_path: pathlib.Path) -> No
     async with inngest.Engine(
         client2, functions2, database=db_path, clock=clock, durability="normal"
     ):
-        await settle()
+        await until_ticks(ticks, 1)
         assert ticks == ["2026-01-01T00:01:00Z"]  # the missed tick, once
         clock.advance(60)
-        await settle()
+        await until_ticks(ticks, 2)
     assert len(ticks) == 2
     assert ticks[1] == "2026-01-01T00:11:00Z"
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, run_to_end
+from tests.conftest import EngineFactory, run_to_end, wait_for_pauses
 
 
 def build(client: inngest.Client) -> list[inngest.Function[object]]:
@@ -54,7 +54,7 @@ async def test_invoke_timeout(make_engine: EngineFactory) -> None:
     async with make_engine(client, build(client), clock=clock) as engine:
         [event_id] = await engine.send(inngest.Event(name="go", data={"n": 1, "slow": True}))
         [run] = await engine.runs(event_id)
-        await asyncio.sleep(0.2)
+        await wait_for_pauses(engine, run.id)
         clock.advance(31)  # past the invoke timeout, before the child's 60 s sleep ends
         done = await engine.wait(run.id, timeout=5)
     assert done.status == "Completed", done.error

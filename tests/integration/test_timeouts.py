@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory
+from tests.conftest import EngineFactory, wait_for_job
 
 
 async def test_a_run_that_cannot_start_in_time_is_cancelled(make_engine: EngineFactory) -> None:
@@ -58,7 +58,7 @@ async def test_a_run_that_does_not_finish_in_time_is_cancelled(make_engine: Engi
     async with make_engine(client, [slow], clock=clock) as engine:
         [event_id] = await engine.send(inngest.Event(name="slow"))
         [run] = await engine.runs(event_id)
-        await asyncio.sleep(0.1)
+        await wait_for_job(engine, run.id, "sleep")
         clock.advance(61)
         done = await engine.wait(run.id, timeout=5)
         clock.advance(3600)

@@ -8,7 +8,7 @@ import datetime
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, run_to_end, wait_for_pauses
+from tests.conftest import EngineFactory, run_to_end, wait_for_job, wait_for_pauses
 
 
 def approval_flow(client: inngest.Client, timeout_ms: int = 5_000) -> inngest.Function[object]:
@@ -155,7 +155,7 @@ async def test_a_one_second_sleep_inside_a_parallel_group(
     async with make_engine(client, [fn], clock=clock) as engine:
         [event_id] = await engine.send(inngest.Event(name="go"))
         [run] = await engine.runs(event_id)
-        await asyncio.sleep(0.2)
+        await wait_for_job(engine, run.id, "sleep")
         assert (await engine.run(run.id)).status == "Running"  # asleep: time has not moved
         clock.advance(1)
         done = await engine.wait(run.id, timeout=5)
@@ -175,7 +175,7 @@ async def test_a_three_day_sleep_under_a_manual_clock(make_engine: EngineFactory
     async with make_engine(client, [fn], clock=clock) as engine:
         [event_id] = await engine.send(inngest.Event(name="go"))
         [run] = await engine.runs(event_id)
-        await asyncio.sleep(0.1)
+        await wait_for_job(engine, run.id, "sleep")
         clock.advance(2 * 86_400)
         await asyncio.sleep(0.1)
         assert (await engine.run(run.id)).status == "Running"

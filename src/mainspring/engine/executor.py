@@ -91,6 +91,8 @@ class Executor:
         self._emitter = emitter
         self._on_settled = on_settled
         self._runs: dict[str, ActiveRun] = {}
+        #: Jobs of each run being handled now (a parked run is evicted only when idle).
+        self._busy: dict[str, int] = {}
 
     def active(self, run_id: str) -> ActiveRun | None:
         return self._runs.get(run_id)
@@ -116,6 +118,18 @@ class Executor:
         The caller runs the follow-up itself instead of queueing it: a run of sequential
         steps then moves from step to step without a trip through the queue.
         """
+        busy = self._busy
+        busy[job.run_id] = busy.get(job.run_id, 0) + 1
+        try:
+            return await self._run_job(job)
+        finally:
+            left = busy[job.run_id] - 1
+            if left:
+                busy[job.run_id] = left
+            else:
+                del busy[job.run_id]
+
+    async def _run_job(self, job: Job) -> Job | None:
         run = await self._load(job.run_id)
         if run is None or run.status.finished:
             await self._store.transact(lambda tx: tx.delete_job(job.id))
@@ -222,6 +236,11 @@ class Executor:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
             self._on_settled(run.run_id)
+        elif unit.parked and self._busy.get(run.run_id, 0) <= 1:
+            # Only timers and pauses remain: free the run's memory (its state and the
+            # suspended function) until they fire; the next call replays from the store.
+            self._runs.pop(run.run_id, None)
+            self._transport.forget(run.run_id)
         jobs = unit.jobs
         if len(jobs) == 1 and jobs[0].run_id == run.run_id and jobs[0].run_at <= now:
             return jobs[0]
@@ -387,6 +406,7 @@ class Executor:
                 return
         if retry:
             self._retry(unit, retry_at)
+        unit.parked = all(op.op in _WAIT_OPS for op in ops)
         unit.settle_jobs(keep_current=retry)
         state.write(unit)
 

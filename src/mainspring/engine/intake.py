@@ -255,8 +255,11 @@ def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
         tx.insert_event(event)
         wire = event.to_wire()
         for pause in tx.pauses_for_event(event.name, wire, now):
-            if pause.expression is not None and not compile_expression(pause.expression).matches(
-                {"async": wire}
+            # An indexed pause's whole condition is the equality its index just matched.
+            if (
+                pause.match_path is None
+                and pause.expression is not None
+                and not compile_expression(pause.expression).matches({"async": wire})
             ):
                 continue
             if tx.claim_pause(pause.id) is None:

@@ -53,6 +53,8 @@ class Unit:
         self.saved = 0
         #: When the call this unit records began (None for engine-side results).
         self.started: int | None = None
+        #: The function now waits only on timers and pauses.
+        self.parked = False
         self.finished: RunStatus | None = None
 
     def enqueue(self, job: Job) -> None:

@@ -94,10 +94,12 @@ def _pause_from_row(row: Sequence[Any]) -> Pause:
 class SQLiteTx:
     """The :class:`~mainspring.engine.store.contract.Tx` of one SQLite transaction."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "_paths")
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, paths: dict[str, set[str | None]]) -> None:
         self._db = db
+        #: Match paths in use per event name (shared with the store; grows only).
+        self._paths = paths
 
     def insert_event(self, event: StoredEvent) -> bool:
         cur = self._db.execute(
@@ -269,7 +271,10 @@ class SQLiteTx:
                 pause.created_at,
             ),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        self._paths.setdefault(pause.event_name, set()).add(pause.match_path)
+        return True
 
     def claim_pause(self, pause_id: str) -> Pause | None:
         row = self._db.execute(
@@ -280,12 +285,9 @@ class SQLiteTx:
     def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
         db = self._db
         found: list[Pause] = []
-        paths = [
-            r[0]
-            for r in db.execute(
-                "SELECT DISTINCT match_path FROM pauses WHERE event_name = ?", (name,)
-            )
-        ]
+        # Paths ever used for this name (a stale one costs one empty lookup), kept in
+        # memory: scanning the index for them would cost O(pauses) per event.
+        paths = self._paths.get(name)
         if not paths:
             return found
         for path in paths:
@@ -346,6 +348,7 @@ class SQLiteStore:
         self._lock_fd: int | None = None
         self._queue: list[tuple[Callable[[SQLiteTx], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
+        self._pause_paths: dict[str, set[str | None]] = {}
 
     async def open(self) -> None:
         # Opening is a one-off at start-up; blocking the loop briefly here is fine.
@@ -367,6 +370,9 @@ class SQLiteStore:
         schema = resources.files("mainspring.engine.store").joinpath("sql/schema.sql").read_text()
         write.executescript(schema)
         self._write = write
+        self._pause_paths = {}
+        for name, path in write.execute("SELECT DISTINCT event_name, match_path FROM pauses"):
+            self._pause_paths.setdefault(name, set()).add(path)
         read = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         read.execute("PRAGMA query_only=1")
         self._read = read
@@ -407,7 +413,7 @@ class SQLiteStore:
                 if not future.done():
                     future.set_exception(closed)
             return
-        tx = SQLiteTx(db)
+        tx = SQLiteTx(db, self._pause_paths)
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             db.execute("BEGIN IMMEDIATE")
