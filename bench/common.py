@@ -18,17 +18,21 @@ N_LONG: Final = 10_000  # (d) sequential steps in one run (Mainspring only)
 WARMUP: Final = 1
 REPS: Final = 3
 
-Workload = Literal["a", "b", "c", "d"]
-Metric = Literal["per_step", "total", "throughput"]
-Unit = Literal["ms/step", "ms", "runs/s"]
+Workload = Literal["a", "b", "c", "d", "e", "f"]
+Metric = Literal["per_step", "total", "throughput", "rss", "max_wake_lateness"]
+Unit = Literal["ms/step", "ms", "runs/s", "MB"]
 
-WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d")
+WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d", "e", "f")
+#: The run-lifecycle workloads, run by bench/lifecycle.py in processes of their own.
+LIFECYCLE: Final[tuple[Workload, ...]] = ("e", "f")
 
 DESCRIPTIONS: Final[dict[Workload, str]] = {
     "a": f"{N_SEQ} sequential steps, per-step overhead",
     "b": f"fan-out/fan-in of {N_FAN} parallel steps",
     "c": f"{N_RUNS} one-step runs, throughput",
     "d": f"{N_LONG:,} sequential steps, per-step overhead",
+    "e": "10,000 runs asleep at once: RSS, and lateness of their wake-ups",
+    "f": "1,000 waiting runs resumed by 1,000 events",
 }
 
 

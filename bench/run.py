@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark Mainspring's embedded engine against DBOS Transact, in one process.
 
-    python bench/run.py [--json FILE] [--only a,b,c,d] [--skip-peers] [--workdir DIR]
+    python bench/run.py [--json FILE] [--only a,b,c,d,e,f] [--skip-peers] [--workdir DIR]
 
 Runs the selected workloads on Mainspring (durability "full", then "normal"), then (a)-(c) on
 DBOS with a SQLite system database, prints a comparison table and optionally writes the records
@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import traceback
@@ -34,6 +35,7 @@ if importlib.util.find_spec("mainspring") is None and (ROOT / "src").is_dir():
 
 from bench.common import (  # noqa: E402
     DESCRIPTIONS,
+    LIFECYCLE,
     N_LONG,
     N_SEQ,
     REPS,
@@ -66,6 +68,13 @@ TARGETS: dict[Workload, Target] = {
     "b": Target(30.0, False, "<= 30 ms"),
     "c": Target(1500.0, True, ">= 1500 runs/s"),
     "d": Target(D_OVER_A_TARGET, False, f"<= {D_OVER_A_TARGET}x (a)"),
+}
+
+#: Targets of the run-lifecycle workloads, by metric.
+LIFECYCLE_TARGETS: dict[str, Target] = {
+    "rss": Target(150.0, False, "< 150 MB"),
+    "max_wake_lateness": Target(2000.0, False, "< 2000 ms"),
+    "total": Target(1000.0, False, "< 1000 ms"),
 }
 
 
@@ -179,6 +188,8 @@ def run_mainspring(workloads: Sequence[Workload], workdir: Path, results: Result
     """Run Mainspring; returns its system names (for the table)."""
     durabilities: tuple[Durability, ...] = ("full", "normal")
     systems = [f"mainspring-{d}" for d in durabilities]
+    if not workloads:
+        return systems
     print(
         "\nmainspring (embedded engine; durability 'full' = SQLite synchronous=FULL, "
         "'normal' = synchronous=NORMAL)"
@@ -203,6 +214,43 @@ def run_mainspring(workloads: Sequence[Workload], workdir: Path, results: Result
                 results, workload, system, functools.partial(msw.run, workload, durability, workdir)
             )
     return systems
+
+
+def run_lifecycle(workloads: Sequence[Workload], workdir: Path, results: Results) -> None:
+    """Run (e) and (f), each in a fresh interpreter so its RSS is the engine's alone."""
+    todo = [w for w in workloads if w in LIFECYCLE]
+    if not todo:
+        return
+    print("\nmainspring run lifecycle (durability 'normal', one process per workload)")
+    for workload in todo:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.lifecycle", workload, "--workdir", str(workdir)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        lines = done.stdout.strip().splitlines()
+        print("\n".join(lines[:-1]), flush=True)
+        if done.returncode != 0 or not lines:
+            results.failed = True
+            results.errors[(workload, "mainspring-normal")] = done.stderr.strip()[-500:]
+            continue
+        results.records.extend(json.loads(lines[-1]))
+
+
+def print_lifecycle_table(results: Results) -> None:
+    rows = [r for r in results.records if r["workload"] in LIFECYCLE]
+    if not rows:
+        return
+    print()
+    for record in rows:
+        target = LIFECYCLE_TARGETS[record["metric"]]
+        verdict = "yes" if target.met(record["value"]) else "NO"
+        print(
+            f"({record['workload']}) {record['metric']:<18} {record['value']:>9.1f} "
+            f"{record['unit']:<3} target {target.text:<10} met? {verdict}"
+        )
 
 
 def run_dbos(workloads: Sequence[Workload], workdir: Path, results: Results) -> bool:
@@ -343,9 +391,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_machine_facts(workdir)
         print(f"method: median of {REPS} measured runs after {WARMUP} warm-up")
         results = Results()
-        ms_systems = run_mainspring(workloads, workdir, results)
-        show_dbos = not args.skip_peers and run_dbos(workloads, workdir, results)
-    print_table(workloads, ms_systems, show_dbos, results)
+        core = [w for w in workloads if w not in LIFECYCLE]
+        ms_systems = run_mainspring(core, workdir, results)
+        show_dbos = not args.skip_peers and run_dbos(core, workdir, results)
+        run_lifecycle(workloads, workdir, results)
+    if core:
+        print_table(core, ms_systems, show_dbos, results)
+    print_lifecycle_table(results)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results.records, indent=2) + "\n")
