@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from importlib import resources
 from typing import Any, Literal, TypeVar
 
@@ -27,312 +27,20 @@ import orjson
 from mainspring.engine.records import (
     Job,
     JobKind,
-    Pause,
-    PauseKind,
     Run,
-    RunStatus,
     StepAttempt,
     StoredEvent,
 )
-from mainspring.engine.store.contract import NewRun, RunState, StepRecord
-from mainspring.protocol.match_keys import value_key
+from mainspring.engine.store.contract import RunState, StepRecord
+from mainspring.engine.store.sqlite_tx import RUN_COLUMNS, SQLiteTx, run_from_row
 from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
 
-_RUN_COLUMNS = (
-    "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at"
-)
-_UPDATABLE = frozenset(
-    {"status", "request_version", "force_step_plan", "started_at", "coalesce_key"}
-)
-
 
 class DatabaseLockedError(RuntimeError):
     """Another engine process holds this database."""
-
-
-def _run_from_row(row: Sequence[Any]) -> Run:
-    output = orjson.loads(row[4]) if row[4] is not None else None
-    error = orjson.loads(row[5]) if row[5] is not None else None
-    return Run(
-        id=row[0],
-        function_id=row[1],
-        event_id=row[2],
-        status=RunStatus(row[3]),
-        output=output,
-        error=error,
-        created_at=row[6],
-        started_at=row[7],
-        ended_at=row[8],
-    )
-
-
-_PAUSE_COLUMNS = (
-    "pause_id, run_id, step_id, kind, event_name, expression, match_path, match_value, "
-    "expires_at, data, created_at"
-)
-
-
-def _pause_from_row(row: Sequence[Any]) -> Pause:
-    return Pause(
-        id=row[0],
-        run_id=row[1],
-        step_id=row[2],
-        kind=PauseKind(row[3]),
-        event_name=row[4],
-        expression=row[5],
-        match_path=row[6],
-        match_value=row[7],
-        expires_at=row[8],
-        data=orjson.loads(row[9]) if row[9] is not None else {},
-        created_at=row[10],
-    )
-
-
-class SQLiteTx:
-    """The :class:`~mainspring.engine.store.contract.Tx` of one SQLite transaction."""
-
-    __slots__ = ("_db", "_paths")
-
-    def __init__(self, db: sqlite3.Connection, paths: dict[str, set[str | None]]) -> None:
-        self._db = db
-        #: Match paths in use per event name (shared with the store; grows only).
-        self._paths = paths
-
-    def insert_event(self, event: StoredEvent) -> bool:
-        cur = self._db.execute(
-            "INSERT INTO events (internal_id, id, name, data, ts, received_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                event.internal_id,
-                event.id,
-                event.name,
-                event.data_json if event.data_json is not None else orjson.dumps(event.data),
-                event.ts,
-                event.received_at,
-            ),
-        )
-        return cur.rowcount == 1
-
-    def create_run(self, run: NewRun) -> bool:
-        cur = self._db.execute(
-            "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
-            "max_attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                run.run_id,
-                run.function_id,
-                run.event_id,
-                run.events_json,
-                run.idempotency_key,
-                RunStatus.SCHEDULED.value,
-                run.max_attempts,
-                run.created_at,
-            ),
-        )
-        return cur.rowcount == 1
-
-    def save_step(
-        self,
-        run_id: str,
-        step_id: str,
-        memo: bytes,
-        *,
-        seq: int,
-        user_id: str,
-        op: str,
-        at: int,
-        grouped: bool = True,
-        attempt: int = 0,
-        started_at: int | None = None,
-    ) -> tuple[bool, bool]:
-        db = self._db
-        cur = db.execute(
-            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
-            "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at),
-        )
-        if cur.rowcount != 1:
-            return False, grouped and self._has_pending(run_id)
-        if not grouped:
-            return True, False
-        db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
-        return True, self._has_pending(run_id)
-
-    def record_attempt(
-        self,
-        run_id: str,
-        step_id: str,
-        *,
-        attempt: int,
-        user_id: str,
-        op: str,
-        started_at: int | None,
-        ended_at: int,
-        error: bytes,
-    ) -> None:
-        self._db.execute(
-            "INSERT INTO attempts (run_id, step_id, attempt, user_id, op, started_at, ended_at, "
-            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, step_id, attempt, user_id, op, started_at, ended_at, error),
-        )
-
-    def _has_pending(self, run_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM pending WHERE run_id = ? LIMIT 1", (run_id,)
-        ).fetchone()
-        return row is not None
-
-    def set_pending(self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None) -> None:
-        db = self._db
-        db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
-        # Members already recorded (a race with their own save) are not pending.
-        db.executemany(
-            "INSERT INTO pending (run_id, step_id) SELECT ?, ? WHERE NOT EXISTS "
-            "(SELECT 1 FROM steps WHERE run_id = ? AND step_id = ?) ON CONFLICT DO NOTHING",
-            [(run_id, step_id, run_id, step_id) for step_id in step_ids],
-        )
-        db.execute("UPDATE runs SET coalesce_key = ? WHERE run_id = ?", (coalesce_key, run_id))
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        unknown = set(fields) - _UPDATABLE
-        if unknown:
-            raise ValueError(f"update_run: unknown fields {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._db.execute(
-            f"UPDATE runs SET {assignments} WHERE run_id = ?", (*fields.values(), run_id)
-        )
-
-    def finish_run(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        output: bytes | None,
-        error: bytes | None,
-        at: int,
-        grouped: bool = True,
-    ) -> bool:
-        cur = self._db.execute(
-            "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? "
-            "WHERE run_id = ? AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
-            (status.value, output, error, at, run_id),
-        )
-        if cur.rowcount != 1:
-            return False
-        self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
-        self._db.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
-        if grouped:
-            self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
-        return True
-
-    def enqueue(self, job: Job) -> bool:
-        cur = self._db.execute(
-            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                job.id,
-                job.run_id,
-                job.kind.value,
-                job.step_id,
-                job.run_at,
-                job.attempt,
-                job.priority,
-                None if job.data is None else orjson.dumps(job.data),
-                job.run_at,
-            ),
-        )
-        return cur.rowcount == 1
-
-    def delete_job(self, job_id: str) -> None:
-        self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
-
-    def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None:
-        self._db.execute(
-            "UPDATE jobs SET run_at = ?, attempt = ? WHERE job_id = ?", (run_at, attempt, job_id)
-        )
-
-    def create_pause(self, pause: Pause) -> bool:
-        cur = self._db.execute(
-            f"INSERT INTO pauses ({_PAUSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (
-                pause.id,
-                pause.run_id,
-                pause.step_id,
-                pause.kind.value,
-                pause.event_name,
-                pause.expression,
-                pause.match_path,
-                pause.match_value,
-                pause.expires_at,
-                orjson.dumps(pause.data),
-                pause.created_at,
-            ),
-        )
-        if cur.rowcount != 1:
-            return False
-        self._paths.setdefault(pause.event_name, set()).add(pause.match_path)
-        return True
-
-    def claim_pause(self, pause_id: str) -> Pause | None:
-        row = self._db.execute(
-            f"DELETE FROM pauses WHERE pause_id = ? RETURNING {_PAUSE_COLUMNS}", (pause_id,)
-        ).fetchone()
-        return None if row is None else _pause_from_row(row)
-
-    def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
-        db = self._db
-        found: list[Pause] = []
-        # Paths ever used for this name (a stale one costs one empty lookup), kept in
-        # memory: scanning the index for them would cost O(pauses) per event.
-        paths = self._paths.get(name)
-        if not paths:
-            return found
-        for path in paths:
-            if path is None:
-                continue
-            key = value_key(event, path)
-            if key is None:
-                continue
-            found.extend(
-                _pause_from_row(r)
-                for r in db.execute(
-                    f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
-                    "AND match_path = ? AND match_value = ? AND expires_at > ?",
-                    (name, path, key, now),
-                )
-            )
-        if None in paths:
-            found.extend(
-                _pause_from_row(r)
-                for r in db.execute(
-                    f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
-                    "AND match_path IS NULL AND expires_at > ?",
-                    (name, now),
-                )
-            )
-        found.sort(key=lambda p: (p.created_at, p.id))
-        return found
-
-    def job_exists(self, job_id: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return row is not None
-
-    def repurpose_job(self, job_id: str, job: Job) -> None:
-        self._db.execute(
-            "UPDATE jobs SET kind = ?, step_id = ?, run_at = ?, attempt = ?, data = ? "
-            "WHERE job_id = ?",
-            (
-                job.kind.value,
-                job.step_id,
-                job.run_at,
-                job.attempt,
-                None if job.data is None else orjson.dumps(job.data),
-                job_id,
-            ),
-        )
 
 
 class SQLiteStore:
@@ -458,26 +166,26 @@ class SQLiteStore:
     async def get_run(self, run_id: str) -> Run | None:
         row = (
             self._reader()
-            .execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+            .execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
             .fetchone()
         )
-        return None if row is None else _run_from_row(row)
+        return None if row is None else run_from_row(row)
 
     async def runs_for_event(self, event_internal_id: str) -> list[Run]:
         rows = (
             self._reader()
             .execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs WHERE event_id = ? ORDER BY run_id",
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE event_id = ? ORDER BY run_id",
                 (event_internal_id,),
             )
             .fetchall()
         )
-        return [_run_from_row(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def load_run_state(self, run_id: str) -> RunState | None:
         db = self._reader()
         row = db.execute(
-            f"SELECT {_RUN_COLUMNS}, events, max_attempts, request_version, force_step_plan, "
+            f"SELECT {RUN_COLUMNS}, events, max_attempts, request_version, force_step_plan, "
             "coalesce_key FROM runs WHERE run_id = ?",
             (run_id,),
         ).fetchone()
@@ -493,7 +201,7 @@ class SQLiteStore:
             r[0] for r in db.execute("SELECT step_id FROM pending WHERE run_id = ?", (run_id,))
         }
         return RunState(
-            run=_run_from_row(row),
+            run=run_from_row(row),
             events_json=row[9],
             max_attempts=row[10],
             request_version=row[11],
@@ -550,59 +258,43 @@ class SQLiteStore:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = (
             self._reader()
-            .execute(f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY run_id", args)
+            .execute(f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id", args)
             .fetchall()
         )
-        return [_run_from_row(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
         db = self._reader()
-        rows: list[tuple[int, int, StepAttempt]] = []
+        entries: list[tuple[int, int, StepAttempt]] = []
         for step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
             "SELECT step_id, memo, user_id, op, attempt, started_at, ended_at, seq FROM steps "
             "WHERE run_id = ?",
             (run_id,),
         ):
             kind, value = memo_value(orjson.loads(memo) if memo is not None else None)
-            rows.append(
-                (
-                    ended,
-                    seq,
-                    StepAttempt(
-                        step_id=step_id,
-                        user_id=user_id,
-                        op=op,
-                        attempt=attempt,
-                        started_at=started,
-                        ended_at=ended,
-                        output=None if kind == "error" else value,
-                        error=value if kind == "error" else None,
-                    ),
-                )
+            failed = kind == "error"
+            entry = StepAttempt(
+                step_id,
+                user_id,
+                op,
+                attempt,
+                started,
+                ended,
+                None if failed else value,
+                value if failed else None,
             )
+            entries.append((ended, seq, entry))
         for step_id, user_id, op, attempt, started, ended, error in db.execute(
             "SELECT step_id, user_id, op, attempt, started_at, ended_at, error FROM attempts "
             "WHERE run_id = ?",
             (run_id,),
         ):
-            rows.append(
-                (
-                    ended,
-                    -1,
-                    StepAttempt(
-                        step_id=step_id,
-                        user_id=user_id,
-                        op=op,
-                        attempt=attempt,
-                        started_at=started,
-                        ended_at=ended,
-                        output=None,
-                        error=orjson.loads(error) if error is not None else None,
-                    ),
-                )
-            )
-        rows.sort(key=lambda r: (r[0], r[1]))
-        return [r[2] for r in rows]
+            failure = orjson.loads(error) if error is not None else None
+            entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
+            # A retried attempt ended before the step's final result: sort it first.
+            entries.append((ended, -1, entry))
+        entries.sort(key=lambda e: (e[0], e[1]))
+        return [entry for _, _, entry in entries]
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (

@@ -1,0 +1,303 @@
+"""Writes of the SQLite backend: the :class:`~mainspring.engine.store.contract.Tx` of one
+transaction, and the row decoders the reads share."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from mainspring.engine.records import Job, Pause, PauseKind, Run, RunStatus, StoredEvent
+from mainspring.engine.store.contract import NewRun
+from mainspring.protocol.match_keys import value_key
+
+RUN_COLUMNS = (
+    "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at"
+)
+_UPDATABLE = frozenset(
+    {"status", "request_version", "force_step_plan", "started_at", "coalesce_key"}
+)
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    output = orjson.loads(row[4]) if row[4] is not None else None
+    error = orjson.loads(row[5]) if row[5] is not None else None
+    return Run(
+        id=row[0],
+        function_id=row[1],
+        event_id=row[2],
+        status=RunStatus(row[3]),
+        output=output,
+        error=error,
+        created_at=row[6],
+        started_at=row[7],
+        ended_at=row[8],
+    )
+
+
+PAUSE_COLUMNS = (
+    "pause_id, run_id, step_id, kind, event_name, expression, match_path, match_value, "
+    "expires_at, data, created_at"
+)
+
+
+def pause_from_row(row: Sequence[Any]) -> Pause:
+    return Pause(
+        id=row[0],
+        run_id=row[1],
+        step_id=row[2],
+        kind=PauseKind(row[3]),
+        event_name=row[4],
+        expression=row[5],
+        match_path=row[6],
+        match_value=row[7],
+        expires_at=row[8],
+        data=orjson.loads(row[9]) if row[9] is not None else {},
+        created_at=row[10],
+    )
+
+
+class SQLiteTx:
+    """The :class:`~mainspring.engine.store.contract.Tx` of one SQLite transaction."""
+
+    __slots__ = ("_db", "_paths")
+
+    def __init__(self, db: sqlite3.Connection, paths: dict[str, set[str | None]]) -> None:
+        self._db = db
+        #: Match paths in use per event name (shared with the store; grows only).
+        self._paths = paths
+
+    def insert_event(self, event: StoredEvent) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO events (internal_id, id, name, data, ts, received_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                event.internal_id,
+                event.id,
+                event.name,
+                event.data_json if event.data_json is not None else orjson.dumps(event.data),
+                event.ts,
+                event.received_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def create_run(self, run: NewRun) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
+            "max_attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                run.run_id,
+                run.function_id,
+                run.event_id,
+                run.events_json,
+                run.idempotency_key,
+                RunStatus.SCHEDULED.value,
+                run.max_attempts,
+                run.created_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def save_step(
+        self,
+        run_id: str,
+        step_id: str,
+        memo: bytes,
+        *,
+        seq: int,
+        user_id: str,
+        op: str,
+        at: int,
+        grouped: bool = True,
+        attempt: int = 0,
+        started_at: int | None = None,
+    ) -> tuple[bool, bool]:
+        db = self._db
+        cur = db.execute(
+            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+            "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at),
+        )
+        if cur.rowcount != 1:
+            return False, grouped and self._has_pending(run_id)
+        if not grouped:
+            return True, False
+        db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
+        return True, self._has_pending(run_id)
+
+    def record_attempt(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        attempt: int,
+        user_id: str,
+        op: str,
+        started_at: int | None,
+        ended_at: int,
+        error: bytes,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO attempts (run_id, step_id, attempt, user_id, op, started_at, ended_at, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, attempt, user_id, op, started_at, ended_at, error),
+        )
+
+    def _has_pending(self, run_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM pending WHERE run_id = ? LIMIT 1", (run_id,)
+        ).fetchone()
+        return row is not None
+
+    def set_pending(self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None) -> None:
+        db = self._db
+        db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
+        # Members already recorded (a race with their own save) are not pending.
+        db.executemany(
+            "INSERT INTO pending (run_id, step_id) SELECT ?, ? WHERE NOT EXISTS "
+            "(SELECT 1 FROM steps WHERE run_id = ? AND step_id = ?) ON CONFLICT DO NOTHING",
+            [(run_id, step_id, run_id, step_id) for step_id in step_ids],
+        )
+        db.execute("UPDATE runs SET coalesce_key = ? WHERE run_id = ?", (coalesce_key, run_id))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"update_run: unknown fields {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(
+            f"UPDATE runs SET {assignments} WHERE run_id = ?", (*fields.values(), run_id)
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        output: bytes | None,
+        error: bytes | None,
+        at: int,
+        grouped: bool = True,
+    ) -> bool:
+        cur = self._db.execute(
+            "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? "
+            "WHERE run_id = ? AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
+            (status.value, output, error, at, run_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+        if grouped:
+            self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
+        return True
+
+    def enqueue(self, job: Job) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                job.id,
+                job.run_id,
+                job.kind.value,
+                job.step_id,
+                job.run_at,
+                job.attempt,
+                job.priority,
+                None if job.data is None else orjson.dumps(job.data),
+                job.run_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def delete_job(self, job_id: str) -> None:
+        self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+
+    def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None:
+        self._db.execute(
+            "UPDATE jobs SET run_at = ?, attempt = ? WHERE job_id = ?", (run_at, attempt, job_id)
+        )
+
+    def create_pause(self, pause: Pause) -> bool:
+        cur = self._db.execute(
+            f"INSERT INTO pauses ({PAUSE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (
+                pause.id,
+                pause.run_id,
+                pause.step_id,
+                pause.kind.value,
+                pause.event_name,
+                pause.expression,
+                pause.match_path,
+                pause.match_value,
+                pause.expires_at,
+                orjson.dumps(pause.data),
+                pause.created_at,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._paths.setdefault(pause.event_name, set()).add(pause.match_path)
+        return True
+
+    def claim_pause(self, pause_id: str) -> Pause | None:
+        row = self._db.execute(
+            f"DELETE FROM pauses WHERE pause_id = ? RETURNING {PAUSE_COLUMNS}", (pause_id,)
+        ).fetchone()
+        return None if row is None else pause_from_row(row)
+
+    def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
+        db = self._db
+        found: list[Pause] = []
+        # Paths ever used for this name (a stale one costs one empty lookup), kept in
+        # memory: scanning the index for them would cost O(pauses) per event.
+        paths = self._paths.get(name)
+        if not paths:
+            return found
+        for path in paths:
+            if path is None:
+                continue
+            key = value_key(event, path)
+            if key is None:
+                continue
+            found.extend(
+                pause_from_row(r)
+                for r in db.execute(
+                    f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
+                    "AND match_path = ? AND match_value = ? AND expires_at > ?",
+                    (name, path, key, now),
+                )
+            )
+        if None in paths:
+            found.extend(
+                pause_from_row(r)
+                for r in db.execute(
+                    f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = ? "
+                    "AND match_path IS NULL AND expires_at > ?",
+                    (name, now),
+                )
+            )
+        found.sort(key=lambda p: (p.created_at, p.id))
+        return found
+
+    def job_exists(self, job_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return row is not None
+
+    def repurpose_job(self, job_id: str, job: Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET kind = ?, step_id = ?, run_at = ?, attempt = ?, data = ? "
+            "WHERE job_id = ?",
+            (
+                job.kind.value,
+                job.step_id,
+                job.run_at,
+                job.attempt,
+                None if job.data is None else orjson.dumps(job.data),
+                job_id,
+            ),
+        )
