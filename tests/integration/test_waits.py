@@ -199,3 +199,61 @@ async def test_a_wait_with_a_condition_that_does_not_compile_fails_the_run(
     assert run.status == "Failed"
     assert run.error is not None
     assert "async.data.id ==" in run.error["message"]
+
+
+async def test_sync_functions_wait_and_invoke(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="syncwaits")
+
+    @client.create_function(fn_id="child", trigger=inngest.TriggerEvent(event="never"))
+    def child(ctx: inngest.ContextSync) -> int:
+        return ctx.step.run("ten", lambda: 10)
+
+    @client.create_function(fn_id="parent", trigger=inngest.TriggerEvent(event="order/created"))
+    def parent(ctx: inngest.ContextSync) -> list[object]:
+        reply = ctx.step.wait_for_event(
+            "reply", event="order/approved", if_exp="event.data.id == async.data.id", timeout=5_000
+        )
+        value = ctx.step.invoke("call", function=child)
+        return [None if reply is None else reply.data["id"], value]
+
+    async with make_engine(client, [child, parent]) as engine:
+        [event_id] = await engine.send(inngest.Event(name="order/created", data={"id": "s-1"}))
+        [run] = await engine.runs(event_id)
+        await wait_for_pauses(engine, run.id)
+        await engine.send(inngest.Event(name="order/approved", data={"id": "s-1"}))
+        done = await engine.wait(run.id, timeout=5)
+    assert done.status == "Completed", done.error
+    assert done.output == ["s-1", 10]
+
+
+async def test_waits_in_a_race_group_advance_on_their_own(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="racewaits")
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"))
+    async def fn(ctx: inngest.Context) -> list[object]:
+        async def quick() -> str:
+            first = await ctx.step.run("q1", lambda: "q1")
+            return first + await ctx.step.run("q2", lambda: "q2")
+
+        async def waiting() -> object:
+            reply = await ctx.step.wait_for_event("w", event="answer", timeout=5_000)
+            return None if reply is None else reply.data["v"]
+
+        return list(
+            await ctx.group.parallel((quick, waiting), parallel_mode=inngest.ParallelMode.RACE)
+        )
+
+    async with make_engine(client, [fn]) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        for _ in range(300):
+            history = await engine.history(run.id)
+            if [h.user_id for h in history] == ["q1", "q2"]:
+                break
+            await asyncio.sleep(0.01)
+        # The quick branch finished both steps while the other still waits.
+        assert [h.user_id for h in await engine.history(run.id)] == ["q1", "q2"]
+        await engine.send(inngest.Event(name="answer", data={"v": 42}))
+        done = await engine.wait(run.id, timeout=5)
+    assert done.status == "Completed", done.error
+    assert done.output == ["q1q2", 42]
