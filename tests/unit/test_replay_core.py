@@ -74,6 +74,7 @@ async def call(
     die: bool = False,
     attempt: int = 0,
     max_attempts: int = 5,
+    report_completion: bool = False,
 ) -> CallResponse:
     steps = steps or {}
     request = CallRequest(
@@ -90,7 +91,7 @@ async def call(
         ),
         step_id=target,
     )
-    execution = Execution(function, client, request)
+    execution = Execution(function, client, request, report_completion=report_completion)
     try:
         response = await execution.call(request)
     finally:
@@ -277,3 +278,29 @@ async def test_a_suspended_execution_resumes_without_replaying() -> None:
     assert isinstance(final, Complete)
     assert orjson.loads(final.output) == 6
     assert entries == [1]
+
+
+@pytest.mark.parametrize("function", [mixed, mixed_sync], ids=["async", "sync"])
+async def test_a_return_right_after_a_step_rides_with_it(function: inngest.Function[Any]) -> None:
+    memos = {A: {"data": "A"}, B: {"data": "B"}, ZZ: None}
+    response = await call(function, memos, report_completion=True)
+    assert ops(response) == [("StepRun", C), ("RunComplete", C)]
+    assert isinstance(response, Ops)
+    assert orjson.loads(response.ops[1].data or b"") == {"out": ["A", "B", None], "after": "C"}
+    # A step followed by another step: only the first is reported (and run).
+    calls.clear()
+    first = await call(function, report_completion=True)
+    assert ops(first) == [("StepPlanned", A), ("StepPlanned", B), ("Sleep", ZZ)]
+
+
+async def test_a_failure_right_after_a_step_is_left_to_the_next_call() -> None:
+    @client.create_function(fn_id="fails-after", trigger=inngest.TriggerEvent(event="go"))
+    async def fails_after(ctx: inngest.Context) -> None:
+        await ctx.step.run("x", lambda: 1)
+        raise RuntimeError("after the step")
+
+    response = await call(fails_after, report_completion=True)
+    assert ops(response) == [("StepRun", hash_step_id("x"))]
+    replay = await call(fails_after, {hash_step_id("x"): {"data": 1}}, report_completion=True)
+    assert isinstance(replay, Failure)
+    assert replay.error.message == "after the step"

@@ -236,6 +236,8 @@ class Executor:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
             self._on_settled(run.run_id)
+        elif unit.stale:
+            self._transport.forget(run.run_id)
         elif unit.parked and self._busy.get(run.run_id, 0) <= 1:
             # Only timers and pauses remain: free the run's memory (its state and the
             # suspended function) until they fire; the next call replays from the store.
@@ -313,6 +315,12 @@ class Executor:
     def _apply_ops(self, unit: Unit, response: Ops) -> None:
         run, tx = unit.run, unit.tx
         ops = [op for op in response.ops if op.op not in LAZY_OPS]
+        # RunComplete: the function returned right after the steps of this response.
+        complete = next((op for op in ops if op.op is Opcode.RUN_COMPLETE), None)
+        ops = [op for op in ops if op.op is not Opcode.RUN_COMPLETE]
+        if not ops and complete is not None:
+            self._finish(unit, RunStatus.COMPLETED, output=complete.data or b"null")
+            return
         if not ops:
             self._finish(
                 unit,
@@ -404,6 +412,13 @@ class Executor:
                     ),
                 )
                 return
+        if complete is not None:
+            if not retry and unit.saved == sum(1 for op in ops if op.op is Opcode.STEP_RUN):
+                self._finish(unit, RunStatus.COMPLETED, output=complete.data or b"null")
+                return
+            # A step it ran was recorded already (by a racing call): the output may rest
+            # on a result that lost, so call the function again instead.
+            unit.stale = True
         if retry:
             self._retry(unit, retry_at)
         unit.parked = all(op.op in _WAIT_OPS for op in ops)

@@ -67,14 +67,26 @@ class InProcessTransport:
         run_id = request.ctx.run_id
         execution = self._live.get(run_id)
         if execution is None:
-            execution = Execution(function, self.client, request, step_executor=self._step_threads)
+            execution = Execution(
+                function,
+                self.client,
+                request,
+                step_executor=self._step_threads,
+                report_completion=True,
+            )
             self._keep(run_id, execution)
         else:
             self._live.move_to_end(run_id)
         response = await execution.call(request)
         if response is None:
             self._drop(run_id)
-            execution = Execution(function, self.client, request, step_executor=self._step_threads)
+            execution = Execution(
+                function,
+                self.client,
+                request,
+                step_executor=self._step_threads,
+                report_completion=True,
+            )
             self._keep(run_id, execution)
             response = await execution.call(request)
             assert response is not None  # a fresh execution answers every request

@@ -55,6 +55,8 @@ class Unit:
         self.started: int | None = None
         #: The function now waits only on timers and pauses.
         self.parked = False
+        #: The suspended function saw a result that was not the one recorded: drop it.
+        self.stale = False
         self.finished: RunStatus | None = None
 
     def enqueue(self, job: Job) -> None:

@@ -34,6 +34,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from mainspring.errors import NonRetriableError, RetryAfterError
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.messages import (
@@ -44,6 +46,7 @@ from mainspring.protocol.messages import (
     ErrorPayload,
     Failure,
     Ops,
+    StepOp,
 )
 from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
@@ -95,12 +98,16 @@ class Execution:
         request: CallRequest,
         *,
         step_executor: Executor | None = None,
+        report_completion: bool = False,
     ) -> None:
         self.function = function
         self.client = client
         self.run_id = request.ctx.run_id
         self.is_async = function.is_handler_async
         self._step_executor = step_executor
+        #: After running a lone step, report the function's return in the same response
+        #: (``RunComplete``); for executors that record both atomically (ours).
+        self._report_completion = report_completion
         self._loop = asyncio.get_running_loop()
         self._counter = StepIdCounter()
         self._pending: dict[str, Registration] = {}
@@ -120,6 +127,10 @@ class Execution:
         # Only a sync function's thread waits on it; async executions share a dummy.
         self._cond = threading.Condition() if not self.is_async else _UNUSED_CONDITION
         self._thread_blocked = False
+        #: Steps whose result this execution handed to the function as soon as it ran
+        #: them (see :meth:`_execute_and_continue`); their memos arrive with a later
+        #: request and must not be handed out twice.
+        self._early: set[str] = set()
         self.attempt = request.ctx.attempt
         self.max_attempts = request.ctx.max_attempts
         #: Requests being answered right now; a busy execution is never evicted.
@@ -151,8 +162,8 @@ class Execution:
         stack = request.ctx.stack
         if len(stack) < self._known:
             return False
-        pending = self._pending
-        return all(step_id in pending for step_id in stack[self._known :])
+        pending, early = self._pending, self._early
+        return all(step_id in pending or step_id in early for step_id in stack[self._known :])
 
     def abandon(self) -> None:
         """Unwind the function; later step calls keep raising."""
@@ -246,6 +257,14 @@ class Execution:
         self._known = self._turn = len(stack)
         if not fresh:
             return
+        early = self._early
+        early_before = set(early)
+        if early:
+            # Results this execution already handed out when it ran the step.
+            early.difference_update(fresh)
+            fresh = [step_id for step_id in fresh if step_id not in early_before]
+        if not fresh:
+            return
         if self.is_async:
             for step_id in fresh:
                 reg = self._pending.pop(step_id)
@@ -303,8 +322,62 @@ class Execution:
             and not regs[0].in_parallel
             and not request.ctx.disable_immediate_execution
         ):
+            if self._report_completion:
+                return await self._execute_and_continue(regs[0], request)
             return await self._execute(regs[0], request)
         return Ops([reg.to_op() for reg in regs])
+
+    async def _execute_and_continue(self, reg: Registration, request: CallRequest) -> CallResponse:
+        """Run a lone step now; if the function then returns, report that too.
+
+        The step's result goes straight back to the function. Should it return (rather
+        than reach another step), its output rides in the same response as a
+        ``RunComplete`` op, recorded together with the step: one call and one store unit
+        fewer per run. No other step's handler runs before this step's result is
+        recorded; only the function's own code does, which replays safely.
+        """
+        response = await self._execute(reg, request)
+        if not (
+            isinstance(response, Ops)
+            and len(response.ops) == 1
+            and response.ops[0].op is Opcode.STEP_RUN
+            and response.ops[0].data is not None
+        ):
+            return response
+        # The code after the step is what the next call would run: a first attempt.
+        self.attempt = self.context.attempt = 0
+        self._resolve_early(reg, {"data": orjson.loads(response.ops[0].data)})
+        root = self._root
+        assert root is not None
+        while not root.done():
+            if self._blocked_on_steps():
+                if not self._turn_waiters:
+                    return response
+                self._release_next_turn()
+                continue
+            await self._wait_for_change()
+        if root.cancelled() or root.exception() is not None:
+            return response  # the next request replays and reports the failure
+        try:
+            output = dump_json(root.result())
+        except UnserializableError:
+            return response
+        response.ops.append(
+            StepOp(op=Opcode.RUN_COMPLETE, id=reg.hashed_id, name="", display_name="", data=output)
+        )
+        return response
+
+    def _resolve_early(self, reg: Registration, memo: Any) -> None:
+        self._pending.pop(reg.hashed_id, None)
+        self._early.add(reg.hashed_id)
+        if self.is_async:
+            if reg.future is not None and not reg.future.done():
+                reg.future.set_result(memo)
+            return
+        with self._cond:
+            reg.outcome = memo
+            self._thread_blocked = False
+            self._cond.notify_all()
 
     def _blocked_on_steps(self) -> bool:
         if self.is_async:
