@@ -63,7 +63,11 @@ async def sleepers(workdir: Path) -> list[dict[str, Any]]:
         reader = engine._store._reader()
 
         def all_asleep() -> bool:
-            row = reader.execute("SELECT count(*) FROM jobs WHERE kind = 'sleep'").fetchone()
+            # Asleep now, or already woken (the first may wake before the last sleeps).
+            row = reader.execute(
+                "SELECT (SELECT count(*) FROM jobs WHERE kind = 'sleep') "
+                "+ (SELECT count(*) FROM steps WHERE op = 'Sleep')"
+            ).fetchone()
             return bool(row[0] >= N_SLEEPERS)
 
         await _wait_until(all_asleep, 60)
