@@ -78,7 +78,7 @@ class ErrorPayload:
         if self.code is not None:
             out["code"] = self.code
         if self.data is not None:
-            out["data"] = orjson.Fragment(self.data)
+            out["data"] = self.data  # a parsed JSON value, as from_wire keeps it
         return out
 
     @classmethod

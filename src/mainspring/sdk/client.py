@@ -18,6 +18,7 @@ from mainspring.sdk.function import (
     check_retries,
     normalise_triggers,
 )
+from mainspring.sdk.settings import resolve
 from mainspring.sdk.triggers import Trigger
 
 T = TypeVar("T")
@@ -45,12 +46,27 @@ class Client:
         app_id: str,
         app_version: str | None = None,
         logger: logging.Logger | None = None,
+        is_production: bool | None = None,
+        api_base_url: str | None = None,
+        event_api_base_url: str | None = None,
+        signing_key: str | None = None,
+        event_key: str | None = None,
+        env: str | None = None,
     ) -> None:
         if not isinstance(app_id, str) or not app_id:
             raise FunctionConfigInvalidError("Client: app_id must be a non-empty string")
         self.app_id = app_id
         self.app_version = app_version
         self.logger = logger or logging.getLogger("mainspring")
+        #: Where the app talks to and with which keys, when served over HTTP.
+        self.settings = resolve(
+            is_production=is_production,
+            api_base_url=api_base_url,
+            event_api_base_url=event_api_base_url,
+            signing_key=signing_key,
+            event_key=event_key,
+            env=env,
+        )
         self._sender: EventSender | None = None
         self._sender_loop: asyncio.AbstractEventLoop | None = None
 

@@ -1,0 +1,401 @@
+"""Call requests and responses as HTTP bodies, statuses and headers (protocol §2, §3).
+
+The in-memory messages (:mod:`mainspring.protocol.messages`) are what the SDK and the
+executor work with; this module is the only place that knows their HTTP form. Both
+directions are here so that the two ends cannot drift apart:
+
+- executor → SDK: :func:`request_to_wire` / :func:`request_from_wire`;
+- SDK → executor: :func:`response_to_http` / :func:`response_from_http`.
+
+Parsing is strict because its input is untrusted: every problem raises :class:`WireError`
+naming the field, which the SDK answers with a 4xx and the executor records as a failed,
+retriable attempt. Unknown keys are ignored so newer peers keep working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any, Final, TypeVar
+
+import orjson
+import pydantic
+import rfc8785
+
+from mainspring.protocol import headers as h
+from mainspring.protocol.consts import DEFAULT_RETRIES, REQUEST_VERSION
+from mainspring.protocol.messages import (
+    CallContext,
+    CallRequest,
+    CallResponse,
+    Complete,
+    ErrorPayload,
+    Failure,
+    Ops,
+    StepOp,
+)
+from mainspring.protocol.opcodes import Opcode
+
+_T = TypeVar("_T")
+#: JSON numbers are IEEE doubles: larger integers are not exactly representable (RFC 8785 §3.2.2.3).
+_MAX_SAFE_INT: Final = 2**53 - 1
+#: Ops that stand for one step and so must carry its hashed id.
+_NEEDS_ID: Final = frozenset(Opcode) - {
+    Opcode.NONE,
+    Opcode.RUN_COMPLETE,
+    Opcode.SYNC_RUN_COMPLETE,
+    Opcode.DISCOVERY_REQUEST,
+    Opcode.DEFER_ADD,
+    Opcode.DEFER_ABORT,
+}
+_NEEDS_ERROR: Final = frozenset({Opcode.STEP_ERROR, Opcode.STEP_FAILED})
+
+
+class WireError(ValueError):
+    """A body or header that does not follow the protocol; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HttpReply:
+    """An HTTP response before a transport sends it (header names lowercase)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+# -- canonical JSON ----------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as dicts, lists and scalars only, which is all ``rfc8785`` accepts.
+
+    Mappings are read key by key (a lazy memo mapping loads each value once). Integers
+    beyond ±(2**53-1) become floats, as the Go server's ``jcs.Transform`` makes them,
+    rather than failing the whole call.
+    """
+    if value is None or isinstance(value, bool | str | float):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key in value:
+            if not isinstance(key, str):
+                raise WireError(f"JSON object keys must be strings, got {key!r}")
+            out[key] = _plain(value[key])
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    raise WireError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of ``value``: sorted keys, no whitespace, ES6 number form.
+
+    Call-request bodies must be canonical: the executor signs exactly these bytes, and the
+    Python SDK re-canonicalises the body it receives before checking the signature, so
+    any other spelling (``1.0``, spaces, key order) would fail verification in signed mode.
+    """
+    try:
+        return rfc8785.dumps(_plain(value))
+    except (rfc8785.CanonicalizationError, OverflowError, RecursionError) as exc:
+        raise WireError(f"cannot canonicalise JSON: {exc}") from exc
+
+
+def _loads(body: bytes | str, what: str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(f"{what} is not valid JSON: {exc}") from exc
+
+
+# -- call request (§2.3) -----------------------------------------------------------------------
+
+
+def _event_to_wire(event: Mapping[str, Any]) -> dict[str, Any]:
+    out = {key: event[key] for key in event}
+    for key in ("user", "data"):  # the py SDK wants objects here, never null
+        if out.get(key) is None:
+            out[key] = {}
+    return out
+
+
+def request_to_wire(request: CallRequest) -> bytes:
+    """The JCS-canonical body of a call request (sign these exact bytes)."""
+    ctx = request.ctx
+    stack = list(ctx.stack)
+    return canonical_json(
+        {
+            "event": _event_to_wire(request.event),
+            "events": [_event_to_wire(event) for event in request.events],
+            "steps": request.steps,
+            "defers": {},
+            "version": request.version,
+            # Deprecated duplicate of ctx.use_api, but the py SDK requires it.
+            "use_api": ctx.use_api,
+            "ctx": {
+                "fn_id": ctx.fn_id,
+                "run_id": ctx.run_id,
+                "env": ctx.env,
+                # The config step id, not the target (that travels in ?stepId=).
+                "step_id": "step",
+                "attempt": ctx.attempt,
+                "max_attempts": ctx.max_attempts,
+                "stack": {"stack": stack, "current": len(stack)},
+                "disable_immediate_execution": ctx.disable_immediate_execution,
+                "use_api": ctx.use_api,
+            },
+        }
+    )
+
+
+class _Model(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Stack(_Model):
+    stack: list[str] | None = None
+
+
+class _Ctx(_Model):
+    run_id: str = pydantic.Field(min_length=1)
+    attempt: int = pydantic.Field(ge=0)
+    max_attempts: int = pydantic.Field(default=DEFAULT_RETRIES + 1, ge=1)
+    stack: _Stack
+    disable_immediate_execution: bool
+    fn_id: str = ""
+    env: str = ""
+    use_api: bool = False
+
+
+class _Body(_Model):
+    """The fields the py SDK requires, plus the optional ones we use (§2.3)."""
+
+    event: dict[str, Any]
+    events: list[dict[str, Any]] | None = None
+    steps: dict[str, Any] | None
+    use_api: bool
+    version: int = -1
+    ctx: _Ctx
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False)[:3]:
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+        parts.append(f"{path.lstrip('.') or 'body'}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def request_from_wire(body: bytes, *, fn_id: str, step_id: str | None) -> CallRequest:
+    """Parse a call-request body; ``fn_id`` and ``step_id`` come from the query string.
+
+    ``step_id`` ``"step"`` (or empty) means discovery, no target step.
+    """
+    data = _loads(body, "call request body")
+    if not isinstance(data, dict):
+        raise WireError("call request body: expected a JSON object")
+    try:
+        parsed = _Body.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise WireError(f"invalid call request body: {_describe(exc)}") from exc
+    ctx = parsed.ctx
+    use_api = parsed.use_api or ctx.use_api
+    events = parsed.events
+    if events is None:
+        events = [] if use_api else [parsed.event]
+    return CallRequest(
+        fn_id=fn_id,
+        event=parsed.event,
+        events=events,
+        steps=parsed.steps or {},
+        ctx=CallContext(
+            run_id=ctx.run_id,
+            attempt=ctx.attempt,
+            max_attempts=ctx.max_attempts,
+            stack=tuple(ctx.stack.stack or ()),
+            disable_immediate_execution=ctx.disable_immediate_execution,
+            fn_id=ctx.fn_id,
+            env=ctx.env,
+            use_api=use_api,
+        ),
+        step_id=None if step_id in (None, "", "step") else step_id,
+        version=parsed.version,
+    )
+
+
+# -- call response: SDK side -------------------------------------------------------------------
+
+
+def _dumps(value: Any, what: str) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise WireError(f"{what} is not serialisable as JSON: {exc}") from exc
+
+
+def response_to_http(response: CallResponse, *, sdk_version: str | None = None) -> HttpReply:
+    """200 / 206 / 4xx-5xx for a call response (§3.1).
+
+    ``x-inngest-no-retry`` is set on every failure (the executor treats it as
+    authoritative); a non-retriable failure answers 400, a retriable one 500, as the spec
+    and the ts SDK do. Pass ``sdk_version`` to stamp ``x-inngest-sdk``, which the executor
+    requires; otherwise the transport must add it.
+    """
+    headers = {h.CONTENT_TYPE: h.JSON_CONTENT_TYPE, h.REQ_VERSION: str(REQUEST_VERSION)}
+    if sdk_version is not None:
+        headers[h.SDK] = h.sdk_header_value(sdk_version)
+    if isinstance(response, Complete):
+        return HttpReply(200, headers, response.output)
+    if isinstance(response, Ops):
+        if not response.ops:
+            # The server reads `[]` as a broken checkpoint and re-drives discovery.
+            raise WireError("refusing to send an empty 206: report at least one op")
+        if response.no_retry:
+            headers[h.NO_RETRY] = "true"
+        elif response.retry_after is not None:
+            headers[h.RETRY_AFTER] = h.format_retry_after(response.retry_after)
+            headers[h.NO_RETRY] = "false"
+        body = _dumps([op.to_wire() for op in response.ops], "206 ops")
+        return HttpReply(206, headers, body)
+    headers[h.NO_RETRY] = "false" if response.retriable else "true"
+    if response.retriable and response.retry_after is not None:
+        headers[h.RETRY_AFTER] = h.format_retry_after(response.retry_after)
+    body = _dumps(response.error.to_wire(), "error body")
+    return HttpReply(500 if response.retriable else 400, headers, body)
+
+
+# -- call response: executor side --------------------------------------------------------------
+
+
+def _field(obj: Mapping[str, Any], key: str, kind: type[_T], where: str, default: _T) -> _T:
+    """``obj[key]`` checked to be a ``kind``; ``default`` when absent or null."""
+    value = obj.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise WireError(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _error_payload(value: Any) -> ErrorPayload:
+    return ErrorPayload.from_wire(value)
+
+
+def _parse_op(index: int, raw: Any) -> StepOp:
+    where = f"206 body: ops[{index}]"
+    if not isinstance(raw, dict):
+        raise WireError(f"{where}: expected an opcode object, got {type(raw).__name__}")
+    name = raw.get("op")
+    if not isinstance(name, str):
+        raise WireError(f"{where}.op: expected an opcode name, got {name!r}")
+    try:
+        op = Opcode.parse(name)
+    except ValueError as exc:
+        raise WireError(f"{where}.op: {exc}") from exc
+    step_id = _field(raw, "id", str, where, "")
+    if op in _NEEDS_ID and not step_id:
+        raise WireError(f"{where}.id: {op.value} needs the hashed step id")
+    error = _field(raw, "error", dict, where, None)
+    if op in _NEEDS_ERROR and error is None:
+        raise WireError(f"{where}.error: {op.value} needs an error object")
+    userland: dict[str, Any] = _field(raw, "userland", dict, where, {})
+    return StepOp(
+        op=op,
+        id=step_id,
+        name=_field(raw, "name", str, where, ""),
+        display_name=_field(raw, "displayName", str, where, ""),
+        opts=_field(raw, "opts", dict, where, None),
+        data=_dumps(raw["data"], f"{where}.data") if "data" in raw else None,
+        error=None if error is None else _error_payload(error),
+        user_id=_field(userland, "id", str, f"{where}.userland", ""),
+        index=_field(userland, "index", int, f"{where}.userland", 0),
+    )
+
+
+def _failure_error(value: Any, status: int) -> ErrorPayload:
+    """The error of a function-level failure: top level, or a nested ``error``/``body``."""
+    if isinstance(value, dict):
+        if "name" not in value and "message" not in value:
+            for key in ("error", "body"):
+                if isinstance(value.get(key), dict):
+                    return _error_payload(value[key])
+        return _error_payload(value)
+    if isinstance(value, str) and value:
+        return ErrorPayload(name="Error", message=value)
+    return ErrorPayload(name="Error", message=f"the function failed with HTTP {status}")
+
+
+def _unwrap_stream(body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """The real response inside a 201 streaming wrapper ``{status, headers, body}`` (§3.5)."""
+    doc = _loads(body, "201 streamed body")
+    if not isinstance(doc, dict):
+        raise WireError("201 streamed body: expected a {status, headers, body} object")
+    status = doc.get("status")
+    if status is None and "error" in doc:
+        return 500, {}, _dumps({"error": doc["error"]}, "201 error")
+    if not isinstance(status, int) or isinstance(status, bool) or status == 201:
+        raise WireError(f"201 streamed body.status: expected a final HTTP status, got {status!r}")
+    raw_headers = _field(doc, "headers", dict, "201 streamed body", {})
+    inner: dict[str, str] = {}
+    for key, value in raw_headers.items():
+        if not isinstance(value, str):
+            raise WireError(f"201 streamed body.headers.{key}: expected a string")
+        inner[key.lower()] = value
+    if doc.get("noRetry") is True:
+        inner.setdefault(h.NO_RETRY, "true")
+    if isinstance(doc.get("retryAt"), str):
+        inner.setdefault(h.RETRY_AFTER, doc["retryAt"])
+    value = doc.get("body")
+    if isinstance(value, str):  # usually the real body, JSON-encoded once more
+        try:
+            orjson.loads(value)
+            inner_body = value.encode()
+        except orjson.JSONDecodeError:
+            inner_body = _dumps(value, "201 body")
+    else:
+        inner_body = b"" if "body" not in doc else _dumps(value, "201 body")
+    return status, inner, inner_body
+
+
+def response_from_http(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime.datetime
+) -> CallResponse:
+    """Read an SDK's answer to a call request (executor side).
+
+    Raises :class:`WireError` when the answer is not from an SDK (no ``x-inngest-sdk``),
+    is not JSON, or breaks the opcode schema; the executor records that as a retriable
+    failed attempt.
+    """
+    found = {key.lower(): value for key, value in headers.items()}
+    if status == 201:
+        status, inner, body = _unwrap_stream(body)
+        found |= inner
+    if not found.get(h.SDK):
+        raise WireError(
+            f"HTTP {status} response has no {h.SDK} header: it did not come from an Inngest SDK"
+        )
+    no_retry = found.get(h.NO_RETRY)
+    retry_text = found.get(h.RETRY_AFTER)
+    retry_after = None if retry_text is None else h.parse_retry_after(retry_text, now=now)
+    if status == 200:
+        _loads(body, "200 body")  # validate; the output is stored as sent
+        return Complete(output=body.strip())
+    if status == 206:
+        value = _loads(body, "206 body")
+        raw_ops = [value] if isinstance(value, dict) else value
+        if not isinstance(raw_ops, list):
+            raise WireError("206 body: expected an array of opcode objects")
+        ops = [_parse_op(i, raw) for i, raw in enumerate(raw_ops)]
+        no_retry_ops = no_retry is not None and no_retry.strip().lower() == "true"
+        return Ops(ops=ops, retry_after=retry_after, no_retry=no_retry_ops)
+    if 400 <= status <= 599:
+        error = _failure_error(_loads(body, f"HTTP {status} error body"), status)
+        # The header is authoritative when present; absent means retry (§3.4).
+        retriable = no_retry is None or no_retry.strip().lower() != "true"
+        return Failure(
+            error=error, retriable=retriable, retry_after=retry_after if retriable else None
+        )
+    raise WireError(f"unexpected HTTP status {status} in answer to a call request")

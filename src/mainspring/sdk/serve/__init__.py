@@ -1,0 +1,1 @@
+"""Serving functions over HTTP: one framework-neutral handler and thin adapters."""

@@ -1,0 +1,313 @@
+"""The framework-neutral serve handler: an HTTP request in, an HTTP response out.
+
+One URL serves an app (protocol §1.1): ``GET`` introspects, ``PUT`` syncs the app's
+functions to the server, ``POST ?fnId=..&stepId=..`` runs a function against the memos in
+the body (§2, §5) and answers 200 / 206 / 5xx (§3). Adapters (ASGI, Flask, Django) only
+translate their framework's request and response objects.
+
+Each ``POST`` replays the function from the top with a fresh
+:class:`~mainspring.sdk.execution.Execution` and abandons it after answering: over HTTP
+another worker may take the next call, so nothing is kept between requests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from mainspring.protocol import signing, wire
+from mainspring.protocol.codes import ErrorCode
+from mainspring.protocol.consts import REQUEST_VERSION
+from mainspring.protocol.messages import CallRequest
+from mainspring.sdk.client import Client
+from mainspring.sdk.execution import Execution
+from mainspring.sdk.function import Function
+
+SDK_VERSION = "0.1.0"
+SDK_HEADER = f"mainspring:v{SDK_VERSION}"
+SCHEMA_VERSION = "2024-05-24"
+DEFAULT_SERVE_PATH = "/api/inngest"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServeRequest:
+    """What an adapter hands over: method, full URL, lowercase headers, raw body."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServeResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class ServeHandler:
+    """Answers the executor (and sync/introspection calls) for one client's functions."""
+
+    def __init__(
+        self,
+        client: Client,
+        functions: Iterable[Function[Any]],
+        *,
+        framework: str = "asgi",
+        serve_origin: str | None = None,
+        serve_path: str | None = None,
+        clock: Callable[[], float] = time.time,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = client.settings
+        self.framework = framework
+        self.functions: dict[str, Function[Any]] = {}
+        for function in functions:
+            for fn in function.with_failure_handler():
+                self.functions[fn.id] = fn
+        self.serve_origin = serve_origin or self.settings.serve_origin
+        self.serve_path = serve_path or self.settings.serve_path
+        self._clock = clock
+        self._http = http
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def handle(self, request: ServeRequest) -> ServeResponse:
+        method = request.method.upper()
+        if method == "GET":
+            return self._introspect(request)
+        if method == "PUT":
+            return await self._sync(request)
+        if method == "POST":
+            return await self._execute(request)
+        return self._error(405, "method_not_allowed", f"{method} is not served here")
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "x-inngest-sdk": SDK_HEADER,
+            "x-inngest-req-version": str(REQUEST_VERSION),
+            "x-inngest-framework": self.framework,
+            "x-inngest-expected-server-kind": "dev" if self.settings.dev else "cloud",
+        }
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def _error(self, status: int, code: str, message: str, *, retry: bool = False) -> ServeResponse:
+        body = orjson.dumps({"code": code, "name": "ServeError", "message": message})
+        no_retry = {"x-inngest-no-retry": "false" if retry else "true"}
+        return ServeResponse(status, self._headers(no_retry), body)
+
+    def _keys(self) -> list[str]:
+        return [k for k in (self.settings.signing_key, self.settings.signing_key_fallback) if k]
+
+    def _signature_ok(self, request: ServeRequest) -> bool | None:
+        """None when unsigned, else whether the signature verifies with our keys."""
+        header = request.headers.get("x-inngest-signature")
+        if not header:
+            return None
+        try:
+            signing.verify(header, request.body, self._keys(), now=int(self._clock()))
+        except signing.SignatureError:
+            return False
+        return True
+
+    # -- GET: introspection (§1.5) -----------------------------------------------------
+
+    def _introspect(self, request: ServeRequest) -> ServeResponse:
+        settings = self.settings
+        signed = None if settings.dev else self._signature_ok(request)
+        body: dict[str, Any] = {
+            "authentication_succeeded": signed,
+            "function_count": len(self.functions),
+            "has_event_key": settings.event_key is not None,
+            "has_signing_key": settings.signing_key is not None,
+            "has_signing_key_fallback": settings.signing_key_fallback is not None,
+            "mode": "dev" if settings.dev else "cloud",
+            "schema_version": SCHEMA_VERSION,
+        }
+        if signed:
+            origin, path = self._serve_url_parts(request)
+            body.update(
+                {
+                    "api_origin": settings.api_origin,
+                    "app_id": self.client.app_id,
+                    "env": settings.env,
+                    "event_api_origin": settings.event_api_origin,
+                    "event_key_hash": _sha256(settings.event_key),
+                    "framework": self.framework,
+                    "sdk_language": "py",
+                    "sdk_version": SDK_VERSION,
+                    "serve_origin": origin,
+                    "serve_path": path,
+                    "signing_key_hash": _key_hash(settings.signing_key),
+                    "signing_key_fallback_hash": _key_hash(settings.signing_key_fallback),
+                }
+            )
+        return ServeResponse(200, self._headers(), orjson.dumps(body))
+
+    # -- PUT: sync (§1.2-§1.4) ---------------------------------------------------------
+
+    def _serve_url_parts(self, request: ServeRequest) -> tuple[str, str]:
+        parts = urllib.parse.urlsplit(request.url)
+        origin = self.serve_origin or f"{parts.scheme}://{parts.netloc}"
+        path = self.serve_path or parts.path or DEFAULT_SERVE_PATH
+        return origin.rstrip("/"), path
+
+    def serve_url(self, request: ServeRequest) -> str:
+        origin, path = self._serve_url_parts(request)
+        query = [
+            (k, v)
+            for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query)
+            if k != "deployId"
+        ]
+        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
+        return f"{origin}{path}{suffix}"
+
+    def registration(self, url: str) -> dict[str, Any]:
+        """The body of ``POST /fn/register`` for this app served at ``url``."""
+        return {
+            "url": url,
+            "deployType": "ping",
+            "appName": self.client.app_id,
+            "appVersion": self.client.app_version,
+            "sdk": f"py:v{SDK_VERSION}",
+            "v": "0.1",
+            "framework": self.framework,
+            "functions": [fn.config.to_wire(url) for fn in self.functions.values()],
+            "capabilities": {"trust_probe": "v1"},
+        }
+
+    async def _sync(self, request: ServeRequest) -> ServeResponse:
+        kind = request.headers.get("x-inngest-server-kind")
+        mode = "dev" if self.settings.dev else "cloud"
+        if kind and kind != mode:
+            return self._error(
+                400, "server_kind_mismatch", f"the server is in {kind} mode, this app in {mode}"
+            )
+        body = self.registration(self.serve_url(request))
+        body = {k: v for k, v in body.items() if v is not None}
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
+        params = {"deployId": query["deployId"][0]} if "deployId" in query else None
+        headers = self._headers()
+        if kind:
+            headers["x-inngest-expected-server-kind"] = kind
+        if self.settings.signing_key:
+            headers["authorization"] = f"Bearer {signing.hashed_key(self.settings.signing_key)}"
+        http = self._http or httpx.AsyncClient(timeout=10.0)
+        try:
+            answer = await http.post(
+                f"{self.settings.api_origin}/fn/register",
+                content=orjson.dumps(body),
+                headers=headers,
+                params=params,
+            )
+        except httpx.HTTPError as exc:
+            return self._error(500, "sync_failed", f"could not reach the server to sync: {exc}")
+        finally:
+            if self._http is None:
+                await http.aclose()
+        reply_headers = self._headers({"x-inngest-sync-kind": "out_of_band"})
+        return ServeResponse(answer.status_code, reply_headers, answer.content)
+
+    # -- POST: execution (§2, §3, §5) --------------------------------------------------
+
+    async def _execute(self, request: ServeRequest) -> ServeResponse:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query))
+        signed = False
+        if not self.settings.dev:
+            if not self._keys():
+                return self._error(500, "signing_key_missing", "no signing key is configured")
+            verdict = self._signature_ok(request)
+            if not verdict:
+                missing = "missing" if verdict is None else "invalid"
+                return self._error(401, "sig_verification_failed", f"the signature is {missing}")
+            signed = True
+        if query.get("probe") == "trust":
+            return self._finish(ServeResponse(200, self._headers(), b""), signed)
+        fn_id = query.get("fnId")
+        if not fn_id:
+            return self._error(400, "missing_fn_id", "the fnId query parameter is required")
+        function = self.functions.get(fn_id) or self.functions.get(f"{self.client.app_id}-{fn_id}")
+        if function is None:
+            return self._error(
+                500,
+                ErrorCode.FUNCTION_NOT_FOUND,
+                f"no function {fn_id!r} in app {self.client.app_id!r}",
+            )
+        step_id = query.get("stepId", "step")
+        try:
+            call = wire.request_from_wire(
+                request.body, fn_id=function.id, step_id=None if step_id == "step" else step_id
+            )
+        except wire.WireError as exc:
+            return self._error(400, "malformed_request", str(exc))
+        if call.ctx.use_api:
+            try:
+                call = await self._fetch_state(call)
+            except (httpx.HTTPError, ValueError) as exc:
+                return self._error(500, "state_fetch_failed", str(exc), retry=True)
+        execution = Execution(function, self.client, call)
+        try:
+            response = await execution.call(call)
+        finally:
+            execution.abandon()
+        assert response is not None  # a fresh execution answers every request
+        reply = wire.response_to_http(response)
+        return self._finish(
+            ServeResponse(reply.status, self._headers(reply.headers), reply.body), signed
+        )
+
+    def _finish(self, response: ServeResponse, signed: bool) -> ServeResponse:
+        if signed and self.settings.signing_key:
+            response.headers["x-inngest-signature"] = signing.sign(
+                response.body, self.settings.signing_key, at=int(self._clock())
+            )
+        return response
+
+    async def _fetch_state(self, call: CallRequest) -> CallRequest:
+        """Large runs come without state (``use_api``, §2.4): fetch events and memos."""
+        headers = {"x-inngest-sdk": SDK_HEADER}
+        if self.settings.signing_key:
+            headers["authorization"] = f"Bearer {signing.hashed_key(self.settings.signing_key)}"
+        base = f"{self.settings.api_origin}/v0/runs/{call.ctx.run_id}"
+        http = self._http or httpx.AsyncClient(timeout=30.0)
+        try:
+            batch = await http.get(f"{base}/batch", headers=headers)
+            actions = await http.get(f"{base}/actions", headers=headers)
+        finally:
+            if self._http is None:
+                await http.aclose()
+        if batch.status_code != 200 or actions.status_code != 200:
+            raise ValueError(
+                f"fetching the run's state failed: {batch.status_code} / {actions.status_code}"
+            )
+        events = orjson.loads(batch.content)
+        steps = orjson.loads(actions.content)
+        if not isinstance(events, list) or not events or not isinstance(steps, dict):
+            raise ValueError("the run's state came back in an unexpected shape")
+        return dataclasses.replace(call, event=events[0], events=events, steps=steps)
+
+
+def _sha256(value: str | None) -> str | None:
+    return None if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
+def _key_hash(key: str | None) -> str | None:
+    if key is None:
+        return None
+    body = signing.strip_prefix(key)
+    try:
+        return hashlib.sha256(bytes.fromhex(body)).hexdigest()
+    except ValueError:
+        return None
