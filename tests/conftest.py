@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 import mainspring
+from mainspring.sdk.serve.asgi import serve
 
 EngineFactory = Callable[..., AbstractAsyncContextManager[mainspring.Engine]]
 
@@ -19,10 +22,23 @@ def db_path(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "engine.db"
 
 
+#: Signs the calls of the HTTP transport in tests (and is checked by the serve handler).
+TEST_SIGNING_KEY = "signkey-test-12ab34cd56ef78901234567890abcdef1234567890abcdef1234567890abcdef"
+
+
+@pytest.fixture(params=["inprocess", "http"])
+def transport_kind(request: pytest.FixtureRequest) -> str:
+    """How the engine reaches the functions: in this process, or over (ASGI) HTTP."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-def make_engine(db_path: pathlib.Path) -> EngineFactory:
+def make_engine(db_path: pathlib.Path, transport_kind: str) -> EngineFactory:
     """``async with make_engine(client, functions, **options) as engine:``.
 
+    Every scenario runs twice: with the in-process transport, and over HTTP through the
+    SDK's serve handler (signed calls, real wire encoding, an in-memory ASGI transport).
     Retries wait 10 ms instead of the production schedule, and durability is "normal"
     (still safe against a killed process) to keep the suite fast.
     """
@@ -36,8 +52,21 @@ def make_engine(db_path: pathlib.Path) -> EngineFactory:
         options.setdefault("database", db_path)
         options.setdefault("retry_backoff", 0.01)
         options.setdefault("durability", "normal")
-        async with mainspring.Engine(client, functions, **options) as engine:
-            yield engine
+        if transport_kind == "inprocess":
+            async with mainspring.Engine(client, functions, **options) as engine:
+                yield engine
+            return
+        client.settings = dataclasses.replace(
+            client.settings, dev=False, signing_key=TEST_SIGNING_KEY
+        )
+        app = serve(client, functions)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            options.update(
+                app_url="http://app/api/inngest", signing_key=TEST_SIGNING_KEY, http=http
+            )
+            async with mainspring.Engine(client, functions, **options) as engine:
+                yield engine
 
     return factory
 

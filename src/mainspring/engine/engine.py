@@ -20,12 +20,14 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import httpx
 import orjson
 
 from mainspring.engine import cron
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.executor import Executor
+from mainspring.engine.http_transport import HttpTransport
 from mainspring.engine.intake import (
     IntakeResult,
     TriggerIndex,
@@ -38,7 +40,7 @@ from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
-from mainspring.engine.transport import InProcessTransport
+from mainspring.engine.transport import InProcessTransport, Transport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
 from mainspring.sdk.client import Client
@@ -74,6 +76,9 @@ class Engine:
             server's 15 s, 30 s, 1 m, ... with jitter.
         step_limit: the most steps one run may record (default 10,000).
         clock: a :class:`~mainspring.engine.clock.ManualClock` in tests.
+        app_url: call the functions over HTTP at this serve URL (an app serving the same
+            functions, e.g. with :func:`mainspring.sdk.serve.asgi.serve`) instead of in
+            this process; ``signing_key`` signs those calls, ``http`` is the client to use.
     """
 
     def __init__(
@@ -87,6 +92,9 @@ class Engine:
         retry_backoff: Backoff | Sequence[float] | float | None = None,
         step_limit: int = 10_000,
         clock: Clock | None = None,
+        app_url: str | None = None,
+        signing_key: str | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -103,7 +111,11 @@ class Engine:
         self._store = SQLiteStore(database, durability=durability)
         self._index = TriggerIndex(self.functions.values())
         self._queue = JobQueue(self.clock)
-        self._transport = InProcessTransport(client, self.functions.values())
+        self._transport: Transport = (
+            InProcessTransport(client, self.functions.values())
+            if app_url is None
+            else HttpTransport(app_url, signing_key=signing_key, http=http)
+        )
         self._executor = Executor(
             store=self._store,
             transport=self._transport,

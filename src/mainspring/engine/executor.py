@@ -371,6 +371,7 @@ class Executor:
                     run.run_id,
                     op.id,
                     attempt=unit.job.attempt,
+                    after_seq=len(run.stack) + unit.saved,
                     user_id=op.user_id or op.display_name,
                     op=op.op.value,
                     started_at=unit.started,

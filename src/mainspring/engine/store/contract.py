@@ -103,6 +103,7 @@ class Tx(Protocol):
         step_id: str,
         *,
         attempt: int,
+        after_seq: int,
         user_id: str,
         op: str,
         started_at: int | None,

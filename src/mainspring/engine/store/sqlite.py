@@ -265,6 +265,8 @@ class SQLiteStore:
 
     async def history(self, run_id: str) -> list[StepAttempt]:
         db = self._reader()
+        # Ordered as recorded: a step's row by its position in the stack, a failed attempt
+        # just before the step that was recorded next.
         entries: list[tuple[int, int, StepAttempt]] = []
         for step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
             "SELECT step_id, memo, user_id, op, attempt, started_at, ended_at, seq FROM steps "
@@ -283,17 +285,16 @@ class SQLiteStore:
                 None if failed else value,
                 value if failed else None,
             )
-            entries.append((ended, seq, entry))
-        for step_id, user_id, op, attempt, started, ended, error in db.execute(
-            "SELECT step_id, user_id, op, attempt, started_at, ended_at, error FROM attempts "
-            "WHERE run_id = ?",
+            entries.append((seq, 1, entry))
+        for step_id, user_id, op, attempt, started, ended, error, after in db.execute(
+            "SELECT step_id, user_id, op, attempt, started_at, ended_at, error, after_seq "
+            "FROM attempts WHERE run_id = ?",
             (run_id,),
         ):
             failure = orjson.loads(error) if error is not None else None
             entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
-            # A retried attempt ended before the step's final result: sort it first.
-            entries.append((ended, -1, entry))
-        entries.sort(key=lambda e: (e[0], e[1]))
+            entries.append((after + 1, 0, entry))
+        entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
         return [entry for _, _, entry in entries]
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:

@@ -134,6 +134,7 @@ class SQLiteTx:
         step_id: str,
         *,
         attempt: int,
+        after_seq: int,
         user_id: str,
         op: str,
         started_at: int | None,
@@ -141,9 +142,9 @@ class SQLiteTx:
         error: bytes,
     ) -> None:
         self._db.execute(
-            "INSERT INTO attempts (run_id, step_id, attempt, user_id, op, started_at, ended_at, "
-            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, step_id, attempt, user_id, op, started_at, ended_at, error),
+            "INSERT INTO attempts (run_id, step_id, attempt, after_seq, user_id, op, started_at, "
+            "ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, attempt, after_seq, user_id, op, started_at, ended_at, error),
         )
 
     def _has_pending(self, run_id: str) -> bool:

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     run_id     TEXT NOT NULL,
     step_id    TEXT NOT NULL,
     attempt    INTEGER NOT NULL,
+    after_seq  INTEGER NOT NULL,           -- steps the run had recorded when it failed
     user_id    TEXT NOT NULL,
     op         TEXT NOT NULL,
     started_at INTEGER,
