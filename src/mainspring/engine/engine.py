@@ -37,10 +37,11 @@ from mainspring.engine.intake import (
 )
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt
+from mainspring.engine.remote import Registration
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
-from mainspring.engine.transport import InProcessTransport, Transport
+from mainspring.engine.transport import InProcessTransport, RoutingTransport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
 from mainspring.sdk.client import Client
@@ -111,11 +112,15 @@ class Engine:
         self._store = SQLiteStore(database, durability=durability)
         self._index = TriggerIndex(self.functions.values())
         self._queue = JobQueue(self.clock)
-        self._transport: Transport = (
+        self._signing_key = signing_key
+        self._http = http
+        self._transport = RoutingTransport(
             InProcessTransport(client, self.functions.values())
             if app_url is None
             else HttpTransport(app_url, signing_key=signing_key, http=http)
         )
+        #: Function ids of each app registered over HTTP.
+        self._apps: dict[str, set[str]] = {}
         self._executor = Executor(
             store=self._store,
             transport=self._transport,
@@ -193,6 +198,31 @@ class Engine:
                 tx.delete_job(job.id)
                 existing.remove(job)
         return [job for job in wanted.values() if tx.enqueue(job)]
+
+    async def register_app(self, registration: Registration) -> None:
+        """Serve an app's functions over HTTP; a new sync replaces its previous functions."""
+        self._require_running()
+        for fn in registration.functions:
+            owner = next((app for app, ids in self._apps.items() if fn.id in ids), None)
+            if fn.id in self.functions and owner != registration.app_name:
+                raise MainspringError(f"function {fn.id!r} already belongs to another app")
+        for old in self._apps.pop(registration.app_name, set()):
+            self.functions.pop(old, None)
+            self._transport.routes.pop(old, None)
+        transports: dict[str, HttpTransport] = {}
+        for fn in registration.functions:
+            url = registration.urls[fn.id]
+            transport = transports.get(url)
+            if transport is None:
+                transport = HttpTransport(url, signing_key=self._signing_key, http=self._http)
+                transports[url] = transport
+            self.functions[fn.id] = fn
+            self._transport.routes[fn.id] = transport
+        self._apps[registration.app_name] = {fn.id for fn in registration.functions}
+        self._index = TriggerIndex(self.functions.values())
+        jobs = await self._store.load_jobs()
+        for job in await self._store.transact(lambda tx: self._sync_crons(tx, jobs)):
+            self._queue.push(job)
 
     async def _fire_cron(self, job: Job) -> None:
         function = self.functions.get(str((job.data or {}).get("function_id")))

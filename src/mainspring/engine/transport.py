@@ -127,3 +127,21 @@ class InProcessTransport:
         for run_id in list(self._live):
             self._drop(run_id)
         self._step_threads.shutdown(wait=False, cancel_futures=True)
+
+
+class RoutingTransport:
+    """Sends each function's calls to its own transport (local or a registered app)."""
+
+    def __init__(self, default: Transport) -> None:
+        self.default = default
+        self.routes: dict[str, Transport] = {}
+
+    async def call(self, request: CallRequest) -> CallResponse:
+        return await self.routes.get(request.fn_id, self.default).call(request)
+
+    def forget(self, run_id: str) -> None:
+        self.default.forget(run_id)
+
+    async def close(self) -> None:
+        for transport in {id(t): t for t in [self.default, *self.routes.values()]}.values():
+            await transport.close()

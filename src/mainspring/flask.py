@@ -1,0 +1,3 @@
+"""``mainspring.flask.serve(app, client, functions)``, as ``inngest.flask``."""
+
+from mainspring.sdk.serve.flask import serve as serve
