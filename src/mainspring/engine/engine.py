@@ -36,7 +36,7 @@ from mainspring.engine.intake import (
     write_intake,
 )
 from mainspring.engine.queue import JobQueue
-from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt
+from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt, StoredEvent
 from mainspring.engine.remote import Registration
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
@@ -378,6 +378,25 @@ class Engine:
         """The run's steps in the order they ended, failed attempts included."""
         self._require_running()
         return await self._store.history(run_id)
+
+    async def events(self, *, name: str | None = None, limit: int = 100) -> list[StoredEvent]:
+        """Recent events, newest first (optionally only those named ``name``)."""
+        self._require_running()
+        return await self._store.list_events(name=name, limit=limit)
+
+    async def event(self, event_id: str) -> StoredEvent | None:
+        """One event by the id ``send`` returned."""
+        self._require_running()
+        return await self._store.get_event(event_id)
+
+    async def run_state(self, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+        """A run's events and memo map, as an SDK fetches them when ``use_api`` is set."""
+        self._require_running()
+        state = await self._store.load_run_state(run_id)
+        if state is None:
+            return None
+        events = orjson.loads(state.events_json)
+        return events, {s.step_id: orjson.loads(s.memo) for s in state.steps}
 
     async def runs(self, event_id: str) -> list[Run]:
         """The runs an event (by the id ``send`` returned) started."""

@@ -297,6 +297,19 @@ class SQLiteStore:
         entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
         return [entry for _, _, entry in entries]
 
+    async def list_events(self, *, name: str | None = None, limit: int = 100) -> list[StoredEvent]:
+        sql = "SELECT internal_id, id, name, data, ts, received_at FROM events"
+        args: list[str | int] = []
+        if name is not None:
+            sql += " WHERE name = ?"
+            args.append(name)
+        sql += " ORDER BY internal_id DESC LIMIT ?"
+        args.append(limit)
+        return [
+            StoredEvent(r[0], r[1], r[2], orjson.loads(r[3]), r[4], r[5])
+            for r in self._reader().execute(sql, args)
+        ]
+
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (
             self._reader()

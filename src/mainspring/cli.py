@@ -1,0 +1,124 @@
+"""The ``mainspring`` command.
+
+    mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
+
+``dev`` starts the server (event API, registration, REST) with no keys. ``MODULE:ATTR``
+names a list of functions to run in the server's own process (their module's ``Client``
+is used); ``-u URL`` names an app serving functions over HTTP, which the server asks to
+sync (a ``PUT`` on its URL) once it is up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import uvicorn
+
+from mainspring.engine.engine import Engine
+from mainspring.sdk.client import Client
+from mainspring.sdk.function import Function
+from mainspring.server.app import create_app
+
+logger = logging.getLogger("mainspring.cli")
+
+#: How often an app that has not synced yet is asked again.
+PING_INTERVAL_S = 5.0
+
+
+def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
+    """Import ``module:attr`` (a list of functions) and find the module's client."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"mainspring: expected MODULE:ATTR, got {spec!r}")
+    sys.path.insert(0, ".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"mainspring: cannot import {module_name!r}: {exc}") from exc
+    functions = getattr(module, attr, None)
+    if not isinstance(functions, list | tuple) or not all(
+        isinstance(fn, Function) for fn in functions
+    ):
+        raise SystemExit(f"mainspring: {spec!r} is not a list of mainspring functions")
+    clients = [value for value in vars(module).values() if isinstance(value, Client)]
+    if not clients:
+        raise SystemExit(f"mainspring: module {module_name!r} defines no mainspring.Client")
+    return clients[0], list(functions)
+
+
+async def ping_apps(urls: Sequence[str]) -> None:
+    """Ask each app to sync (``PUT``) until it has, as the reference dev server does."""
+    waiting = list(urls)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        while waiting:
+            for url in list(waiting):
+                try:
+                    answer = await http.put(
+                        url, json={"url": url}, headers={"x-inngest-server-kind": "dev"}
+                    )
+                except httpx.HTTPError as exc:
+                    logger.warning("app %s did not answer the sync request: %s", url, exc)
+                    continue
+                if answer.status_code == 200:
+                    logger.info("app %s synced", url)
+                    waiting.remove(url)
+                else:
+                    logger.warning(
+                        "app %s sync failed: %s %s", url, answer.status_code, answer.text
+                    )
+            if waiting:
+                await asyncio.sleep(PING_INTERVAL_S)
+
+
+def dev(args: argparse.Namespace) -> None:
+    if args.functions:
+        client, functions = load_functions(args.functions)
+    else:
+        client, functions = Client(app_id="mainspring-dev", is_production=False), []
+    engine = Engine(client, functions, database=args.db, durability=args.durability)
+    app = create_app(engine)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(starlette: Any) -> AsyncIterator[None]:
+        async with inner(starlette):
+            pinger = asyncio.create_task(ping_apps(args.url)) if args.url else None
+            try:
+                yield
+            finally:
+                if pinger is not None:
+                    pinger.cancel()
+
+    app.router.lifespan_context = lifespan
+    print(f"mainspring dev server on http://{args.host}:{args.port}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mainspring", description="Durable functions.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev_cmd = commands.add_parser("dev", help="run the development server (no keys)")
+    dev_cmd.add_argument("functions", nargs="?", help="MODULE:ATTR, a list of functions")
+    dev_cmd.add_argument("-u", "--url", action="append", default=[], help="an app's serve URL")
+    dev_cmd.add_argument("--host", default="127.0.0.1")
+    dev_cmd.add_argument("-p", "--port", type=int, default=8288)
+    dev_cmd.add_argument("--db", default="mainspring-dev.db", help="SQLite file")
+    dev_cmd.add_argument("--durability", choices=["full", "normal"], default="normal")
+    dev_cmd.add_argument("--log-level", default="warning")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "dev":
+        dev(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

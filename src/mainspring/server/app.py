@@ -1,0 +1,195 @@
+"""The server's HTTP API on Starlette: events in (``/e``), apps in (``/fn/register``), runs
+out (``/v1``), state for large runs (``/v0/runs``) — protocol §1.3-§1.4, §2.4, §8.3, §12.
+
+Every answer carries ``X-Inngest-Server-Kind``. Bad input gets a 4xx naming the problem;
+the server never answers 500 for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mainspring.engine.engine import Engine
+from mainspring.engine.records import Run, StoredEvent
+from mainspring.engine.remote import RegistrationError, parse_registration
+from mainspring.errors import EventInvalidError, MainspringError
+from mainspring.sdk.event import Event
+
+#: Largest request body accepted (events and registrations), as the reference's cap.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+
+def _json(data: Any, status: int = 200, *, kind: str) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"x-inngest-server-kind": kind},
+    )
+
+
+def _run_data(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "function_id": run.function_id,
+        "event_id": run.event_id,
+        "status": run.status.value,
+        "run_started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "output": run.output,
+        "error": run.error,
+    }
+
+
+def _event_data(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "internal_id": event.internal_id,
+        "id": event.id,
+        "name": event.name,
+        "data": event.data,
+        "ts": event.ts,
+        "received_at": event.received_at,
+    }
+
+
+def create_app(
+    engine: Engine, *, dev: bool = True, event_keys: frozenset[str] = frozenset()
+) -> Starlette:
+    """The API for ``engine``; in dev mode any non-empty event key is accepted."""
+    kind = "dev" if dev else "cloud"
+
+    def reply(data: Any, status: int = 200) -> Response:
+        return _json(data, status, kind=kind)
+
+    async def body_json(request: Request) -> Any:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ValueError(f"the body is {len(body)} bytes, over the {MAX_BODY_BYTES}-byte limit")
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"the body is not valid JSON: {exc}") from exc
+
+    async def health(request: Request) -> Response:
+        return reply({"status": 200, "message": "OK"})
+
+    async def send_events(request: Request) -> Response:
+        key = request.path_params["key"]
+        if not key or (not dev and key not in event_keys):
+            return reply({"ids": [], "status": 401, "error": "Event key not found"}, 401)
+        try:
+            payload = await body_json(request)
+        except ValueError as exc:
+            return reply({"ids": [], "status": 400, "error": str(exc)}, 400)
+        items = payload if isinstance(payload, list) else [payload]
+        events = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                return reply(
+                    {"ids": [], "status": 400, "error": f"event {index}: not a JSON object"}, 400
+                )
+            data = item.get("data")
+            if isinstance(data, dict):
+                data = {k: v for k, v in data.items() if k != "_inngest"}
+            try:
+                events.append(
+                    Event(
+                        name=item.get("name") or "",
+                        data=data or {},
+                        id=str(item.get("id") or ""),
+                        ts=int(item.get("ts") or 0),
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                return reply({"ids": [], "status": 400, "error": f"event {index}: {exc}"}, 400)
+        try:
+            ids = await engine.send(events)
+        except EventInvalidError as exc:
+            return reply({"ids": [], "status": 400, "error": str(exc)}, 400)
+        return reply({"ids": ids, "status": 200})
+
+    async def register(request: Request) -> Response:
+        expected = request.headers.get("x-inngest-expected-server-kind")
+        if expected and expected != kind:
+            return reply({"error": f"Expected server kind {expected}, got {kind}"}, 400)
+        try:
+            registration = parse_registration(await body_json(request))
+            await engine.register_app(registration)
+        except RegistrationError as exc:
+            return reply({"error": str(exc), "data": exc.errors, "status": 400}, 400)
+        except (ValueError, MainspringError) as exc:
+            return reply({"error": str(exc), "status": 400}, 400)
+        app_id = uuid.uuid5(uuid.NAMESPACE_URL, registration.app_name)
+        return reply(
+            {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(app_id)}
+        )
+
+    async def list_events(request: Request) -> Response:
+        try:
+            limit = min(int(request.query_params.get("limit", "100")), 1000)
+        except ValueError:
+            return reply({"error": "limit must be a whole number"}, 400)
+        events = await engine.events(name=request.query_params.get("name"), limit=limit)
+        return reply({"data": [_event_data(e) for e in events], "metadata": {}})
+
+    async def get_event(request: Request) -> Response:
+        event = await engine.event(request.path_params["event_id"])
+        if event is None:
+            return reply({"error": "event not found"}, 404)
+        return reply({"data": _event_data(event)})
+
+    async def event_runs(request: Request) -> Response:
+        runs = await engine.runs(request.path_params["event_id"])
+        return reply({"data": [_run_data(r) for r in runs]})
+
+    async def get_run(request: Request) -> Response:
+        try:
+            run = await engine.run(request.path_params["run_id"])
+        except MainspringError:
+            return reply({"error": "run not found"}, 404)
+        return reply({"data": _run_data(run)})
+
+    async def cancel_run(request: Request) -> Response:
+        try:
+            cancelled = await engine.cancel(request.path_params["run_id"])
+        except MainspringError:
+            return reply({"error": "run not found"}, 404)
+        return reply({"data": {"cancelled": cancelled}})
+
+    async def run_batch(request: Request) -> Response:
+        state = await engine.run_state(request.path_params["run_id"])
+        return reply({"error": "run not found"}, 410) if state is None else reply(state[0])
+
+    async def run_actions(request: Request) -> Response:
+        state = await engine.run_state(request.path_params["run_id"])
+        return reply({"error": "run not found"}, 410) if state is None else reply(state[1])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with engine:
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/e/{key}", send_events, methods=["POST"]),
+            Route("/fn/register", register, methods=["POST"]),
+            Route("/v1/events", list_events, methods=["GET"]),
+            Route("/v1/events/{event_id}", get_event, methods=["GET"]),
+            Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
+            Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
+            Route("/v1/runs/{run_id}", cancel_run, methods=["DELETE"]),
+            Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
+            Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,126 @@
+"""The server's HTTP API with an app synced over HTTP (both sides in memory, over ASGI)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from typing import Any
+
+import httpx
+import orjson
+
+import mainspring as inngest
+from mainspring.engine.engine import Engine
+from mainspring.sdk.serve.asgi import serve
+from mainspring.server.app import create_app
+
+
+class HostRouter(httpx.AsyncBaseTransport):
+    """Sends each request to the in-memory ASGI app of its host."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, httpx.ASGITransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.hosts[request.url.host].handle_async_request(request)
+
+
+def shop() -> tuple[inngest.Client, list[inngest.Function[Any]]]:
+    client = inngest.Client(app_id="shop", is_production=False, api_base_url="http://server")
+
+    @client.create_function(fn_id="order", trigger=inngest.TriggerEvent(event="shop/order"))
+    async def order(ctx: inngest.Context) -> dict[str, object]:
+        total = await ctx.step.run("price", lambda: ctx.event.data["qty"] * 3)
+        a, b = await ctx.group.parallel(
+            (
+                lambda: ctx.step.run("pack", lambda: "packed"),
+                lambda: ctx.step.run("bill", lambda: "billed"),
+            )
+        )
+        return {"total": total, "steps": [a, b]}
+
+    return client, [order]
+
+
+async def test_an_app_synced_over_http_runs_events_sent_to_the_api(tmp_path: pathlib.Path) -> None:
+    router = HostRouter()
+    async with httpx.AsyncClient(transport=router) as http:
+        client, functions = shop()
+        router.hosts["app"] = httpx.ASGITransport(app=serve(client, functions, http=http))
+        engine = Engine(
+            inngest.Client(app_id="server", is_production=False),
+            [],
+            database=tmp_path / "server.db",
+            durability="normal",
+            retry_backoff=0.01,
+            http=http,
+        )
+        router.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
+        async with engine:
+            health = await http.get("http://server/health")
+            assert health.json() == {"status": 200, "message": "OK"}
+            assert health.headers["x-inngest-server-kind"] == "dev"
+            synced = await http.put(
+                "http://app/api/inngest", headers={"x-inngest-server-kind": "dev"}
+            )
+            assert synced.status_code == 200, synced.text
+            assert synced.json()["ok"] is True
+            sent = await http.post(
+                "http://server/e/dev-key",
+                content=orjson.dumps({"name": "shop/order", "data": {"qty": 4}}),
+            )
+            assert sent.status_code == 200, sent.text
+            [event_id] = sent.json()["ids"]
+            run_id = None
+            for _ in range(500):
+                runs = (await http.get(f"http://server/v1/events/{event_id}/runs")).json()["data"]
+                if runs and runs[0]["status"] == "Completed":
+                    run_id = runs[0]["run_id"]
+                    break
+                await asyncio.sleep(0.01)
+            assert run_id is not None
+            run = (await http.get(f"http://server/v1/runs/{run_id}")).json()["data"]
+            assert run["output"] == {"total": 12, "steps": ["packed", "billed"]}
+            assert run["function_id"] == "shop-order"
+            events = (await http.get("http://server/v1/events?name=shop/order")).json()["data"]
+            assert [e["internal_id"] for e in events] == [event_id]
+            batch = await http.get(f"http://server/v0/runs/{run_id}/batch")
+            assert batch.json()[0]["data"] == {"qty": 4}
+
+
+async def test_bad_input_gets_a_4xx_naming_the_problem(tmp_path: pathlib.Path) -> None:
+    engine = Engine(inngest.Client(app_id="server"), [], database=tmp_path / "s.db")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with engine, httpx.AsyncClient(transport=transport, base_url="http://server") as http:
+        cases = [
+            ("/e/key", b"not json", "not valid JSON"),
+            ("/e/key", orjson.dumps({"data": {}}), "name is required"),
+            ("/e/key", orjson.dumps({"name": "inngest/x"}), "reserved"),
+            ("/e/key", orjson.dumps([1]), "not a JSON object"),
+            ("/fn/register", orjson.dumps({"url": "http://a"}), "App ID required"),
+            (
+                "/fn/register",
+                orjson.dumps({"appName": "a", "url": "http://a", "functions": []}),
+                "No functions",
+            ),
+        ]
+        for path, body, problem in cases:
+            answer = await http.post(path, content=body)
+            assert answer.status_code == 400, (path, answer.text)
+            assert problem in answer.json()["error"], (path, answer.text)
+        bad_fn = {
+            "appName": "a",
+            "url": "http://a",
+            "functions": [
+                {
+                    "id": "a-f",
+                    "name": "f",
+                    "triggers": [{"event": "x", "expression": "event.data =="}],
+                    "steps": {"step": {"runtime": {"url": "http://a?fnId=a-f"}}},
+                }
+            ],
+        }
+        answer = await http.post("/fn/register", content=orjson.dumps(bad_fn))
+        assert answer.status_code == 400
+        assert "a-f" in answer.json()["data"]
+        assert (await http.get("/v1/runs/nope")).status_code == 404
