@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+import mainspring as inngest
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -73,6 +75,10 @@ def test_dev_server_with_an_in_process_module(tmp_path: pathlib.Path) -> None:
         assert sent.status_code == 200, sent.text
         [event_id] = sent.json()["ids"]
         assert run_outputs(server, event_id, 1) == [[True, "email sent to user 7"]]
+        # The SDK's own client reaches the event API the same way.
+        sender = inngest.Client(app_id="sender", is_production=False, event_api_base_url=server)
+        [sent_id] = sender.send_sync(inngest.Event(name="my-event", data={"user_id": 8}))
+        assert run_outputs(server, sent_id, 1) == [[True, "email sent to user 8"]]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

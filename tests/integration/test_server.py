@@ -124,3 +124,28 @@ async def test_bad_input_gets_a_4xx_naming_the_problem(tmp_path: pathlib.Path) -
         assert answer.status_code == 400
         assert "a-f" in answer.json()["data"]
         assert (await http.get("/v1/runs/nope")).status_code == 404
+
+
+async def test_a_resent_batch_with_the_same_seed_starts_nothing_twice(
+    tmp_path: pathlib.Path,
+) -> None:
+    client = inngest.Client(app_id="seeds")
+    calls: list[int] = []
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="pay"))
+    async def fn(ctx: inngest.Context) -> None:
+        calls.append(1)
+
+    engine = Engine(client, [fn], database=tmp_path / "s.db", durability="normal")
+    transport = httpx.ASGITransport(app=create_app(engine))
+    async with engine, httpx.AsyncClient(transport=transport, base_url="http://server") as http:
+        body = orjson.dumps([{"name": "pay", "data": {"n": 1}}, {"name": "pay", "data": {"n": 2}}])
+        headers = {"x-inngest-event-id-seed": "1767225600000,AAECAwQFBgcICQ=="}
+        first = (await http.post("/e/key", content=body, headers=headers)).json()["ids"]
+        again = (await http.post("/e/key", content=body, headers=headers)).json()["ids"]
+        assert first == again
+        assert len(set(first)) == 2
+        for event_id in first:
+            [run] = await engine.runs(event_id)
+            await engine.wait(run.id, timeout=5)
+    assert calls == [1, 1]

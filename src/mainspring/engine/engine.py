@@ -44,6 +44,7 @@ from mainspring.engine.store.sqlite import Durability, SQLiteStore
 from mainspring.engine.transport import InProcessTransport, RoutingTransport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
+from mainspring.protocol.event_ids import ids_from_seed
 from mainspring.sdk.client import Client
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
@@ -279,16 +280,21 @@ class Engine:
 
     # -- events ----------------------------------------------------------------------
 
-    async def send(self, events: Event | Sequence[Event]) -> list[str]:
+    async def send(
+        self, events: Event | Sequence[Event], *, id_seed: str | None = None
+    ) -> list[str]:
         """Record events and start the functions they trigger; returns the event ids.
 
-        Every event is checked before any is stored: a bad one raises
+        ``id_seed`` is an ``x-inngest-event-id-seed``: the same seed gives the same ids,
+        so a resent batch is recognised and starts nothing twice. Every event is checked
+        before any is stored: a bad one raises
         :class:`~mainspring.EventInvalidError` naming it, and nothing is recorded.
         """
         self._require_running()
         batch = validate_events([events] if isinstance(events, Event) else list(events))
         now = self.clock.now_ms()
-        plan = plan_intake(batch, self._index, now)
+        ids = None if id_seed is None else ids_from_seed(id_seed, len(batch))
+        plan = plan_intake(batch, self._index, now, ids)
         result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
         self._adopt_runs(result.created)
         for _, job in result.created:

@@ -143,12 +143,18 @@ def validate_events(
 
 
 def plan_intake(
-    events: Sequence[tuple[Event, bytes]], index: TriggerIndex, now_ms: int
+    events: Sequence[tuple[Event, bytes]],
+    index: TriggerIndex,
+    now_ms: int,
+    internal_ids: Sequence[str] | None = None,
 ) -> IntakePlan:
-    """Ids, stored rows and the runs to start for validated events (no I/O)."""
+    """Ids, stored rows and the runs to start for validated events (no I/O).
+
+    ``internal_ids`` (from an event-id seed) makes a resent batch get the same ids.
+    """
     plan = IntakePlan(events=[], runs=[])
-    for event, data_json in events:
-        internal_id = str(ulid.ULID())
+    for position, (event, data_json) in enumerate(events):
+        internal_id = internal_ids[position] if internal_ids else str(ulid.ULID())
         stored = StoredEvent(
             internal_id=internal_id,
             id=event.id or internal_id,
@@ -252,7 +258,8 @@ def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
     for run, job in plan.runs:
         runs_of.setdefault(run.event_id, []).append((run, job))
     for event in plan.events:
-        tx.insert_event(event)
+        if not tx.insert_event(event):
+            continue  # a resent event (same seeded id): it started and resumed all it could
         wire = event.to_wire()
         for pause in tx.pauses_for_event(event.name, wire, now):
             # An indexed pause's whole condition is the equality its index just matched.

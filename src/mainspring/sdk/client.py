@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, overload
 
 from mainspring.errors import FunctionConfigInvalidError, MainspringError
@@ -18,6 +18,7 @@ from mainspring.sdk.function import (
     check_retries,
     normalise_triggers,
 )
+from mainspring.sdk.sending import HttpEventSender
 from mainspring.sdk.settings import resolve
 from mainspring.sdk.triggers import Trigger
 
@@ -134,9 +135,15 @@ class Client:
     @overload
     async def send(self, events: Sequence[Event]) -> list[str]: ...
     async def send(self, events: Event | Sequence[Event]) -> list[str]:
-        """Send one event or a list; returns the ids the engine assigned, in order."""
-        sender = self._require_sender()
+        """Send one event or a list; returns the ids the engine or server assigned, in order.
+
+        With an embedded engine running, events go to it; otherwise to the event API of
+        the client's settings (retried on network errors and 5xx).
+        """
         batch = [events] if isinstance(events, Event) else list(events)
+        sender = self._sender
+        if sender is None:
+            return await HttpEventSender(self.settings).send(batch)
         loop = asyncio.get_running_loop()
         if self._sender_loop is not None and loop is not self._sender_loop:
             future = asyncio.run_coroutine_threadsafe(sender.send(batch), self._sender_loop)
@@ -144,9 +151,11 @@ class Client:
         return await sender.send(batch)
 
     def send_sync(self, events: Event | Sequence[Event]) -> list[str]:
-        """Blocking ``send``, for sync code running outside the engine's event loop."""
-        sender = self._require_sender()
+        """Blocking ``send``, for sync code (not on the embedded engine's event loop)."""
         batch = [events] if isinstance(events, Event) else list(events)
+        sender = self._sender
+        if sender is None:
+            return HttpEventSender(self.settings).send_sync(batch)
         if self._sender_loop is None:
             raise MainspringError("send_sync: the client's engine is not running")
         try:
@@ -158,13 +167,3 @@ class Client:
                 "send_sync would block the engine's event loop; use `await client.send(...)`"
             )
         return asyncio.run_coroutine_threadsafe(sender.send(batch), self._sender_loop).result()
-
-    def _require_sender(self) -> EventSender:
-        if self._sender is None:
-            raise MainspringError(
-                f"client {self.app_id!r} has nowhere to send events: start an Engine with it"
-            )
-        return self._sender
-
-
-SendFn = Callable[[Sequence[Event]], Awaitable[list[str]]]

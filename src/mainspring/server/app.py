@@ -112,7 +112,7 @@ def create_app(
             except (ValueError, TypeError) as exc:
                 return reply({"ids": [], "status": 400, "error": f"event {index}: {exc}"}, 400)
         try:
-            ids = await engine.send(events)
+            ids = await engine.send(events, id_seed=request.headers.get("x-inngest-event-id-seed"))
         except EventInvalidError as exc:
             return reply({"ids": [], "status": 400, "error": str(exc)}, 400)
         return reply({"ids": ids, "status": 200})
