@@ -20,8 +20,10 @@ class HostRouter(httpx.AsyncBaseTransport):
 
     def __init__(self) -> None:
         self.hosts: dict[str, httpx.ASGITransport] = {}
+        self.paths: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(f"{request.method} {request.url.host}{request.url.path}")
         return await self.hosts[request.url.host].handle_async_request(request)
 
 
@@ -149,3 +151,38 @@ async def test_a_resent_batch_with_the_same_seed_starts_nothing_twice(
             [run] = await engine.runs(event_id)
             await engine.wait(run.id, timeout=5)
     assert calls == [1, 1]
+
+
+async def test_large_run_state_goes_through_the_api(tmp_path: pathlib.Path) -> None:
+    """Ten steps of 1 MB each: past 4 MB the call carries no state and the SDK fetches it."""
+    router = HostRouter()
+    async with httpx.AsyncClient(transport=router) as http:
+        client = inngest.Client(app_id="big", is_production=False, api_base_url="http://server")
+
+        @client.create_function(fn_id="big", trigger=inngest.TriggerEvent(event="big/go"))
+        async def big(ctx: inngest.Context) -> list[int]:
+            sizes = []
+            for i in range(10):
+                blob = await ctx.step.run(f"blob-{i}", lambda i=i: str(i) * 1_000_000)
+                sizes.append(len(blob))
+            return sizes
+
+        router.hosts["app"] = httpx.ASGITransport(app=serve(client, [big], http=http))
+        engine = Engine(
+            inngest.Client(app_id="server", is_production=False),
+            [],
+            database=tmp_path / "big.db",
+            durability="normal",
+            http=http,
+        )
+        router.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
+        async with engine:
+            synced = await http.put("http://app/api/inngest")
+            assert synced.status_code == 200, synced.text
+            [event_id] = await engine.send(inngest.Event(name="big/go"))
+            [run] = await engine.runs(event_id)
+            done = await engine.wait(run.id, timeout=30)
+    assert done.status == "Completed", done.error
+    assert done.output == [1_000_000] * 10
+    assert f"GET server/v0/runs/{run.id}/actions" in router.paths
+    assert f"GET server/v0/runs/{run.id}/batch" in router.paths

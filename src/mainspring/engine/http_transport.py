@@ -8,6 +8,7 @@ becomes a retriable failed attempt whose message says what went wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 import urllib.parse
@@ -21,6 +22,9 @@ from mainspring.protocol.step_ids import DISCOVERY_STEP_ID
 
 #: The reference executor's ceiling for one call.
 DEFAULT_TIMEOUT_S = 2 * 3600.0
+
+#: Larger bodies go without state: the SDK fetches it from the API (``use_api``, §2.4).
+MAX_BODY_BYTES = 4 * 1024 * 1024 - 1024
 
 
 def call_url(app_url: str, fn_id: str, step_id: str | None) -> str:
@@ -51,6 +55,14 @@ class HttpTransport:
 
     async def call(self, request: CallRequest) -> CallResponse:
         body = wire.request_to_wire(request)
+        if len(body) > MAX_BODY_BYTES:
+            lean = dataclasses.replace(
+                request,
+                events=[],
+                steps={},
+                ctx=dataclasses.replace(request.ctx, use_api=True),
+            )
+            body = wire.request_to_wire(lean)
         headers = {
             "content-type": "application/json",
             "x-inngest-step-id": request.step_id or DISCOVERY_STEP_ID,
