@@ -83,7 +83,13 @@ def dev(args: argparse.Namespace) -> None:
         client, functions = load_functions(args.functions)
     else:
         client, functions = Client(app_id="mainspring-dev", is_production=False), []
-    engine = Engine(client, functions, database=args.db, durability=args.durability)
+    engine = Engine(
+        client,
+        functions,
+        database=args.db,
+        durability=args.durability,
+        retry_backoff=args.retry_backoff,
+    )
     app = create_app(engine)
     inner = app.router.lifespan_context
 
@@ -112,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev_cmd.add_argument("-p", "--port", type=int, default=8288)
     dev_cmd.add_argument("--db", default="mainspring-dev.db", help="SQLite file")
     dev_cmd.add_argument("--durability", choices=["full", "normal"], default="normal")
+    dev_cmd.add_argument(
+        "--retry-backoff",
+        type=float,
+        default=None,
+        help="seconds between retries (default: 15 s, 30 s, 1 m, ... with jitter)",
+    )
     dev_cmd.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

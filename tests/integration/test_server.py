@@ -163,7 +163,7 @@ async def test_large_run_state_goes_through_the_api(tmp_path: pathlib.Path) -> N
         async def big(ctx: inngest.Context) -> list[int]:
             sizes = []
             for i in range(10):
-                blob = await ctx.step.run(f"blob-{i}", lambda i=i: str(i) * 1_000_000)
+                blob = await ctx.step.run(f"blob-{i}", str.__mul__, str(i), 1_000_000)
                 sizes.append(len(blob))
             return sizes
 

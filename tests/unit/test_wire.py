@@ -182,6 +182,8 @@ def test_request_body_is_canonical_and_has_every_field() -> None:
         "stack": {"stack": [A, B, C, D], "current": 4},
         "disable_immediate_execution": True,
         "use_api": False,
+        "job_id": "",
+        "request_id": "",
     }
     assert decoded["use_api"] is False
     assert decoded["defers"] == {}

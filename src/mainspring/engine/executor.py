@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import ulid
 
 from mainspring.engine import waits
 from mainspring.engine.backoff import Backoff
@@ -160,6 +161,8 @@ class Executor:
                 stack=StackView(run.stack),
                 disable_immediate_execution=run.force_step_plan,
                 fn_id=run.function_id,
+                job_id=job.id,
+                request_id=str(ulid.ULID()),
             ),
             step_id=job.step_id if job.kind is JobKind.PLAN else None,
             version=run.request_version,

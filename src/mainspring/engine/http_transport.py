@@ -67,6 +67,8 @@ class HttpTransport:
             "content-type": "application/json",
             "x-inngest-step-id": request.step_id or DISCOVERY_STEP_ID,
             "x-run-id": request.ctx.run_id,
+            "x-inngest-job-id": request.ctx.job_id,
+            "x-request-id": request.ctx.request_id,
             "x-inngest-req-version": str(request.version),
             "user-agent": "mainspring",
         }

@@ -45,6 +45,9 @@ class CallContext:
     fn_id: str = ""
     env: str = ""
     use_api: bool = False
+    #: The queue item behind this call (stable across its retries) and this dispatch.
+    job_id: str = ""
+    request_id: str = ""
 
 
 @dataclasses.dataclass(slots=True)

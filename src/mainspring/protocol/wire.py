@@ -146,6 +146,8 @@ def request_to_wire(request: CallRequest) -> bytes:
                 "stack": {"stack": stack, "current": len(stack)},
                 "disable_immediate_execution": ctx.disable_immediate_execution,
                 "use_api": ctx.use_api,
+                "job_id": ctx.job_id,
+                "request_id": ctx.request_id,
             },
         }
     )
@@ -168,6 +170,8 @@ class _Ctx(_Model):
     fn_id: str = ""
     env: str = ""
     use_api: bool = False
+    job_id: str | None = None
+    request_id: str | None = None
 
 
 class _Body(_Model):
@@ -220,6 +224,8 @@ def request_from_wire(body: bytes, *, fn_id: str, step_id: str | None) -> CallRe
             fn_id=ctx.fn_id,
             env=ctx.env,
             use_api=use_api,
+            job_id=ctx.job_id or "",
+            request_id=ctx.request_id or "",
         ),
         step_id=None if step_id in (None, "", "step") else step_id,
         version=parsed.version,
