@@ -1,8 +1,11 @@
 """The ``mainspring`` command.
 
     mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
+    mainspring start --signing-key KEY --event-key KEY [same options]
 
-``dev`` starts the server (event API, registration, REST) with no keys. ``MODULE:ATTR``
+``dev`` starts the server (event API, registration, REST) with no keys; ``start`` requires
+the event key on ``/e`` and the signing key (as a bearer token) on every other route, and
+signs its calls to apps. ``MODULE:ATTR``
 names a list of functions to run in the server's own process (their module's ``Client``
 is used); ``-u URL`` names an app serving functions over HTTP, which the server asks to
 sync (a ``PUT`` on its URL) once it is up.
@@ -54,7 +57,7 @@ def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
     return clients[0], list(functions)
 
 
-async def ping_apps(urls: Sequence[str]) -> None:
+async def ping_apps(urls: Sequence[str], *, dev: bool = True) -> None:
     """Ask each app to sync (``PUT``) until it has, as the reference dev server does."""
     waiting = list(urls)
     async with httpx.AsyncClient(timeout=10.0) as http:
@@ -62,7 +65,9 @@ async def ping_apps(urls: Sequence[str]) -> None:
             for url in list(waiting):
                 try:
                     answer = await http.put(
-                        url, json={"url": url}, headers={"x-inngest-server-kind": "dev"}
+                        url,
+                        json={"url": url},
+                        headers={"x-inngest-server-kind": "dev" if dev else "cloud"},
                     )
                 except httpx.HTTPError as exc:
                     logger.warning("app %s did not answer the sync request: %s", url, exc)
@@ -78,25 +83,31 @@ async def ping_apps(urls: Sequence[str]) -> None:
                 await asyncio.sleep(PING_INTERVAL_S)
 
 
-def dev(args: argparse.Namespace) -> None:
+def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
     if args.functions:
         client, functions = load_functions(args.functions)
     else:
-        client, functions = Client(app_id="mainspring-dev", is_production=False), []
+        client, functions = Client(app_id="mainspring", is_production=not dev), []
     engine = Engine(
         client,
         functions,
         database=args.db,
         durability=args.durability,
         retry_backoff=args.retry_backoff,
+        signing_key=None if dev else args.signing_key,
     )
-    app = create_app(engine)
+    app = create_app(
+        engine,
+        dev=dev,
+        event_keys=frozenset(getattr(args, "event_key", None) or ()),
+        signing_key=None if dev else args.signing_key,
+    )
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(starlette: Any) -> AsyncIterator[None]:
         async with inner(starlette):
-            pinger = asyncio.create_task(ping_apps(args.url)) if args.url else None
+            pinger = asyncio.create_task(ping_apps(args.url, dev=dev)) if args.url else None
             try:
                 yield
             finally:
@@ -104,7 +115,8 @@ def dev(args: argparse.Namespace) -> None:
                     pinger.cancel()
 
     app.router.lifespan_context = lifespan
-    print(f"mainspring dev server on http://{args.host}:{args.port}", flush=True)
+    mode = "dev" if dev else "self-hosted"
+    print(f"mainspring {mode} server on http://{args.host}:{args.port}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
@@ -112,6 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mainspring", description="Durable functions.")
     commands = parser.add_subparsers(dest="command", required=True)
     dev_cmd = commands.add_parser("dev", help="run the development server (no keys)")
+    start_cmd = commands.add_parser("start", help="run the server with keys required")
+    start_cmd.add_argument("--signing-key", required=True, help="signs calls, guards the API")
+    start_cmd.add_argument(
+        "--event-key", action="append", required=True, help="accepted by POST /e/{key}"
+    )
+    for cmd in (dev_cmd, start_cmd):
+        _server_options(cmd)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    serve_engine(args, dev=args.command == "dev")
+    return 0
+
+
+def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
     dev_cmd.add_argument("functions", nargs="?", help="MODULE:ATTR, a list of functions")
     dev_cmd.add_argument("-u", "--url", action="append", default=[], help="an app's serve URL")
     dev_cmd.add_argument("--host", default="127.0.0.1")
@@ -125,11 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds between retries (default: 15 s, 30 s, 1 m, ... with jitter)",
     )
     dev_cmd.add_argument("--log-level", default="warning")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "dev":
-        dev(args)
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import orjson
 
 import mainspring as inngest
 from mainspring.engine.engine import Engine
+from mainspring.protocol import signing
 from mainspring.sdk.serve.asgi import serve
 from mainspring.server.app import create_app
 
@@ -186,3 +187,42 @@ async def test_large_run_state_goes_through_the_api(tmp_path: pathlib.Path) -> N
     assert done.output == [1_000_000] * 10
     assert f"GET server/v0/runs/{run.id}/actions" in router.paths
     assert f"GET server/v0/runs/{run.id}/batch" in router.paths
+
+
+async def test_self_hosted_mode_requires_keys_and_signs_calls(tmp_path: pathlib.Path) -> None:
+    key = "signkey-prod-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    router = HostRouter()
+    async with httpx.AsyncClient(transport=router) as http:
+        client = inngest.Client(
+            app_id="shop", is_production=True, signing_key=key, api_base_url="http://server"
+        )
+        _, functions = shop()
+        router.hosts["app"] = httpx.ASGITransport(app=serve(client, functions, http=http))
+        engine = Engine(
+            inngest.Client(app_id="server", is_production=True),
+            [],
+            database=tmp_path / "prod.db",
+            durability="normal",
+            signing_key=key,
+            http=http,
+        )
+        app = create_app(engine, dev=False, event_keys=frozenset({"ek-1"}), signing_key=key)
+        router.hosts["server"] = httpx.ASGITransport(app=app)
+        async with engine:
+            unauthenticated = await http.post("http://server/fn/register", content=b"{}")
+            assert unauthenticated.status_code == 401
+            assert (await http.get("http://server/v1/runs/x")).status_code == 401
+            synced = await http.put(
+                "http://app/api/inngest", headers={"x-inngest-server-kind": "cloud"}
+            )
+            assert synced.status_code == 200, synced.text
+            body = orjson.dumps({"name": "shop/order", "data": {"qty": 2}})
+            assert (await http.post("http://server/e/wrong", content=body)).status_code == 401
+            sent = await http.post("http://server/e/ek-1", content=body)
+            [event_id] = sent.json()["ids"]
+            [run] = await engine.runs(event_id)
+            done = await engine.wait(run.id, timeout=10)
+            assert done.status == "Completed", done.error
+            bearer = {"authorization": f"Bearer {signing.hashed_key(key)}"}
+            answer = await http.get(f"http://server/v1/runs/{run.id}", headers=bearer)
+            assert answer.json()["data"]["output"] == {"total": 6, "steps": ["packed", "billed"]}

@@ -22,6 +22,7 @@ from mainspring.engine.engine import Engine
 from mainspring.engine.records import Run, StoredEvent
 from mainspring.engine.remote import RegistrationError, parse_registration
 from mainspring.errors import EventInvalidError, MainspringError
+from mainspring.protocol import signing
 from mainspring.sdk.event import Event
 
 #: Largest request body accepted (events and registrations), as the reference's cap.
@@ -62,13 +63,33 @@ def _event_data(event: StoredEvent) -> dict[str, Any]:
 
 
 def create_app(
-    engine: Engine, *, dev: bool = True, event_keys: frozenset[str] = frozenset()
+    engine: Engine,
+    *,
+    dev: bool = True,
+    event_keys: frozenset[str] = frozenset(),
+    signing_key: str | None = None,
 ) -> Starlette:
-    """The API for ``engine``; in dev mode any non-empty event key is accepted."""
+    """The API for ``engine``.
+
+    In dev mode any non-empty event key is accepted and nothing is authenticated. Otherwise
+    (``mainspring start``) events need one of ``event_keys`` and every other route a
+    ``Bearer`` token matching ``signing_key`` (raw or hashed, protocol §9).
+    """
     kind = "dev" if dev else "cloud"
 
     def reply(data: Any, status: int = 200) -> Response:
         return _json(data, status, kind=kind)
+
+    def refused(request: Request) -> Response | None:
+        """401 unless dev mode or the request carries the signing key."""
+        if dev or signing_key is None:
+            return None
+        presented = request.headers.get("authorization", "")
+        if presented.lower().startswith("bearer ") and signing.keys_match(
+            presented[7:].strip(), signing_key
+        ):
+            return None
+        return reply({"error": "a valid Authorization: Bearer signing key is required"}, 401)
 
     async def body_json(request: Request) -> Any:
         body = await request.body()
@@ -118,6 +139,8 @@ def create_app(
         return reply({"ids": ids, "status": 200})
 
     async def register(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != kind:
             return reply({"error": f"Expected server kind {expected}, got {kind}"}, 400)
@@ -134,6 +157,8 @@ def create_app(
         )
 
     async def list_events(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         try:
             limit = min(int(request.query_params.get("limit", "100")), 1000)
         except ValueError:
@@ -142,16 +167,22 @@ def create_app(
         return reply({"data": [_event_data(e) for e in events], "metadata": {}})
 
     async def get_event(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         event = await engine.event(request.path_params["event_id"])
         if event is None:
             return reply({"error": "event not found"}, 404)
         return reply({"data": _event_data(event)})
 
     async def event_runs(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         runs = await engine.runs(request.path_params["event_id"])
         return reply({"data": [_run_data(r) for r in runs]})
 
     async def get_run(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         try:
             run = await engine.run(request.path_params["run_id"])
         except MainspringError:
@@ -159,6 +190,8 @@ def create_app(
         return reply({"data": _run_data(run)})
 
     async def cancel_run(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         try:
             cancelled = await engine.cancel(request.path_params["run_id"])
         except MainspringError:
@@ -166,10 +199,14 @@ def create_app(
         return reply({"data": {"cancelled": cancelled}})
 
     async def run_batch(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         state = await engine.run_state(request.path_params["run_id"])
         return reply({"error": "run not found"}, 410) if state is None else reply(state[0])
 
     async def run_actions(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
         state = await engine.run_state(request.path_params["run_id"])
         return reply({"error": "run not found"}, 410) if state is None else reply(state[1])
 
