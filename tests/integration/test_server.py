@@ -89,6 +89,19 @@ async def test_an_app_synced_over_http_runs_events_sent_to_the_api(tmp_path: pat
             assert [e["internal_id"] for e in events] == [event_id]
             batch = await http.get(f"http://server/v0/runs/{run_id}/batch")
             assert batch.json()[0]["data"] == {"qty": 4}
+            listed = (await http.get("http://server/v1/apps/shop/functions")).json()["data"]
+            assert [f["id"] for f in listed["functions"]] == ["shop-order"]
+            invoked = await http.post(
+                "http://server/invoke/shop-order", content=orjson.dumps({"data": {"qty": 1}})
+            )
+            assert invoked.status_code == 200, invoked.text
+            [by_invoke] = await engine.runs(invoked.json()["id"])
+            assert (await engine.wait(by_invoke.id, timeout=10)).output == {
+                "total": 3,
+                "steps": ["packed", "billed"],
+            }
+            missing = await http.post("http://server/invoke/shop-nope", content=b"{}")
+            assert missing.status_code == 404
 
 
 async def test_bad_input_gets_a_4xx_naming_the_problem(tmp_path: pathlib.Path) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import datetime
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -199,6 +199,28 @@ class Engine:
                 tx.delete_job(job.id)
                 existing.remove(job)
         return [job for job in wanted.values() if tx.enqueue(job)]
+
+    async def invoke(self, function_id: str, data: Mapping[str, Any] | None = None) -> str:
+        """Start a function by id, whatever its triggers; returns the event id."""
+        self._require_running()
+        if function_id not in self.functions:
+            raise MainspringError(f"no function {function_id!r} in this engine")
+        payload = {**(data or {}), "_inngest": {"fn_id": function_id}}
+        event = Event(name=consts.FUNCTION_INVOKED_EVENT, data=payload)
+        now = self.clock.now_ms()
+        plan = plan_intake(validate_events([event], allow_internal=True), self._index, now)
+        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
+        self._adopt_runs(result.created)
+        for _, job in result.created:
+            self._queue.push(job)
+        return plan.events[0].internal_id
+
+    def apps(self) -> dict[str, list[Function[Any]]]:
+        """The apps registered over HTTP and their functions."""
+        return {
+            name: [self.functions[fn_id] for fn_id in sorted(ids) if fn_id in self.functions]
+            for name, ids in self._apps.items()
+        }
 
     async def register_app(self, registration: Registration) -> None:
         """Serve an app's functions over HTTP; a new sync replaces its previous functions."""

@@ -156,6 +156,40 @@ def create_app(
             {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(app_id)}
         )
 
+    async def invoke(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            payload = await body_json(request) if await request.body() else {}
+        except ValueError as exc:
+            return reply({"error": str(exc), "status": 400}, 400)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if data is not None and not isinstance(data, dict):
+            return reply({"error": "data must be a JSON object", "status": 400}, 400)
+        try:
+            event_id = await engine.invoke(request.path_params["slug"], data)
+        except MainspringError as exc:
+            return reply({"error": str(exc), "status": 404}, 404)
+        return reply({"id": event_id, "status": 200})
+
+    async def app_functions(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        name = request.path_params["app"]
+        functions = engine.apps().get(name)
+        if functions is None:
+            return reply({"error": f"no app {name!r}"}, 404)
+        listed = [
+            {
+                "id": fn.id,
+                "slug": fn.id,
+                "name": fn.name,
+                "triggers": [t.to_wire() for t in fn.config.triggers],
+            }
+            for fn in functions
+        ]
+        return reply({"data": {"app": name, "functions": listed}})
+
     async def list_events(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
@@ -220,6 +254,8 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/e/{key}", send_events, methods=["POST"]),
             Route("/fn/register", register, methods=["POST"]),
+            Route("/invoke/{slug}", invoke, methods=["POST"]),
+            Route("/v1/apps/{app}/functions", app_functions, methods=["GET"]),
             Route("/v1/events", list_events, methods=["GET"]),
             Route("/v1/events/{event_id}", get_event, methods=["GET"]),
             Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
