@@ -64,3 +64,30 @@ class ContextSync:
     logger: logging.LoggerAdapter[logging.Logger]
     run_id: str
     step: StepSync
+
+
+def build_context(execution: Execution, events: list[Event]) -> Any:
+    """The argument the function gets: async or sync flavour, per its handler."""
+    from mainspring.sdk.group import Group, GroupSync
+    from mainspring.sdk.step import Step, StepSync
+
+    logger = ReplayAwareLogger(execution.client.logger, execution)
+    if execution.is_async:
+        return Context(
+            attempt=execution.attempt,
+            event=events[0],
+            events=events,
+            group=Group(execution),
+            logger=logger,
+            run_id=execution.run_id,
+            step=Step(execution),
+        )
+    return ContextSync(
+        attempt=execution.attempt,
+        event=events[0],
+        events=events,
+        group=GroupSync(execution),
+        logger=logger,
+        run_id=execution.run_id,
+        step=StepSync(execution),
+    )

@@ -50,11 +50,16 @@ from mainspring.protocol.messages import (
 )
 from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
-from mainspring.sdk.context import Context, ContextSync, ReplayAwareLogger
+from mainspring.sdk.context import build_context
 from mainspring.sdk.event import Event
-from mainspring.sdk.group import Group, GroupSync
 from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
-from mainspring.sdk.outcomes import call_handler_async, call_handler_sync, function_failure
+from mainspring.sdk.outcomes import (
+    await_any,
+    call_handler_async,
+    call_handler_sync,
+    function_failure,
+    settle,
+)
 from mainspring.sdk.scopes import (
     BRANCH_ROUND,
     PARALLEL_SCOPE,
@@ -63,7 +68,6 @@ from mainspring.sdk.scopes import (
     NestedStepInterrupt,
 )
 from mainspring.sdk.serialize import UnserializableError, dump_json, error_payload
-from mainspring.sdk.step import Step, StepSync
 from mainspring.sdk.tasks import (
     CURRENT_TRACKER,
     IN_STEP,
@@ -136,7 +140,7 @@ class Execution:
         #: Requests being answered right now; a busy execution is never evicted.
         self.busy = 0
         events = [Event.from_wire(e) for e in request.events] or [Event.from_wire(request.event)]
-        self.context = _build_context(self, events)
+        self.context = build_context(self, events)
 
     # -- state the step API reads ---------------------------------------------------
 
@@ -220,7 +224,7 @@ class Execution:
             root_context.run(CURRENT_TRACKER.set, self._tracker)
             handler = self.function.handler
             started = handler(self.context)
-            coro = started if inspect.iscoroutine(started) else _await(started)
+            coro = started if inspect.iscoroutine(started) else await_any(started)
             root = self._loop.create_task(coro, context=root_context)
             self._tracker.adopt(root, None)
             self._root = root
@@ -243,9 +247,9 @@ class Execution:
         except AbandonedInterrupt:
             return
         except BaseException as exc:  # reported to the core, which decides
-            self._loop.call_soon_threadsafe(_settle, root, None, exc)
+            self._loop.call_soon_threadsafe(settle, root, None, exc)
         else:
-            self._loop.call_soon_threadsafe(_settle, root, value, None)
+            self._loop.call_soon_threadsafe(settle, root, value, None)
         self._loop.call_soon_threadsafe(self._wakeup.set)
 
     def _deliver(self, request: CallRequest) -> None:
@@ -604,40 +608,4 @@ class Execution:
             self._counter.forget(user_id)
 
 
-def _settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(value)
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 _UNUSED_CONDITION = threading.Condition()
-
-
-def _build_context(execution: Execution, events: list[Event]) -> Any:
-    logger = ReplayAwareLogger(execution.client.logger, execution)
-    if execution.is_async:
-        return Context(
-            attempt=execution.attempt,
-            event=events[0],
-            events=events,
-            group=Group(execution),
-            logger=logger,
-            run_id=execution.run_id,
-            step=Step(execution),
-        )
-    return ContextSync(
-        attempt=execution.attempt,
-        event=events[0],
-        events=events,
-        group=GroupSync(execution),
-        logger=logger,
-        run_id=execution.run_id,
-        step=StepSync(execution),
-    )

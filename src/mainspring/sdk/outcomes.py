@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -59,3 +60,16 @@ def function_failure(exc: BaseException) -> Failure:
     if not isinstance(exc, Exception):
         retriable = False
     return Failure(error_payload(exc, code=ErrorCode.UNKNOWN), retriable=retriable)
+
+
+def settle(future: asyncio.Future[Any], value: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+async def await_any(awaitable: Any) -> Any:
+    return await awaitable
