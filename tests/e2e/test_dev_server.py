@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -15,29 +14,9 @@ import httpx
 import pytest
 
 import mainspring as inngest
+from tests.e2e.support import free_port, wait_until_up
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never came up")
 
 
 def run_outputs(server: str, event_id: str, count: int, timeout: float = 20.0) -> list[Any]:
@@ -80,8 +59,7 @@ def test_dev_server_with_an_in_process_module(tmp_path: pathlib.Path) -> None:
         [sent_id] = sender.send_sync(inngest.Event(name="my-event", data={"user_id": 8}))
         assert run_outputs(server, sent_id, 1) == [[True, "email sent to user 8"]]
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.mark.slow
@@ -138,5 +116,4 @@ def test_dev_server_syncs_and_calls_an_app_over_http(tmp_path: pathlib.Path) -> 
         ]
     finally:
         for proc in (dev, app):
-            proc.terminate()
-            proc.wait(timeout=10)
+            stop(proc)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -24,33 +23,14 @@ import httpx
 import inngest
 import pytest
 
+from tests.e2e.support import free_port, stop, wait_until_up
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FINISHED = frozenset({"Completed", "Failed", "Cancelled"})
 
-#: The scenario whose step is retried after the server's real backoff (15 s plus up to 30 s
-#: of jitter): it is started as soon as the app has synced, so the wait overlaps the others.
+#: The scenario whose step is retried (the server runs with --retry-backoff 0.2): it is
+#: started as soon as the app has synced, so its wait overlaps the others.
 STEP_ERROR_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url}: process exited early with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never came up")
 
 
 @dataclasses.dataclass
@@ -101,16 +81,6 @@ class Servers:
         detail: dict[str, Any] = answer.json()["data"]
         assert detail == run
         return detail
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +150,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         # The official client has no close(); its sync httpx client would leak a socket.
         sender._http_client._http_client_sync.close()
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
 
 
 # --- step.run ------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -26,29 +25,10 @@ import httpx
 import inngest
 import pytest
 
+from tests.e2e.support import free_port, stop, wait_until_up
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FINISHED = frozenset({"Completed", "Failed", "Cancelled"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{url}: process exited early with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never came up")
 
 
 @dataclasses.dataclass
@@ -97,16 +77,6 @@ class Servers:
         detail: dict[str, Any] = answer.json()["data"]
         assert detail == run
         return detail
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +149,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         # The official client has no close(); its sync httpx client would leak a socket.
         sender._http_client._http_client_sync.close()
         for proc in reversed(procs):
-            _stop(proc)
+            stop(proc)
 
 
 # --- step.run ------------------------------------------------------------------------------
