@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import mainspring as inngest
-from tests.e2e.support import free_port, wait_until_up
+from tests.e2e.support import free_port, stop, wait_until_up
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
