@@ -1,6 +1,6 @@
 """Send the seed's two events to a running ``mainspring dev`` and print the runs' results.
 
-    python -m examples.send_seed_events [http://127.0.0.1:8288]
+python -m examples.send_seed_events [http://127.0.0.1:8288]
 """
 
 from __future__ import annotations
