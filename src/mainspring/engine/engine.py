@@ -139,6 +139,8 @@ class Engine:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._running_jobs: set[str] = set()
+        #: Ids of the cron jobs in the store (one per cron trigger).
+        self._cron_ids: set[str] = set()
         self._running = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -157,9 +159,11 @@ class Engine:
         await self._store.open()
         self.client.attach_sender(self)
         jobs = await self._store.load_jobs()
-        jobs.extend(await self._store.transact(lambda tx: self._sync_crons(tx, jobs)))
+        self._cron_ids = {job.id for job in jobs if job.kind is JobKind.CRON}
+        jobs.extend(await self._store.transact(self._sync_crons))
         for job in jobs:
-            self._queue.push(job)
+            if job.kind is not JobKind.CRON or job.id in self._cron_ids:
+                self._queue.push(job)
         self._running = True
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
 
@@ -187,18 +191,33 @@ class Engine:
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
-    def _sync_crons(self, tx: Tx, existing: list[Job]) -> list[Job]:
-        """Keep one job per cron trigger: add new schedules, drop removed ones."""
+    def _sync_crons(self, tx: Tx) -> list[Job]:
+        """Keep one job per cron trigger: add new schedules, drop removed ones.
+
+        ``self._cron_ids`` are the cron jobs in the store; a dropped one still in the
+        in-memory queue is discarded when it comes due (see :meth:`_fire_cron`).
+        """
         wanted = {
             job.id: job for job in cron.wanted_jobs(self.functions.values(), self.clock.now_ms())
         }
-        for job in [j for j in existing if j.kind is JobKind.CRON]:
-            if job.id in wanted:
-                del wanted[job.id]  # keeps its tick, which may be one missed while stopped
-            else:
-                tx.delete_job(job.id)
-                existing.remove(job)
-        return [job for job in wanted.values() if tx.enqueue(job)]
+        for job_id in self._cron_ids - wanted.keys():
+            tx.delete_job(job_id)
+        # An existing job keeps its tick, which may be one missed while stopped.
+        added = [job for job_id, job in wanted.items() if job_id not in self._cron_ids]
+        self._cron_ids = set(wanted)
+        return [job for job in added if tx.enqueue(job)]
+
+    async def _ingest(
+        self, batch: Sequence[tuple[Event, bytes]], ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Record validated events in one unit, then queue what they started or resumed."""
+        now = self.clock.now_ms()
+        plan = plan_intake(batch, self._index, now, ids)
+        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
+        self._adopt_runs(result.created)
+        for job in result.jobs:
+            self._queue.push(job)
+        return [event.internal_id for event in plan.events]
 
     async def invoke(self, function_id: str, data: Mapping[str, Any] | None = None) -> str:
         """Start a function by id, whatever its triggers; returns the event id."""
@@ -207,13 +226,8 @@ class Engine:
             raise MainspringError(f"no function {function_id!r} in this engine")
         payload = {**(data or {}), "_inngest": {"fn_id": function_id}}
         event = Event(name=consts.FUNCTION_INVOKED_EVENT, data=payload)
-        now = self.clock.now_ms()
-        plan = plan_intake(validate_events([event], allow_internal=True), self._index, now)
-        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
-        self._adopt_runs(result.created)
-        for _, job in result.created:
-            self._queue.push(job)
-        return plan.events[0].internal_id
+        [event_id] = await self._ingest(validate_events([event], allow_internal=True))
+        return event_id
 
     def apps(self) -> dict[str, list[Function[Any]]]:
         """The apps registered over HTTP and their functions."""
@@ -243,13 +257,13 @@ class Engine:
             self._transport.routes[fn.id] = transport
         self._apps[registration.app_name] = {fn.id for fn in registration.functions}
         self._index = TriggerIndex(self.functions.values())
-        jobs = await self._store.load_jobs()
-        for job in await self._store.transact(lambda tx: self._sync_crons(tx, jobs)):
+        for job in await self._store.transact(self._sync_crons):
             self._queue.push(job)
 
     async def _fire_cron(self, job: Job) -> None:
         function = self.functions.get(str((job.data or {}).get("function_id")))
-        if function is None:
+        if function is None or job.id not in self._cron_ids:
+            # Its function or schedule is gone: the sync already deleted the row.
             await self._store.transact(lambda tx: tx.delete_job(job.id))
             return
         now = self.clock.now_ms()
@@ -262,9 +276,8 @@ class Engine:
 
         result = await self._store.transact(unit)
         self._adopt_runs(result.created)
-        for _, start in result.created:
-            self._queue.push(start)
-        self._queue.push(following)
+        for queued in [*result.jobs, following]:
+            self._queue.push(queued)
 
     async def _run(self, job: Job) -> None:
         if job.id in self._running_jobs:
@@ -314,16 +327,8 @@ class Engine:
         """
         self._require_running()
         batch = validate_events([events] if isinstance(events, Event) else list(events))
-        now = self.clock.now_ms()
         ids = None if id_seed is None else ids_from_seed(id_seed, len(batch))
-        plan = plan_intake(batch, self._index, now, ids)
-        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
-        self._adopt_runs(result.created)
-        for _, job in result.created:
-            self._queue.push(job)
-        for job in result.resumed:
-            self._queue.push(job)
-        return [event.internal_id for event in plan.events]
+        return await self._ingest(batch, ids)
 
     def _adopt_runs(self, created: Sequence[tuple[NewRun, Job]]) -> None:
         """Cache new runs' state so their first job needs no read (jobs are queued by
@@ -338,7 +343,7 @@ class Engine:
         plan = plan_intake(validate_events(events, allow_internal=True), self._index, now)
         result = write_intake(tx, plan, now)
         self._adopt_runs(result.created)
-        return [job for _, job in result.created] + result.resumed
+        return result.jobs
 
     def function(self, function_id: str) -> Function[Any] | None:
         return self.functions.get(function_id)

@@ -246,6 +246,11 @@ class IntakeResult:
     created: list[tuple[NewRun, Job]]
     resumed: list[Job]
 
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job the plan queued: new runs' first jobs, then resumptions."""
+        return [job for _, job in self.created] + self.resumed
+
 
 def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
     """Record a plan: store the events, resume the pauses they match, create the runs.
