@@ -398,7 +398,7 @@ class Executor:
                         )
                     )
             elif op.op in _WAIT_OPS:
-                problem = _WAIT_OPS[op.op](unit, op)
+                problem = _WAIT_OPS[op.op](unit, state, op)
                 if problem is not None:
                     self._finish(unit, RunStatus.FAILED, error=problem)
                     return

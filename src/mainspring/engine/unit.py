@@ -190,3 +190,19 @@ def maybe_discover(
         unit.fresh_ids.add(job_id)
     unit.enqueue(Job(id=job_id, run_id=run.run_id, kind=JobKind.DISCOVER, run_at=unit.now))
     state.force = False
+
+
+def record_and_discover(
+    unit: Unit,
+    state: OpsState,
+    step_id: str,
+    memo: bytes,
+    user_id: str,
+    op: str,
+    mode: str | None,
+    *,
+    started_at: int | None = None,
+) -> None:
+    """Record a step's result and queue the call that follows it, when one is due."""
+    if record_step(unit, state, step_id, memo, user_id, op, started_at=started_at):
+        maybe_discover(unit, state, step_id, mode, state.has_pending)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from mainspring.engine.records import Job, JobKind, Pause, PauseKind
-from mainspring.engine.unit import OpsState, Unit, maybe_discover, record_step
+from mainspring.engine.unit import OpsState, Unit, record_and_discover
 from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.durations import DurationError, parse_duration_ms
@@ -56,7 +56,7 @@ def wake_time(text: str, now: int) -> int:
     return now + int(parse_duration_ms(text))
 
 
-def schedule_sleep(unit: Unit, op: StepOp) -> ErrorPayload | None:
+def schedule_sleep(unit: Unit, state: OpsState, op: StepOp) -> ErrorPayload | None:
     """Queue the wake-up of a ``Sleep`` op; an error payload if the op is invalid."""
     duration = (op.opts or {}).get("duration")
     try:
@@ -83,7 +83,7 @@ def schedule_sleep(unit: Unit, op: StepOp) -> ErrorPayload | None:
     return None
 
 
-def create_wait(unit: Unit, op: StepOp) -> ErrorPayload | None:
+def create_wait(unit: Unit, state: OpsState, op: StepOp) -> ErrorPayload | None:
     """Pause the step of a ``WaitForEvent`` op until its event or its timeout."""
     opts = op.opts or {}
     name = opts.get("event") or op.name
@@ -120,7 +120,7 @@ def create_wait(unit: Unit, op: StepOp) -> ErrorPayload | None:
     return None
 
 
-def create_invoke(unit: Unit, op: StepOp) -> ErrorPayload | None:
+def create_invoke(unit: Unit, state: OpsState, op: StepOp) -> ErrorPayload | None:
     """Start the target of an ``InvokeFunction`` op and pause until it finishes (§8.5)."""
     run = unit.run
     opts = op.opts or {}
@@ -138,13 +138,11 @@ def create_invoke(unit: Unit, op: StepOp) -> ErrorPayload | None:
         return None
     if unit.emitter.function(target) is None:
         # The reference finishes such an invoke at once with this error (§8.5).
-        state = OpsState(run)
         missing = {"name": "Error", "message": f"could not find function with ID: {target}"}
-        if record_step(
-            unit, state, op.id, orjson.dumps({"error": missing}), op.display_name, op.op.value
-        ):
-            maybe_discover(unit, state, op.id, op.parallel_mode, state.has_pending)
-        state.write(unit)
+        memo = orjson.dumps({"error": missing})
+        record_and_discover(
+            unit, state, op.id, memo, op.display_name, op.op.value, op.parallel_mode
+        )
         return None
     correlation_id = f"{run.run_id}.{op.id}"
     payload = opts.get("payload") or {}
@@ -254,17 +252,20 @@ def pause_timeout(unit: Unit) -> None:
 
 def _resolve(unit: Unit, memo: bytes, op: str) -> None:
     """Record a waiting step's result and call the function again when the protocol says."""
-    run, job = unit.run, unit.job
+    job = unit.job
     data = job.data or {}
     assert job.step_id is not None
-    state = OpsState(run)
-    since = data.get("since")
-    started = since if isinstance(since, int) else None
-    user_id = str(data.get("user_id", ""))
-    if record_step(unit, state, job.step_id, memo, user_id, op, started_at=started):
-        mode = data.get("mode")
-        maybe_discover(
-            unit, state, job.step_id, mode if isinstance(mode, str) else None, state.has_pending
-        )
+    state = OpsState(unit.run)
+    since, mode = data.get("since"), data.get("mode")
+    record_and_discover(
+        unit,
+        state,
+        job.step_id,
+        memo,
+        str(data.get("user_id", "")),
+        op,
+        mode if isinstance(mode, str) else None,
+        started_at=since if isinstance(since, int) else None,
+    )
     unit.settle_jobs(keep_current=False)
     state.write(unit)
