@@ -57,8 +57,11 @@ from mainspring.sdk.outcomes import (
     await_any,
     call_handler_async,
     call_handler_sync,
+    final_failure,
     function_failure,
+    nested_step,
     settle,
+    unserializable,
 )
 from mainspring.sdk.scopes import (
     BRANCH_ROUND,
@@ -298,27 +301,18 @@ class Execution:
             await self._wait_for_change()
         if target is not None:
             found = ", ".join(r.spec.user_id for r in self._pending.values()) or "none"
-            return Failure(
-                ErrorPayload(
-                    name="StepNotFoundError",
-                    message=(
-                        f"the function never reached step {target} that this request "
-                        f"targets (steps found: {found}); did the function change while "
-                        "the run was in flight?"
-                    ),
-                    code=ErrorCode.STEP_NOT_FOUND,
-                ),
-                retriable=False,
+            return final_failure(
+                "StepNotFoundError",
+                f"the function never reached step {target} that this request targets "
+                f"(steps found: {found}); did the function change while the run was in flight?",
+                ErrorCode.STEP_NOT_FOUND,
             )
         regs = list(self._pending.values())
         if not regs:
-            return Failure(
-                ErrorPayload(
-                    name="DeadlockError",
-                    message="the function is waiting on steps that no longer exist",
-                    code=ErrorCode.STEP_UNEXPECTED,
-                ),
-                retriable=False,
+            return final_failure(
+                "DeadlockError",
+                "the function is waiting on steps that no longer exist",
+                ErrorCode.STEP_UNEXPECTED,
             )
         if (
             len(regs) == 1
@@ -409,16 +403,7 @@ class Execution:
             try:
                 return Complete(dump_json(root.result()))
             except UnserializableError as err:
-                return Failure(
-                    ErrorPayload(
-                        name="OutputUnserializableError",
-                        message=(
-                            f"function {self.function.id!r} returned unserializable data: {err}"
-                        ),
-                        code=ErrorCode.OUTPUT_UNSERIALIZABLE,
-                    ),
-                    retriable=False,
-                )
+                return unserializable(f"function {self.function.id!r}", err)
         return function_failure(exc)
 
     # -- running one step's handler ------------------------------------------------
@@ -432,17 +417,7 @@ class Execution:
         try:
             output = await self._run_handler(reg)
         except NestedStepInterrupt as nested:
-            return Failure(
-                ErrorPayload(
-                    name="StepUsageError",
-                    message=(
-                        f"step {nested.user_id!r} was called inside the handler of step "
-                        f"{spec.user_id!r}; nested steps are not supported"
-                    ),
-                    code=ErrorCode.STEP_NESTED,
-                ),
-                retriable=False,
-            )
+            return nested_step(nested.user_id, spec.user_id)
         except NonRetriableError as exc:
             return Ops([reg.to_op(Opcode.STEP_FAILED, error=error_payload(exc))])
         except RetryAfterError as exc:
@@ -454,14 +429,7 @@ class Execution:
         try:
             data = dump_json(output)
         except UnserializableError as err:
-            return Failure(
-                ErrorPayload(
-                    name="OutputUnserializableError",
-                    message=f"step {spec.user_id!r} returned unserializable data: {err}",
-                    code=ErrorCode.OUTPUT_UNSERIALIZABLE,
-                ),
-                retriable=False,
-            )
+            return unserializable(f"step {spec.user_id!r}", err)
         return Ops([reg.to_op(Opcode.STEP_RUN, data=data)])
 
     @staticmethod

@@ -34,19 +34,31 @@ def call_handler_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any
     return result
 
 
+def final_failure(name: str, message: str, code: ErrorCode) -> Failure:
+    """A failure no retry can mend."""
+    return Failure(ErrorPayload(name=name, message=message, code=code), retriable=False)
+
+
+def unserializable(what: str, err: Exception) -> Failure:
+    return final_failure(
+        "OutputUnserializableError",
+        f"{what} returned unserializable data: {err}",
+        ErrorCode.OUTPUT_UNSERIALIZABLE,
+    )
+
+
+def nested_step(inner: str, outer: str | None = None) -> Failure:
+    where = "another step's handler" if outer is None else f"the handler of step {outer!r}"
+    return final_failure(
+        "StepUsageError",
+        f"step {inner!r} was called inside {where}; nested steps are not supported",
+        ErrorCode.STEP_NESTED,
+    )
+
+
 def function_failure(exc: BaseException) -> Failure:
     if isinstance(exc, NestedStepInterrupt):
-        return Failure(
-            ErrorPayload(
-                name="StepUsageError",
-                message=(
-                    f"step {exc.user_id!r} was called inside another step's handler; "
-                    "nested steps are not supported"
-                ),
-                code=ErrorCode.STEP_NESTED,
-            ),
-            retriable=False,
-        )
+        return nested_step(exc.user_id)
     if isinstance(exc, StepError):
         payload = ErrorPayload(
             name=exc.name, message=exc.message, stack=exc.stack, code=ErrorCode.STEP_ERRORED
