@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import time
+from typing import Any
 
 import httpx
+import inngest
+
+#: Run statuses after which nothing more happens.
+FINISHED = frozenset({"Completed", "Failed", "Cancelled"})
 
 
 def free_port() -> int:
@@ -41,3 +47,53 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@dataclasses.dataclass
+class OfficialServers:
+    """A running ``mainspring dev`` and an official-SDK app it syncs, seen from a test."""
+
+    url: str
+    sender: inngest.Inngest
+
+    def send(self, name: str, data: dict[str, Any]) -> str:
+        """Send one event over plain HTTP (``POST /e/{key}``); its internal id."""
+        answer = httpx.post(f"{self.url}/e/key", json={"name": name, "data": data}, timeout=5)
+        assert answer.status_code == 200, answer.text
+        [event_id] = answer.json()["ids"]
+        assert isinstance(event_id, str)
+        return event_id
+
+    def send_official(self, name: str, data: dict[str, Any]) -> str:
+        """Send one event with the official client (seeded ids); its internal id."""
+        [event_id] = self.sender.send_sync(inngest.Event(name=name, data=data))
+        return event_id
+
+    def runs(self, event_id: str) -> list[dict[str, Any]]:
+        runs: list[dict[str, Any]] = httpx.get(
+            f"{self.url}/v1/events/{event_id}/runs", timeout=5
+        ).json()["data"]
+        return runs
+
+    def finished_runs(
+        self, event_id: str, count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The ``count`` runs of ``event_id`` once all have finished (by function id)."""
+        deadline = time.monotonic() + timeout
+        runs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            runs = self.runs(event_id)
+            if len(runs) >= count and all(r["status"] in FINISHED for r in runs):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the runs of {event_id} did not finish in {timeout}s: {runs}")
+        assert len(runs) == count, runs
+        return sorted(runs, key=lambda r: str(r["function_id"]))
+
+    def finished_run(self, event_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        [run] = self.finished_runs(event_id, 1, timeout)
+        answer = httpx.get(f"{self.url}/v1/runs/{run['run_id']}", timeout=5)
+        detail: dict[str, Any] = answer.json()["data"]
+        assert detail == run
+        return detail
