@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import ulid
 
 from mainspring.engine import waits
 from mainspring.engine.backoff import Backoff
@@ -162,7 +161,8 @@ class Executor:
                 disable_immediate_execution=run.force_step_plan,
                 fn_id=run.function_id,
                 job_id=job.id,
-                request_id=str(ulid.ULID()),
+                # Deterministic per dispatch, and free: no id generation on a step's path.
+                request_id=f"{job.id}:{job.attempt}",
             ),
             step_id=job.step_id if job.kind is JobKind.PLAN else None,
             version=run.request_version,
