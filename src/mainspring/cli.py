@@ -101,6 +101,14 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
         dev=dev,
         event_keys=frozenset(getattr(args, "event_key", None) or ()),
         signing_key=None if dev else args.signing_key,
+        start_options={
+            "host": args.host,
+            "port": args.port,
+            "sdkURLs": list(args.url or ()),
+            "functions": args.functions,
+            "database": str(args.db),
+            "durability": args.durability,
+        },
     )
     inner = app.router.lifespan_context
 

@@ -249,6 +249,22 @@ async def receiver(ctx: inngest.Context) -> dict[str, object]:
     return {"received": dict(ctx.event.data)}
 
 
+# --- large state: 10 steps of 1 MB each (over 4 MB, the executor switches to use_api) ----------
+
+
+def _megabyte(index: int) -> str:
+    """1 MB (1,048,576 characters) of text that differs by step."""
+    return (f"{index:x}" * 1_048_576)[:1_048_576]
+
+
+@client.create_function(fn_id="big-steps", trigger=_event("official/big"))
+async def big_steps(ctx: inngest.Context) -> dict[str, object]:
+    outputs = [await ctx.step.run(f"mb-{i}", _same, _megabyte(i)) for i in range(10)]
+    # Every output must be the one its step returned, after each replay with fetched state.
+    intact = all(out == _megabyte(i) for i, out in enumerate(outputs))
+    return {"steps": len(outputs), "bytes": sum(len(o) for o in outputs), "intact": intact}
+
+
 functions: list[inngest.Function[Any]] = [
     steps,
     steps_sync,
@@ -266,6 +282,7 @@ functions: list[inngest.Function[Any]] = [
     failing,
     sender,
     receiver,
+    big_steps,
 ]
 
 app = fastapi.FastAPI()

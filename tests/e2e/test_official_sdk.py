@@ -11,6 +11,7 @@ and polls the REST API for the runs' final status and output.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pathlib
 import subprocess
@@ -333,3 +334,41 @@ def test_step_error_caught_after_retries(servers: Servers) -> None:
     # retries=1: attempt 0 reported StepError, attempt 1 (the last) StepFailed.
     assert run["output"]["caught"] == "ValueError"
     assert run["output"]["message"] == "boom at attempt 1"
+
+
+@pytest.mark.slow
+def test_ten_megabyte_steps_use_the_api_and_read_back_over_rest_and_graphql(
+    servers: Servers,
+) -> None:
+    """10 steps of 1 MB: past 4 MB the calls carry no state (``use_api``) and the official
+    SDK fetches it from ``/v0/runs/{id}/batch`` and ``/actions``; the run's results are then
+    read back through REST and GraphQL."""
+    run = servers.finished_run(servers.send("official/big", {}), timeout=60)
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"steps": 10, "bytes": 10 * 1_048_576, "intact": True}
+
+    def gql(query: str, **variables: Any) -> dict[str, Any]:
+        answer = httpx.post(
+            f"{servers.url}/v0/gql", json={"query": query, "variables": variables}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        assert "errors" not in body, body
+        data: dict[str, Any] = body["data"]
+        return data
+
+    found = gql(
+        "query($id: String!) { run(runID: $id) { status output "
+        "trace { childrenSpans { name status outputID } } } }",
+        id=run["run_id"],
+    )["run"]
+    assert found["status"] == "COMPLETED"
+    assert json.loads(found["output"]) == run["output"]
+    spans = found["trace"]["childrenSpans"]
+    assert [s["name"] for s in spans] == [f"mb-{i}" for i in range(10)]
+    for index in (0, 9):
+        output = gql(
+            "query($o: String!) { runTraceSpanOutputByID(outputID: $o) { data } }",
+            o=spans[index]["outputID"],
+        )["runTraceSpanOutputByID"]
+        assert json.loads(output["data"]) == (f"{index:x}" * 1_048_576)[:1_048_576]

@@ -36,7 +36,15 @@ from mainspring.engine.intake import (
     write_intake,
 )
 from mainspring.engine.queue import JobQueue
-from mainspring.engine.records import Job, JobKind, Run, RunStatus, StepAttempt, StoredEvent
+from mainspring.engine.records import (
+    AppInfo,
+    Job,
+    JobKind,
+    Run,
+    RunStatus,
+    StepAttempt,
+    StoredEvent,
+)
 from mainspring.engine.remote import Registration
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
@@ -81,6 +89,8 @@ class Engine:
         app_url: call the functions over HTTP at this serve URL (an app serving the same
             functions, e.g. with :func:`mainspring.sdk.serve.asgi.serve`) instead of in
             this process; ``signing_key`` signs those calls, ``http`` is the client to use.
+        call_timeout: seconds one HTTP call of a function may take before the attempt
+            fails as timed out and is retried (default: the reference server's 2 h).
     """
 
     def __init__(
@@ -97,6 +107,7 @@ class Engine:
         app_url: str | None = None,
         signing_key: str | None = None,
         http: httpx.AsyncClient | None = None,
+        call_timeout: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -115,13 +126,16 @@ class Engine:
         self._queue = JobQueue(self.clock)
         self._signing_key = signing_key
         self._http = http
+        self._call_timeout = call_timeout
         self._transport = RoutingTransport(
             InProcessTransport(client, self.functions.values())
             if app_url is None
-            else HttpTransport(app_url, signing_key=signing_key, http=http)
+            else HttpTransport(app_url, signing_key=signing_key, http=http, timeout=call_timeout)
         )
         #: Function ids of each app registered over HTTP.
         self._apps: dict[str, set[str]] = {}
+        #: Each app's last sync: its serve URL and the SDK it reported.
+        self._app_syncs: dict[str, tuple[str, str]] = {}
         self._executor = Executor(
             store=self._store,
             transport=self._transport,
@@ -236,6 +250,17 @@ class Engine:
             for name, ids in self._apps.items()
         }
 
+    def app_list(self) -> list[AppInfo]:
+        """Every app: the one loaded in process (if it has functions), then those synced
+        over HTTP, by name."""
+        remote = {fn_id for ids in self._apps.values() for fn_id in ids}
+        local = [fn for fn_id, fn in self.functions.items() if fn_id not in remote]
+        listed = [AppInfo(self.client.app_id, None, "mainspring", local)] if local else []
+        for name, functions in sorted(self.apps().items()):
+            url, sdk = self._app_syncs.get(name, ("", ""))
+            listed.append(AppInfo(name, url, sdk, functions))
+        return listed
+
     async def register_app(self, registration: Registration) -> None:
         """Serve an app's functions over HTTP; a new sync replaces its previous functions."""
         self._require_running()
@@ -251,11 +276,14 @@ class Engine:
             url = registration.urls[fn.id]
             transport = transports.get(url)
             if transport is None:
-                transport = HttpTransport(url, signing_key=self._signing_key, http=self._http)
+                transport = HttpTransport(
+                    url, signing_key=self._signing_key, http=self._http, timeout=self._call_timeout
+                )
                 transports[url] = transport
             self.functions[fn.id] = fn
             self._transport.routes[fn.id] = transport
         self._apps[registration.app_name] = {fn.id for fn in registration.functions}
+        self._app_syncs[registration.app_name] = (registration.url, registration.sdk)
         self._index = TriggerIndex(self.functions.values())
         for job in await self._store.transact(self._sync_crons):
             self._queue.push(job)
@@ -412,10 +440,38 @@ class Engine:
         self._require_running()
         return await self._store.history(run_id)
 
-    async def events(self, *, name: str | None = None, limit: int = 100) -> list[StoredEvent]:
-        """Recent events, newest first (optionally only those named ``name``)."""
+    async def events(
+        self, *, name: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[StoredEvent]:
+        """Recent events, newest first (optionally only those named ``name``); ``before``
+        is the internal id of the last event of the previous page."""
         self._require_running()
-        return await self._store.list_events(name=name, limit=limit)
+        return await self._store.list_events(name=name, limit=limit, before=before)
+
+    async def list_runs(
+        self,
+        *,
+        function_id: str | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        created_after: datetime.datetime | None = None,
+        created_before: datetime.datetime | None = None,
+        limit: int = 100,
+        after: str | None = None,
+        newest_first: bool = True,
+    ) -> list[Run]:
+        """A page of runs in creation order (newest first by default), optionally of one
+        function, in some statuses, created in ``[created_after, created_before)``;
+        ``after`` is the id of the last run of the previous page."""
+        self._require_running()
+        return await self._store.find_runs(
+            function_id=function_id,
+            statuses=None if statuses is None else [s.value for s in statuses],
+            created_after=None if created_after is None else _ms(created_after),
+            created_before=None if created_before is None else _ms(created_before),
+            cursor=after,
+            limit=limit,
+            newest_first=newest_first,
+        )
 
     async def event(self, event_id: str) -> StoredEvent | None:
         """One event by the id ``send`` returned."""

@@ -60,6 +60,9 @@ _ENGINE_JOBS = {
     JobKind.PAUSE_TIMEOUT: waits.pause_timeout,
 }
 
+#: ``op`` of a history entry for a failed call of the function itself (not of one step).
+FUNCTION_ERROR_OP = "FunctionError"
+
 FinishedHook = Callable[
     [Tx, "ActiveRun", RunStatus, bytes | None, dict[str, Any] | None], list[Job]
 ]
@@ -270,12 +273,36 @@ class Executor:
         if isinstance(response, Complete):
             self._finish(unit, RunStatus.COMPLETED, output=response.output)
         elif isinstance(response, Failure):
+            self._record_failed_call(unit, response.error)
             if response.retriable and job.attempt + 1 < run.max_attempts:
                 self._retry(unit, response.retry_after)
             else:
                 self._finish(unit, RunStatus.FAILED, error=response.error)
         else:
             self._apply_ops(unit, response)
+
+    def _record_failed_call(self, unit: Unit, error: ErrorPayload) -> None:
+        """Keep a failed call of the function itself in the run's history.
+
+        A function-level failure (an error thrown outside steps, or an app that refused the
+        connection, timed out or did not answer as an SDK) belongs to no step, yet each
+        attempt's reason must stay readable after later attempts succeed. It is filed
+        under the targeted step, or ``step@<n>`` for a discovery call after ``n`` recorded
+        steps: attempts restart at 0 for each new job, so a bare ``step`` would collide.
+        """
+        run, job = unit.run, unit.job
+        position = len(run.stack)
+        unit.tx.record_attempt(
+            run.run_id,
+            job.step_id if job.kind is JobKind.PLAN and job.step_id else f"step@{position}",
+            attempt=job.attempt,
+            after_seq=position,
+            user_id="",
+            op=FUNCTION_ERROR_OP,
+            started_at=unit.started,
+            ended_at=unit.now,
+            error=orjson.dumps(error.to_wire()),
+        )
 
     def _arm_finish_timeout(self, unit: Unit, started: int) -> None:
         """Cancel the run at ``started + timeouts.finish`` unless it is over by then."""
@@ -398,7 +425,19 @@ class Executor:
                         )
                     )
             elif op.op in _WAIT_OPS:
-                problem = _WAIT_OPS[op.op](unit, state, op)
+                try:
+                    problem = _WAIT_OPS[op.op](unit, state, op)
+                except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                    # Opts of the wrong type from an app (a number where a time string
+                    # goes): left to escape, this fails the whole unit, which the engine
+                    # retries every second forever, recording nothing on the run.
+                    problem = ErrorPayload(
+                        name="ProtocolError",
+                        message=(
+                            f"step {op.display_name or op.id!r}: malformed {op.op.value} op "
+                            f"(opts {op.opts!r:.200}): {type(exc).__name__}: {exc}"
+                        ),
+                    )
                 if problem is not None:
                     self._finish(unit, RunStatus.FAILED, error=problem)
                     return

@@ -8,6 +8,7 @@ becomes a retriable failed attempt whose message says what went wrong.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import time
@@ -16,12 +17,16 @@ from collections.abc import Callable
 
 import httpx
 
+from mainspring.protocol import headers as h
 from mainspring.protocol import signing, wire
 from mainspring.protocol.messages import CallRequest, CallResponse, ErrorPayload, Failure
 from mainspring.protocol.step_ids import DISCOVERY_STEP_ID
 
 #: The reference executor's ceiling for one call.
 DEFAULT_TIMEOUT_S = 2 * 3600.0
+
+#: How much of a non-SDK answer's body an error message quotes (an HTML error page is long).
+_SNIPPET_CHARS = 200
 
 #: Larger bodies go without state: the SDK fetches it from the API (``use_api``, §2.4).
 MAX_BODY_BYTES = 4 * 1024 * 1024 - 1024
@@ -35,8 +40,63 @@ def call_url(app_url: str, fn_id: str, step_id: str | None) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
+def _where(url: str) -> str:
+    """The URL without its query, for error messages: the query may carry an app's auth
+    parameters (protocol §1.3), and messages are stored on the run and shown in the API."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+
+
+def _snippet(body: bytes) -> str:
+    text = body[: _SNIPPET_CHARS * 4].decode("utf-8", "replace").strip()
+    text = " ".join(text.split())  # one line, however the page was laid out
+    return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The socket error under an httpx error: httpx reports a refused loopback connection
+    as "All connection attempts failed", which names neither the cause nor the fix."""
+    seen: set[int] = set()
+    found: OSError | None = None
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError):
+            found = cause
+        cause = cause.__cause__ or cause.__context__
+    return found
+
+
+def _describe_http_error(exc: Exception, where: str, timeout: float) -> str:
+    """Why a call got no answer, in words an operator can act on."""
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        if isinstance(exc, httpx.ConnectTimeout):
+            phase = "connecting"
+        elif isinstance(exc, httpx.WriteTimeout):
+            phase = "sending the request"
+        elif isinstance(exc, httpx.PoolTimeout):
+            phase = "waiting for a free connection"
+        else:
+            phase = "waiting for the answer"
+        return f"timed out after {timeout:g} s {phase} ({where})"
+    if isinstance(exc, httpx.ConnectError):
+        root = _root_os_error(exc)
+        if isinstance(root, ConnectionRefusedError):
+            return f"connection refused by {where}: is the app running?"
+        reason = (root.strerror or str(root)) if root is not None else str(exc)
+        return f"could not connect to {where}: {reason or type(exc).__name__}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"{where} did not answer with valid HTTP: {exc}"
+    return f"calling {where} failed: {type(exc).__name__}: {exc}"
+
+
 class HttpTransport:
-    """Calls one app's serve endpoint."""
+    """Calls one app's serve endpoint.
+
+    ``timeout`` bounds each call end to end (connecting, sending, waiting, reading), also
+    when ``http`` is a shared client with a shorter default of its own: a step may rightly
+    run for minutes, and an app that hangs must still give the attempt back to the engine.
+    """
 
     def __init__(
         self,
@@ -44,13 +104,16 @@ class HttpTransport:
         *,
         signing_key: str | None = None,
         http: httpx.AsyncClient | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_url = app_url
+        self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
         self._key = signing_key
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=timeout)
+        self._http = http or httpx.AsyncClient(timeout=self.timeout)
         self._clock = clock
 
     async def call(self, request: CallRequest) -> CallResponse:
@@ -76,18 +139,36 @@ class HttpTransport:
             headers["x-inngest-signature"] = signing.sign(body, self._key, at=int(self._clock()))
         url = call_url(self.app_url, request.fn_id, request.step_id)
         try:
-            answer = await self._http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return _failed(f"calling {url} failed: {type(exc).__name__}: {exc}")
+            # httpx's timeout is per read; the outer deadline also stops an app that
+            # trickles bytes forever.
+            async with asyncio.timeout(self.timeout):
+                answer = await self._http.post(
+                    url, content=body, headers=headers, timeout=self.timeout
+                )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            return _failed(_describe_http_error(exc, _where(url), self.timeout))
         try:
-            return wire.response_from_http(
+            response = wire.response_from_http(
                 answer.status_code,
                 dict(answer.headers),
                 answer.content,
                 now=datetime.datetime.now(datetime.UTC),
             )
         except wire.WireError as exc:
-            return _failed(f"{url} answered {answer.status_code} but not as an SDK: {exc}")
+            status, where = answer.status_code, _where(url)
+            if not answer.headers.get(h.SDK) and status != 201:
+                # Not an SDK at all (a proxy, a wrong path, a crashed framework): the body
+                # is what tells an operator what answered instead.
+                return _failed(
+                    f"{where} answered HTTP {status} without the X-Inngest-SDK header "
+                    f"(not an Inngest SDK); body: {_snippet(answer.content)!r}"
+                )
+            return _failed(f"{where} answered HTTP {status} with an invalid body: {exc}")
+        if isinstance(response, Failure) and not response.error.message:
+            # An error body of `{}` (or only a name): the run's error must still say what
+            # happened and where.
+            response.error.message = f"{_where(url)} answered HTTP {answer.status_code}"
+        return response
 
     def forget(self, run_id: str) -> None:
         """Nothing is kept per run over HTTP."""

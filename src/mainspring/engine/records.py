@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from mainspring.sdk.function import Function
 
 
 class RunStatus(enum.StrEnum):
@@ -78,7 +81,10 @@ class StepAttempt:
 
     Attributes:
         step_id: the hashed step id; ``user_id`` the id the function gave.
-        op: ``StepRun``, ``StepError`` (a retried failure), ``StepFailed``, ``Sleep``, ...
+        op: ``StepRun``, ``StepError`` (a retried failure), ``StepFailed``, ``Sleep``, ...,
+            or ``FunctionError``: a failed call of the function itself (an error outside
+            steps, or an app that refused, timed out or did not answer as an SDK), filed
+            under the targeted step or ``step@<n>`` (a discovery call after n steps).
         attempt: 0-based attempt that produced this entry.
         started_at, ended_at: epoch milliseconds (``started_at`` when known).
         output: the step's result; ``error``: ``{"name", "message", ...}`` if it failed.
@@ -92,6 +98,16 @@ class StepAttempt:
     ended_at: int
     output: Any
     error: dict[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AppInfo:
+    """An app the engine serves: ``url`` is None for functions loaded in process."""
+
+    name: str
+    url: str | None
+    sdk: str
+    functions: list[Function[Any]]
 
 
 class JobKind(enum.StrEnum):

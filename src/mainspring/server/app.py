@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -24,6 +24,8 @@ from mainspring.engine.remote import RegistrationError, parse_registration
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
 from mainspring.sdk.event import Event
+from mainspring.server import graphql as gql
+from mainspring.server.dev_info import dev_server_info
 
 #: Largest request body accepted (events and registrations), as the reference's cap.
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -68,12 +70,14 @@ def create_app(
     dev: bool = True,
     event_keys: frozenset[str] = frozenset(),
     signing_key: str | None = None,
+    start_options: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """The API for ``engine``.
 
     In dev mode any non-empty event key is accepted and nothing is authenticated. Otherwise
     (``mainspring start``) events need one of ``event_keys`` and every other route a
     ``Bearer`` token matching ``signing_key`` (raw or hashed, protocol §9).
+    ``start_options`` are shown by ``GET /dev`` (how the server was started).
     """
     kind = "dev" if dev else "cloud"
 
@@ -244,6 +248,29 @@ def create_app(
         state = await engine.run_state(request.path_params["run_id"])
         return reply({"error": "run not found"}, 410) if state is None else reply(state[1])
 
+    async def graphql(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        if request.method == "GET":
+            query: Any = dict(request.query_params)
+            if "variables" in query:
+                try:
+                    query["variables"] = orjson.loads(query["variables"])
+                except orjson.JSONDecodeError as exc:
+                    return reply({"errors": [{"message": f"variables: not JSON: {exc}"}]}, 400)
+        else:
+            try:
+                query = await body_json(request)
+            except ValueError as exc:
+                return reply({"data": None, "errors": [{"message": str(exc)}]}, 400)
+        status, payload = await gql.execute(engine, query)
+        return reply(payload, status)
+
+    async def dev_info(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        return reply(dev_server_info(engine, kind=kind, start_options=start_options or {}))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with engine:
@@ -252,6 +279,8 @@ def create_app(
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/dev", dev_info, methods=["GET"]),
+            Route("/v0/gql", graphql, methods=["GET", "POST"]),
             Route("/e/{key}", send_events, methods=["POST"]),
             Route("/fn/register", register, methods=["POST"]),
             Route("/invoke/{slug}", invoke, methods=["POST"]),

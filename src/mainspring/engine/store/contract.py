@@ -147,7 +147,7 @@ class Store(Protocol):
     async def get_event(self, internal_id: str) -> StoredEvent | None: ...
     async def history(self, run_id: str) -> list[StepAttempt]: ...
     async def list_events(
-        self, *, name: str | None = None, limit: int = 100
+        self, *, name: str | None = None, limit: int = 100, before: str | None = None
     ) -> list[StoredEvent]: ...
     async def find_runs(
         self,
@@ -156,4 +156,8 @@ class Store(Protocol):
         created_after: int | None = None,
         created_before: int | None = None,
         unfinished: bool = False,
+        statuses: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Run]: ...

@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Literal, TypeVar
 
@@ -241,6 +241,10 @@ class SQLiteStore:
         created_after: int | None = None,
         created_before: int | None = None,
         unfinished: bool = False,
+        statuses: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Run]:
         where: list[str] = []
         args: list[str | int] = []
@@ -255,13 +259,21 @@ class SQLiteStore:
             args.append(created_before)
         if unfinished:
             where.append("status NOT IN ('Completed', 'Failed', 'Cancelled')")
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' * len(statuses)) or 'NULL'})")
+            args.extend(statuses)
+        if cursor is not None:
+            # Run ids are ULIDs: ordering by id is ordering by creation, so a page's last
+            # id is a stable cursor even while new runs arrive.
+            where.append("run_id < ?" if newest_first else "run_id > ?")
+            args.append(cursor)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = (
-            self._reader()
-            .execute(f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id", args)
-            .fetchall()
-        )
-        return [run_from_row(row) for row in rows]
+        order = "DESC" if newest_first else "ASC"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [run_from_row(row) for row in self._reader().execute(sql, args).fetchall()]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
         db = self._reader()
@@ -297,12 +309,19 @@ class SQLiteStore:
         entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
         return [entry for _, _, entry in entries]
 
-    async def list_events(self, *, name: str | None = None, limit: int = 100) -> list[StoredEvent]:
-        sql = "SELECT internal_id, id, name, data, ts, received_at FROM events"
+    async def list_events(
+        self, *, name: str | None = None, limit: int = 100, before: str | None = None
+    ) -> list[StoredEvent]:
+        where: list[str] = []
         args: list[str | int] = []
         if name is not None:
-            sql += " WHERE name = ?"
+            where.append("name = ?")
             args.append(name)
+        if before is not None:
+            where.append("internal_id < ?")
+            args.append(before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT internal_id, id, name, data, ts, received_at FROM events{clause}"
         sql += " ORDER BY internal_id DESC LIMIT ?"
         args.append(limit)
         return [

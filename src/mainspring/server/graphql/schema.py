@@ -1,0 +1,376 @@
+"""The GraphQL API (``POST /v0/gql``) on strawberry: runs, their triggers, traces and
+step outputs, events and their runs, apps and functions.
+
+Resolvers read through the engine's public query methods only; ``info.context`` is the
+:class:`~mainspring.engine.engine.Engine`. Fields that need more reads (a run's trace, its
+function) are resolved lazily, so a list of runs costs one query unless they are asked for.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Annotated, Any
+
+import orjson
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+
+from mainspring.engine.engine import Engine
+from mainspring.engine.records import Run, StoredEvent
+from mainspring.errors import MainspringError
+from mainspring.server.graphql.trace import OutputRef, build_trace, find_output
+from mainspring.server.graphql.types import (
+    RUN_STATUS,
+    App,
+    FunctionInfo,
+    FunctionRunStatus,
+    PageInfo,
+    RunTraceSpan,
+    RunTraceSpanOutput,
+    RunTraceTrigger,
+    StepError,
+    _time,
+    run_output_json,
+)
+
+#: Largest page a list query returns, whatever ``first`` asks for.
+MAX_PAGE = 1000
+
+
+def _engine(info: strawberry.Info) -> Engine:
+    engine = info.context
+    assert isinstance(engine, Engine)
+    return engine
+
+
+async def _get_run(engine: Engine, run_id: str) -> Run | None:
+    try:
+        return await engine.run(run_id)
+    except MainspringError:
+        return None
+
+
+async def _require_run(engine: Engine, run_id: str) -> Run:
+    run = await _get_run(engine, run_id)
+    if run is None:
+        raise ValueError(f"no run with id {run_id!r}")
+    return run
+
+
+def _function_name(engine: Engine, function_id: str) -> str:
+    fn = engine.function(function_id)
+    return fn.name if fn is not None else function_id
+
+
+async def _trace(engine: Engine, run: Run) -> RunTraceSpan:
+    history = await engine.history(run.id)
+    return RunTraceSpan.of(build_trace(run, _function_name(engine, run.function_id), history))
+
+
+def _app_of(engine: Engine, function_id: str) -> App | None:
+    for info in engine.app_list():
+        if any(fn.id == function_id for fn in info.functions):
+            return App.of(info)
+    return None
+
+
+@strawberry.type(name="FunctionRunV2")
+class FunctionRunV2:
+    run: strawberry.Private[Run]
+    id: strawberry.ID
+    status: FunctionRunStatus
+    output: str | None
+    function_id: str = strawberry.field(name="functionID")
+    source_id: str = strawberry.field(name="sourceID")
+    trigger_ids: list[str] = strawberry.field(name="triggerIDs")
+    queued_at: datetime.datetime | None
+    started_at: datetime.datetime | None
+    ended_at: datetime.datetime | None
+    is_batch: bool = False
+    cron_schedule: str | None = None
+
+    @staticmethod
+    def of(run: Run) -> FunctionRunV2:
+        return FunctionRunV2(
+            run=run,
+            id=strawberry.ID(run.id),
+            status=RUN_STATUS[run.status],
+            output=run_output_json(run),
+            function_id=run.function_id,
+            source_id=run.event_id,
+            trigger_ids=[run.event_id],
+            queued_at=_time(run.created_at),
+            started_at=_time(run.started_at),
+            ended_at=_time(run.ended_at),
+        )
+
+    @strawberry.field
+    def function(self, info: strawberry.Info) -> FunctionInfo | None:
+        engine = _engine(info)
+        fn = engine.function(self.run.function_id)
+        if fn is None:
+            return None
+        app = _app_of(engine, fn.id)
+        return FunctionInfo.of(fn, app.name if app is not None else engine.client.app_id)
+
+    @strawberry.field
+    def app(self, info: strawberry.Info) -> App | None:
+        return _app_of(_engine(info), self.run.function_id)
+
+    @strawberry.field
+    async def trace(self, info: strawberry.Info) -> RunTraceSpan:
+        return await _trace(_engine(info), self.run)
+
+
+@strawberry.type(name="FunctionRun")
+class FunctionRun:
+    """The older run type that ``event { functionRuns }`` returns."""
+
+    id: strawberry.ID
+    status: FunctionRunStatus
+    output: str | None
+    function_id: str = strawberry.field(name="functionID")
+    event_id: str = strawberry.field(name="eventID")
+    name: str
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None
+
+    @staticmethod
+    def of(run: Run, function_name: str) -> FunctionRun:
+        return FunctionRun(
+            id=strawberry.ID(run.id),
+            status=RUN_STATUS[run.status],
+            output=run_output_json(run),
+            function_id=run.function_id,
+            event_id=run.event_id,
+            name=function_name,
+            started_at=_time(run.started_at or run.created_at),
+            finished_at=_time(run.ended_at),
+        )
+
+
+@strawberry.type(name="Event")
+class EventNode:
+    event: strawberry.Private[StoredEvent]
+    id: strawberry.ID
+    external_id: str = strawberry.field(name="externalID")
+    name: str
+    created_at: datetime.datetime | None
+    payload: str
+    raw: str
+
+    @staticmethod
+    def of(event: StoredEvent) -> EventNode:
+        return EventNode(
+            event=event,
+            id=strawberry.ID(event.internal_id),
+            external_id=event.id,
+            name=event.name,
+            created_at=_time(event.received_at),
+            payload=orjson.dumps(event.data).decode(),
+            raw=event.wire_json().decode(),
+        )
+
+    @strawberry.field
+    async def function_runs(self, info: strawberry.Info) -> list[FunctionRun]:
+        engine = _engine(info)
+        runs = await engine.runs(self.event.internal_id)
+        return [FunctionRun.of(r, _function_name(engine, r.function_id)) for r in runs]
+
+    @strawberry.field
+    async def total_runs(self, info: strawberry.Info) -> int:
+        return len(await _engine(info).runs(self.event.internal_id))
+
+
+@strawberry.input
+class EventQuery:
+    event_id: strawberry.ID
+    workspace_id: strawberry.ID | None = None
+
+
+@strawberry.input
+class EventsQuery:
+    last_event_id: strawberry.ID | None = None
+    name: str | None = None
+    limit: int = 50
+    workspace_id: strawberry.ID | None = None
+
+
+@strawberry.input(name="RunsFilterV2")
+class RunsFilter:
+    from_: datetime.datetime | None = strawberry.field(name="from", default=None)
+    until: datetime.datetime | None = None
+    function_ids: list[str] | None = strawberry.field(name="functionIDs", default=None)
+    status: list[FunctionRunStatus] | None = None
+
+
+@strawberry.enum(name="RunsV2OrderByField")
+class RunsOrderByField(enum.Enum):
+    QUEUED_AT = "QUEUED_AT"
+    STARTED_AT = "STARTED_AT"
+    ENDED_AT = "ENDED_AT"
+
+
+@strawberry.enum(name="RunsOrderByDirection")
+class RunsOrderByDirection(enum.Enum):
+    ASC = "ASC"
+    DESC = "DESC"
+
+
+@strawberry.input(name="RunsV2OrderBy")
+class RunsOrderBy:
+    field: RunsOrderByField
+    direction: RunsOrderByDirection
+
+
+@strawberry.type(name="FunctionRunV2Edge")
+class RunEdge:
+    node: FunctionRunV2
+    cursor: str
+
+
+@strawberry.type(name="RunsV2Connection")
+class RunsConnection:
+    edges: list[RunEdge]
+    page_info: PageInfo
+
+
+async def _output_by_id(
+    info: strawberry.Info, output_id: Annotated[str, strawberry.argument(name="outputID")]
+) -> RunTraceSpanOutput:
+    engine = _engine(info)
+    ref = OutputRef.decode(output_id)
+    run = await _get_run(engine, ref.run_id)
+    found = None if run is None else find_output(ref, run, await engine.history(run.id))
+    if found is None:
+        raise ValueError(f"outputID {output_id!r}: no such output")
+    data, error = found
+    if error is not None:
+        return RunTraceSpanOutput(data=None, error=_step_error(error))
+    return RunTraceSpanOutput(data=orjson.dumps(data).decode(), error=None)
+
+
+_STATUS_FROM_GQL = {gql: status for status, gql in RUN_STATUS.items()}
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def run(
+        self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
+    ) -> FunctionRunV2 | None:
+        run = await _get_run(_engine(info), run_id)
+        return None if run is None else FunctionRunV2.of(run)
+
+    @strawberry.field
+    async def run_trace(
+        self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
+    ) -> RunTraceSpan:
+        engine = _engine(info)
+        return await _trace(engine, await _require_run(engine, run_id))
+
+    @strawberry.field
+    async def run_trigger(
+        self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
+    ) -> RunTraceTrigger:
+        engine = _engine(info)
+        run = await _require_run(engine, run_id)
+        event = await engine.event(run.event_id)
+        if event is None:
+            raise ValueError(f"run {run_id!r}: its triggering event is not stored")
+        return RunTraceTrigger.of(event)
+
+    run_trace_span_output_by_id: RunTraceSpanOutput = strawberry.field(
+        name="runTraceSpanOutputByID", resolver=_output_by_id
+    )
+
+    @strawberry.field
+    async def event(self, info: strawberry.Info, query: EventQuery) -> EventNode | None:
+        event = await _engine(info).event(str(query.event_id))
+        return None if event is None else EventNode.of(event)
+
+    @strawberry.field
+    async def events(
+        self, info: strawberry.Info, query: EventsQuery | None = None
+    ) -> list[EventNode]:
+        query = query or EventsQuery()
+        before = None if query.last_event_id is None else str(query.last_event_id)
+        found = await _engine(info).events(
+            name=query.name, limit=max(1, min(query.limit, MAX_PAGE)), before=before
+        )
+        return [EventNode.of(e) for e in found]
+
+    @strawberry.field
+    async def runs(
+        self,
+        info: strawberry.Info,
+        first: int = 40,
+        after: str | None = None,
+        filter: RunsFilter | None = None,
+        order_by: list[RunsOrderBy] | None = None,
+    ) -> RunsConnection:
+        """A page of runs. Runs are ordered by when they were queued (their ids are
+        ULIDs); the order's direction is honoured, its field is taken as ``QUEUED_AT``."""
+        filter = filter or RunsFilter()
+        size = max(1, min(first, MAX_PAGE))
+        newest_first = not order_by or order_by[0].direction is RunsOrderByDirection.DESC
+        statuses = (
+            None
+            if filter.status is None
+            else [_STATUS_FROM_GQL[s] for s in filter.status if s in _STATUS_FROM_GQL]
+        )
+        engine = _engine(info)
+        found: list[Run] = []
+        function_ids: list[str | None] = [*filter.function_ids] if filter.function_ids else [None]
+        for function_id in function_ids:
+            found += await engine.list_runs(
+                function_id=function_id,
+                statuses=statuses,
+                created_after=filter.from_,
+                created_before=filter.until,
+                limit=size + 1,
+                after=after,
+                newest_first=newest_first,
+            )
+        found.sort(key=lambda r: r.id, reverse=newest_first)
+        page, more = found[:size], len(found) > size
+        return RunsConnection(
+            edges=[RunEdge(node=FunctionRunV2.of(r), cursor=r.id) for r in page],
+            page_info=PageInfo(
+                has_next_page=more,
+                has_previous_page=after is not None,
+                start_cursor=page[0].id if page else None,
+                end_cursor=page[-1].id if page else None,
+            ),
+        )
+
+    @strawberry.field
+    def apps(self, info: strawberry.Info) -> list[App]:
+        return [App.of(app) for app in _engine(info).app_list()]
+
+    @strawberry.field
+    def functions(self, info: strawberry.Info) -> list[FunctionInfo]:
+        return [fn for app in _engine(info).app_list() for fn in App.of(app).functions]
+
+
+def _step_error(error: dict[str, Any]) -> StepError:
+    cause = error.get("cause")
+    return StepError(
+        message=str(error.get("message", "")),
+        name=error.get("name"),
+        stack=error.get("stack"),
+        cause=None if cause is None else orjson.dumps(cause).decode(),
+    )
+
+
+#: The reference calls its timestamp scalar ``Time`` (RFC 3339 strings).
+TIME = strawberry.scalar(
+    name="Time",
+    serialize=lambda value: value.isoformat(),
+    parse_value=lambda value: datetime.datetime.fromisoformat(value),
+)
+
+schema = strawberry.Schema(
+    query=Query, config=StrawberryConfig(scalar_map={datetime.datetime: TIME})
+)
