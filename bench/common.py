@@ -13,18 +13,23 @@ N_SEQ: Final = 100  # (a) sequential steps in one run
 N_FAN: Final = 100  # (b) parallel steps fanned out by one run
 N_RUNS: Final = 200  # (c) one-step runs started back to back
 N_LONG: Final = 10_000  # (d) sequential steps in one run (Mainspring only)
+N_EVENTS: Final = 20_000  # (g) events sent through POST /e/ that trigger nothing
+N_EVENTS_TRIGGERED: Final = 2_000  # (h) events sent through POST /e/, each starting a run
+EVENT_BATCH: Final = 100  # (g), (h) events per POST /e/ request
 
 # Measurement method: WARMUP unmeasured runs, then the median of REPS measured runs.
 WARMUP: Final = 1
 REPS: Final = 3
 
-Workload = Literal["a", "b", "c", "d", "e", "f"]
+Workload = Literal["a", "b", "c", "d", "e", "f", "g", "h"]
 Metric = Literal["per_step", "total", "throughput", "rss", "max_wake_lateness"]
-Unit = Literal["ms/step", "ms", "runs/s", "MB"]
+Unit = Literal["ms/step", "ms", "runs/s", "MB", "events/s"]
 
 WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d", "e", "f")
 #: The run-lifecycle workloads, run by bench/lifecycle.py in processes of their own.
 LIFECYCLE: Final[tuple[Workload, ...]] = ("e", "f")
+#: The workloads of `run.py --http` (bench/http_workloads.py): server and app on uvicorn.
+HTTP_WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "g", "h")
 
 DESCRIPTIONS: Final[dict[Workload, str]] = {
     "a": f"{N_SEQ} sequential steps, per-step overhead",
@@ -33,6 +38,8 @@ DESCRIPTIONS: Final[dict[Workload, str]] = {
     "d": f"{N_LONG:,} sequential steps, per-step overhead",
     "e": "10,000 runs asleep at once: RSS, and lateness of their wake-ups",
     "f": "1,000 waiting runs resumed by 1,000 events",
+    "g": f"{N_EVENTS:,} events in batches of {EVENT_BATCH}, no trigger",
+    "h": f"{N_EVENTS_TRIGGERED:,} events in batches of {EVENT_BATCH}, each starts a run",
 }
 
 
@@ -106,4 +113,14 @@ def throughput_record(workload: Workload, system: str, sample: Sample, runs: int
         metric="throughput",
         value=runs / sample.median,
         unit="runs/s",
+    )
+
+
+def events_record(workload: Workload, system: str, sample: Sample, events: int) -> Record:
+    return Record(
+        workload=workload,
+        system=system,
+        metric="throughput",
+        value=events / sample.median,
+        unit="events/s",
     )

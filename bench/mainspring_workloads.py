@@ -11,7 +11,6 @@ workflows with 200 calls), then each event's run is looked up and all are awaite
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.metadata
 import time
 from collections.abc import Awaitable
@@ -31,6 +30,7 @@ from bench.common import (
     throughput_record,
     total_record,
 )
+from bench.functions import define
 
 Durability = Literal["full", "normal"]
 DURABILITIES: Final[tuple[Durability, ...]] = ("full", "normal")
@@ -62,36 +62,10 @@ def version() -> str:
         return "not installed (imported from source)"
 
 
-async def trivial(i: int) -> int:
-    return i
-
-
 def make_engine(database: Path, durability: Durability) -> mainspring.Engine:
     """A fresh client with the three benchmark functions, on an engine over `database`."""
     client = mainspring.Client(app_id="bench")
-
-    @client.create_function(fn_id="seq", trigger=mainspring.TriggerEvent(event="bench/seq"))
-    async def seq(ctx: mainspring.Context) -> int:
-        total = 0
-        for i in range(ctx.event.data["n"]):
-            total += await ctx.step.run(f"s{i}", trivial, i)
-        return total
-
-    @client.create_function(fn_id="fan", trigger=mainspring.TriggerEvent(event="bench/fan"))
-    async def fan(ctx: mainspring.Context) -> int:
-        results = await ctx.group.parallel(
-            tuple(
-                functools.partial(ctx.step.run, f"p{i}", trivial, i)
-                for i in range(ctx.event.data["n"])
-            )
-        )
-        return sum(results)
-
-    @client.create_function(fn_id="one", trigger=mainspring.TriggerEvent(event="bench/one"))
-    async def one(ctx: mainspring.Context) -> int:
-        return await ctx.step.run("s0", trivial, ctx.event.data["i"])
-
-    return mainspring.Engine(client, [seq, fan, one], database=str(database), durability=durability)
+    return mainspring.Engine(client, define(client), database=str(database), durability=durability)
 
 
 async def _run_id(engine: mainspring.Engine, event_id: str) -> str:

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Benchmark Mainspring's embedded engine against DBOS Transact, in one process.
+"""Benchmark Mainspring's embedded engine against DBOS Transact, in one process; or, with
+--http, Mainspring's server and apps over loopback HTTP against Restate.
 
     python bench/run.py [--json FILE] [--only a,b,c,d,e,f] [--skip-peers] [--workdir DIR]
+    python bench/run.py --http [--json FILE] [--only a,b,c,g,h] [--skip-peers] [--workdir DIR]
 
 Runs the selected workloads on Mainspring (durability "full", then "normal"), then (a)-(c) on
 DBOS with a SQLite system database, prints a comparison table and optionally writes the records
-as JSON. See bench/README.md.
+as JSON. With --http: (a)-(c) with our SDK and with the official `inngest` SDK against our server,
+then on Restate, and event ingestion (g, h). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import functools
 import importlib.metadata
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -35,6 +39,7 @@ if importlib.util.find_spec("mainspring") is None and (ROOT / "src").is_dir():
 
 from bench.common import (  # noqa: E402
     DESCRIPTIONS,
+    HTTP_WORKLOADS,
     LIFECYCLE,
     N_LONG,
     N_SEQ,
@@ -49,6 +54,11 @@ if TYPE_CHECKING:
     from bench.mainspring_workloads import Durability
 
 DBOS_SYSTEM = "dbos-sqlite"
+RESTATE_SYSTEM = "restate"
+# The systems of --http, as bench/http_workloads.py names them (that module is imported only
+# when --http runs, so that the embedded suite does not need uvicorn's server started).
+OURS_HTTP = "mainspring-http"
+OFFICIAL_HTTP = "inngest-py-http"
 PEER_WORKLOADS: tuple[Workload, ...] = ("a", "b", "c")
 D_OVER_A_TARGET = 1.5
 
@@ -68,6 +78,14 @@ TARGETS: dict[Workload, Target] = {
     "b": Target(30.0, False, "<= 30 ms"),
     "c": Target(1500.0, True, ">= 1500 runs/s"),
     "d": Target(D_OVER_A_TARGET, False, f"<= {D_OVER_A_TARGET}x (a)"),
+}
+
+#: Targets over HTTP with our SDK (--http). (h) has none: it is reported for comparison with (g).
+HTTP_TARGETS: dict[Workload, Target] = {
+    "a": Target(1.0, False, "<= 1.0 ms/step"),
+    "b": Target(60.0, False, "<= 60 ms"),
+    "c": Target(500.0, True, ">= 500 runs/s"),
+    "g": Target(5000.0, True, ">= 5,000 events/s"),
 }
 
 #: Targets of the run-lifecycle workloads, by metric.
@@ -93,16 +111,28 @@ class Results:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Mainspring vs DBOS Transact micro-benchmarks (see bench/README.md)."
+        description="Mainspring vs DBOS Transact micro-benchmarks, or with --http Mainspring's "
+        "server and SDKs over HTTP vs Restate (see bench/README.md)."
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the records here")
     parser.add_argument(
-        "--only",
-        default=",".join(WORKLOADS),
-        metavar="a,b,c,d",
-        help="comma-separated workloads to run (default: all)",
+        "--http",
+        action="store_true",
+        help="run the HTTP suite instead of the embedded one: (a)-(c) with server and app on "
+        "uvicorn, with our SDK, the official inngest SDK and Restate, and event ingestion "
+        "through POST /e/ (g: no trigger, h: each event starts a run)",
     )
-    parser.add_argument("--skip-peers", action="store_true", help="run Mainspring only")
+    parser.add_argument(
+        "--only",
+        metavar="a,b,c,...",
+        help="comma-separated workloads to run (default: all of the suite: "
+        f"{','.join(WORKLOADS)}, or {','.join(HTTP_WORKLOADS)} with --http)",
+    )
+    parser.add_argument(
+        "--skip-peers",
+        action="store_true",
+        help="run Mainspring only (with --http: our SDK only, no official SDK, no Restate)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -110,11 +140,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "and removed afterwards; default: the system temp dir). Its filesystem sets fsync cost.",
     )
     args = parser.parse_args(argv)
-    selected = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = [w for w in selected if w not in WORKLOADS]
+    suite = HTTP_WORKLOADS if args.http else WORKLOADS
+    selected = (
+        list(suite) if args.only is None else [w.strip() for w in args.only.split(",") if w.strip()]
+    )
+    unknown = [w for w in selected if w not in suite]
     if unknown or not selected:
-        parser.error(f"--only takes a comma-separated subset of {','.join(WORKLOADS)}")
-    args.workloads = [w for w in WORKLOADS if w in selected]
+        other = (
+            ""
+            if args.http
+            else f" ({','.join(sorted(set(HTTP_WORKLOADS) - set(suite)))} need --http)"
+        )
+        parser.error(f"--only takes a comma-separated subset of {','.join(suite)}{other}")
+    args.workloads = [w for w in suite if w in selected]
     return args
 
 
@@ -157,7 +195,7 @@ def _filesystem(path: Path) -> str:
     return best[1]
 
 
-def print_machine_facts(workdir: Path) -> None:
+def print_machine_facts(workdir: Path, *, http: bool = False) -> None:
     print("machine:")
     print(f"  python   {platform.python_implementation()} {platform.python_version()}")
     print(f"  sqlite   {sqlite3.sqlite_version} (Python's sqlite3 module)")
@@ -168,7 +206,12 @@ def print_machine_facts(workdir: Path) -> None:
         dbos = f"dbos {importlib.metadata.version('dbos')}"
     except importlib.metadata.PackageNotFoundError:
         dbos = "dbos not installed"
-    print(f"  peers    {dbos}")
+    if not http:
+        print(f"  peers    {dbos}")
+        return
+    from bench import http_workloads
+
+    print(f"  http     {http_workloads.versions()}")
 
 
 # --- running -------------------------------------------------------------------------------
@@ -284,6 +327,103 @@ def run_dbos(workloads: Sequence[Workload], workdir: Path, results: Results) -> 
     return True
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_http(
+    workloads: Sequence[Workload], workdir: Path, results: Results, *, official: bool
+) -> list[str]:
+    """Run the HTTP workloads with our SDK (and the official one); returns the systems shown."""
+    systems = [OURS_HTTP, *([OFFICIAL_HTTP] if official else [])]
+    try:
+        from bench import http_workloads as hw
+    except ImportError as exc:
+        reason = f"unavailable: {type(exc).__name__}: {exc}"
+        print(f"\nmainspring over HTTP {reason}")
+        results.failed = True
+        for system in systems:
+            for workload in workloads:
+                results.errors[(workload, system)] = reason
+        return systems
+    descriptions = {
+        OURS_HTTP: "our SDK's ASGI adapter",
+        OFFICIAL_HTTP: "the official inngest SDK's FastAPI adapter",
+    }
+    for system in systems:
+        todo = [w for w in workloads if w in hw.SYSTEM_WORKLOADS[system]]
+        if not todo:
+            continue
+        print(
+            f"\n{system} (app: {descriptions[system]} on uvicorn in a subprocess; server: "
+            "Engine durability 'normal' + create_app on uvicorn in this process)"
+        )
+        if system == OFFICIAL_HTTP and importlib.util.find_spec("inngest") is None:
+            # Like a missing DBOS: the official SDK is a dev extra, not a requirement.
+            reason = "unavailable: the official `inngest` SDK is not installed (the dev extra)"
+            print(f"  {reason}")
+            for workload in todo:
+                results.errors[(workload, system)] = reason
+            continue
+        try:
+            with hw.HttpApp(system, workdir, log=_log) as app:
+                for workload in todo:
+                    _attempt(results, workload, system, functools.partial(app.run, workload))
+        except Exception as exc:
+            results.failed = True
+            print(f"  {system}: the app failed to start or stop", file=sys.stderr)
+            traceback.print_exc()
+            for workload in todo:
+                results.errors.setdefault((workload, system), f"{type(exc).__name__}: {exc}")
+    return systems
+
+
+RestateRunner = Callable[..., list[Record]]
+
+
+def run_restate(workloads: Sequence[Workload], workdir: Path, results: Results) -> bool:
+    """Run the Restate peer (bench/peers/restate_peer.py) on (a)-(c), if it is there.
+
+    Whatever goes wrong (no module, Restate not installable, a failed measurement) is printed
+    and recorded as the reason in the table; it never changes the exit status.
+    Returns whether Restate was attempted at all.
+    """
+    todo = [w for w in workloads if w in PEER_WORKLOADS]
+    if not todo:
+        return False
+    print("\nrestate (Restate server + restate-sdk service on hypercorn, both on loopback)")
+    module_name = "bench.peers.restate_peer"
+    try:
+        # Imported by name: the peer is optional, and mypy need not see it to check this file.
+        module = importlib.import_module(module_name)
+        runner: RestateRunner = module.run_restate
+    except Exception as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+            reason = f"unavailable: no {module_name.replace('.', '/')}.py"
+        else:
+            reason = f"unavailable: {type(exc).__name__}: {exc}"
+        print(f"  Restate {reason}")
+        for workload in todo:
+            results.errors[(workload, RESTATE_SYSTEM)] = reason
+        return True
+    # The peer may take the directory for its files; pass --workdir's when it does.
+    extra = {"workdir": workdir} if "workdir" in inspect.signature(runner).parameters else {}
+    try:
+        records = runner(todo, _log, **extra)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"  Restate failed (not counted as a failure of this run): {reason}")
+        traceback.print_exc()
+        for workload in todo:
+            results.errors[(workload, RESTATE_SYSTEM)] = reason.splitlines()[0]
+        return True
+    results.records.extend(records)
+    for workload in todo:
+        if results.get(workload, RESTATE_SYSTEM) is None:
+            results.errors[(workload, RESTATE_SYSTEM)] = "the Restate peer returned no record"
+    return True
+
+
 # --- reporting -----------------------------------------------------------------------------
 
 
@@ -297,7 +437,7 @@ def _fmt_value(record: Record | None, error: str | None) -> str:
         return f"{value:.3f} ms/step"
     if record["unit"] == "ms":
         return f"{value:,.1f} ms"
-    return f"{value:,.0f} runs/s"
+    return f"{value:,.0f} {record['unit']}"
 
 
 def _advantage(ours: Record, peer: Record) -> float:
@@ -354,13 +494,7 @@ def print_table(
                 )
         row.append(" | ".join(verdicts))
         rows.append(row)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    line = "-+-".join("-" * w for w in widths)
-    print()
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+    _print_rows(header, rows)
     if show_dbos:
         print(
             "ratio > 1 means Mainspring is better: dbos/mainspring for times, "
@@ -376,6 +510,19 @@ def print_table(
             f"(d)/(a) per-step ratio, {N_LONG:,} vs {N_SEQ} steps: {', '.join(parts)} "
             f"(target <= {D_OVER_A_TARGET}x)"
         )
+    _print_errors(results)
+
+
+def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print()
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("-+-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _print_errors(results: Results) -> None:
     grouped: dict[str, list[str]] = {}
     for (workload, system), error in sorted(results.errors.items()):
         grouped.setdefault(error, []).append(f"({workload}) {system}")
@@ -383,8 +530,88 @@ def print_table(
         print(f"not measured: {', '.join(where)}: {error}")
 
 
+def print_http_table(
+    workloads: Sequence[Workload], systems: Sequence[str], show_restate: bool, results: Results
+) -> None:
+    """One row per workload: our SDK, the official SDK, Restate, the ratios (> 1 means our SDK
+    is better) and our SDK's target. The official SDK is held to the same targets, for
+    information: they are set for ours."""
+    official = OFFICIAL_HTTP in systems
+    header = ["workload", OURS_HTTP]
+    if official:
+        header.append(OFFICIAL_HTTP)
+    if show_restate:
+        header.append(RESTATE_SYSTEM)
+    if official:
+        header.append("inngest-py/ours")
+    if show_restate:
+        header.append("restate/ours")
+    header += ["target (our SDK)", "met? (ours" + (" | inngest-py)" if official else ")")]
+
+    def value(workload: Workload, system: str) -> str:
+        return _fmt_value(results.get(workload, system), results.errors.get((workload, system)))
+
+    def ratio(ours: Record | None, peer: Record | None) -> str:
+        return "-" if ours is None or peer is None else f"{_advantage(ours, peer):.2f}x"
+
+    rows: list[list[str]] = []
+    for workload in workloads:
+        ours = results.get(workload, OURS_HTTP)
+        runs_official = workload in PEER_WORKLOADS
+        row = [f"({workload}) {DESCRIPTIONS[workload]}", value(workload, OURS_HTTP)]
+        if official:
+            row.append(value(workload, OFFICIAL_HTTP) if runs_official else "not run")
+        if show_restate:
+            row.append(value(workload, RESTATE_SYSTEM) if runs_official else "not run")
+        if official:
+            row.append(ratio(ours, results.get(workload, OFFICIAL_HTTP)))
+        if show_restate:
+            row.append(ratio(ours, results.get(workload, RESTATE_SYSTEM)))
+        target = HTTP_TARGETS.get(workload)
+        row.append("-" if target is None else target.text)
+        verdicts = []
+        for system in [OURS_HTTP, *([OFFICIAL_HTTP] if official and runs_official else [])]:
+            record = results.get(workload, system)
+            if target is None or record is None:
+                verdicts.append("-")
+            else:
+                verdicts.append("yes" if target.met(record["value"]) else "NO")
+        row.append(" | ".join(verdicts))
+        rows.append(row)
+    _print_rows(header, rows)
+    if official or show_restate:
+        print(
+            "ratio > 1 means our SDK over HTTP is better: peer/ours for times, ours/peer for "
+            "throughput."
+        )
+    _print_errors(results)
+
+
+def main_http(args: argparse.Namespace) -> int:
+    workloads: list[Workload] = args.workloads
+    with tempfile.TemporaryDirectory(prefix="mainspring-bench-http-", dir=args.workdir) as tmp:
+        workdir = Path(tmp)
+        print_machine_facts(workdir, http=True)
+        print(f"method: median of {REPS} measured runs after {WARMUP} warm-up")
+        results = Results()
+        systems = run_http(workloads, workdir, results, official=not args.skip_peers)
+        show_restate = not args.skip_peers and run_restate(workloads, workdir, results)
+    print_http_table(workloads, systems, show_restate, results)
+    _write_json(args.json, results)
+    return 1 if results.failed else 0
+
+
+def _write_json(path: Path | None, results: Results) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results.records, indent=2) + "\n")
+        print(f"\nwrote {len(results.records)} records to {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.http:
+        return main_http(args)
     workloads: list[Workload] = args.workloads
     with tempfile.TemporaryDirectory(prefix="mainspring-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)
@@ -398,10 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if core:
         print_table(core, ms_systems, show_dbos, results)
     print_lifecycle_table(results)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results.records, indent=2) + "\n")
-        print(f"\nwrote {len(results.records)} records to {args.json}")
+    _write_json(args.json, results)
     return 1 if results.failed else 0
 
 

@@ -150,6 +150,8 @@ async def running(
     if listen:
         await app.start()
     options.setdefault("retry_backoff", 0.01)
+    # One step per call, so that a failure can be put between two steps' calls.
+    options.setdefault("chain_seconds", 0)
     engine = inngest.Engine(
         client,
         functions,

@@ -343,7 +343,7 @@ async def test_exhausted_branch_raises_step_error_that_user_code_catches(
 
 
 async def test_asyncio_gather_of_ten_steps_is_one_planned_group(
-    make_engine: EngineFactory, transport_kind: str
+    make_engine: EngineFactory,
 ) -> None:
     client = inngest.Client(app_id="gather")
     rec = Recorder()
@@ -365,9 +365,9 @@ async def test_asyncio_gather_of_ten_steps_is_one_planned_group(
     assert run.output == [i * i for i in range(10)] + [285]
     assert sorted(rec.calls) == sorted(f"s{i}" for i in range(10))
     # One discovery planned all ten; ten targeted runs; one discovery ran "sum" at once
-    # and (in process) reported the output with it; over HTTP one more call returns it.
+    # and reported the output with it.
     assert log.targeted == 10
-    assert log.discoveries == (2 if transport_kind == "inprocess" else 3)
+    assert log.discoveries == 2
 
 
 async def test_task_group_over_steps_is_one_planned_group(make_engine: EngineFactory) -> None:

@@ -14,7 +14,7 @@ from tests.integration.test_parallel import Recorder
 
 @pytest.mark.parametrize("flavour", ["async", "sync"])
 async def test_sequential_steps_memoize_and_return(
-    make_engine: EngineFactory, flavour: str, transport_kind: str
+    make_engine: EngineFactory, flavour: str
 ) -> None:
     client = inngest.Client(app_id="seq")
     rec = Recorder()
@@ -48,11 +48,10 @@ async def test_sequential_steps_memoize_and_return(
     assert run.output == 10
     # The same step id five times: hashed as add, add:1, ... each run once.
     assert rec.calls == ["add0", "add0", "add1", "add3", "add6"]
-    # Each new step runs immediately in the discovery call that found it; in process, the
-    # last call also carries the function's return (RunComplete), over HTTP one more
-    # call returns it.
+    # Each new step runs immediately in the call that found it, and the function goes on to
+    # the next step in the same call (a chain): one call runs all five and returns.
     assert log.targeted == 0
-    assert log.discoveries == (5 if transport_kind == "inprocess" else 6)
+    assert log.discoveries == 1
 
 
 @pytest.mark.parametrize("flavour", ["async", "sync"])

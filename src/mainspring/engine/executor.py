@@ -322,12 +322,7 @@ class Executor:
 
     def _retry(self, unit: Unit, retry_after: datetime.datetime | None) -> None:
         job = unit.job
-        if retry_after is not None:
-            at = int(retry_after.timestamp() * 1000)
-            # Clamped to [now+1s, now+24h] (protocol §3.4).
-            at = min(max(at, unit.now + 1000), unit.now + 86_400_000)
-        else:
-            at = unit.now + int(self._backoff(job.attempt) * 1000)
+        at = _retry_time(unit, retry_after, self._backoff(job.attempt))
         unit.tx.reschedule_job(job.id, run_at=at, attempt=job.attempt + 1)
         unit.jobs.append(
             Job(
@@ -364,7 +359,8 @@ class Executor:
             unit.run_fields["request_version"] = consts.REQUEST_VERSION
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
         state = OpsState(run)
-        if len(ops) > 1:
+        chained = _is_chain(ops)
+        if len(ops) > 1 and not chained:
             state.force = True
             if any(op.op in PLAN_TYPE_OPS for op in ops):
                 ids = sorted(op.id for op in ops)
@@ -387,10 +383,20 @@ class Executor:
                 ),
             )
             return
+        last = ops[-1]
         for op in ops:
             if op.op is Opcode.STEP_RUN:
                 data = op.data if op.data is not None else b"null"
-                self._save(unit, state, op, b'{"data":' + data + b"}")
+                memo = b'{"data":' + data + b"}"
+                if chained and op is not last:
+                    # Steps that ran one after another: recorded in that order, and only
+                    # the record of the last one calls the function again.
+                    user_id = op.user_id or op.display_name
+                    record_step(
+                        unit, state, op.id, memo, user_id, op.op.value, started_at=unit.started
+                    )
+                else:
+                    self._save(unit, state, op, memo)
             elif op.op is Opcode.STEP_ERROR and not (
                 response.no_retry or unit.job.attempt + 1 >= run.max_attempts
             ):
@@ -471,6 +477,7 @@ class Executor:
     def _save(
         self, unit: Unit, state: OpsState, op: StepOp, memo: bytes, *, failure: bool = False
     ) -> None:
+        """Record a step's result and queue what follows it."""
         user_id = op.user_id or op.display_name
         if record_step(unit, state, op.id, memo, user_id, op.op.value, started_at=unit.started):
             mode = op.parallel_mode
@@ -506,3 +513,30 @@ class Executor:
         )
         unit.finished = status
         unit.after.append(lambda: setattr(run, "status", status))
+
+
+def _retry_time(unit: Unit, retry_after: datetime.datetime | None, backoff: float) -> int:
+    """When a failed attempt runs again: at ``Retry-After`` clamped to [now+1s, now+24h]
+    (protocol §3.4), else after the backoff."""
+    if retry_after is None:
+        return unit.now + int(backoff * 1000)
+    at = int(retry_after.timestamp() * 1000)
+    return min(max(at, unit.now + 1000), unit.now + 86_400_000)
+
+
+def _is_chain(ops: list[StepOp]) -> bool:
+    """Whether ``ops`` are steps an SDK ran one after another in a single call (a chain of
+    Mainspring's SDK, or the buffered steps of a checkpointing SDK): ``StepRun`` ops,
+    perhaps ended by the failure of the step that followed them. Parallel branches are
+    never reported this way: an SDK plans them (``StepPlanned``) or reports them alone.
+
+    The chain ran on a first attempt (our SDK chains only then), so a retried failure at
+    its end retries the call as for a lone step: the step's next attempt is the call's."""
+    if len(ops) < 2 or any(op.parallel_mode is not None for op in ops):
+        return False
+    *ran, last = ops
+    return all(op.op is Opcode.STEP_RUN for op in ran) and last.op in (
+        Opcode.STEP_RUN,
+        Opcode.STEP_ERROR,
+        Opcode.STEP_FAILED,
+    )

@@ -105,6 +105,7 @@ class HttpTransport:
         signing_key: str | None = None,
         http: httpx.AsyncClient | None = None,
         timeout: float | None = None,
+        chain_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_url = app_url
@@ -115,6 +116,8 @@ class HttpTransport:
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(timeout=self.timeout)
         self._clock = clock
+        #: Sent with every call: our SDK may then answer several sequential steps at once.
+        self._chain = f"{chain_seconds:g}" if chain_seconds else None
 
     async def call(self, request: CallRequest) -> CallResponse:
         body = wire.request_to_wire(request)
@@ -135,6 +138,8 @@ class HttpTransport:
             "x-inngest-req-version": str(request.version),
             "user-agent": "mainspring",
         }
+        if self._chain is not None:
+            headers[h.CHAIN_SECONDS] = self._chain
         if self._key:
             headers["x-inngest-signature"] = signing.sign(body, self._key, at=int(self._clock()))
         url = call_url(self.app_url, request.fn_id, request.step_id)

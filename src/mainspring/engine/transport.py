@@ -42,12 +42,14 @@ class InProcessTransport:
         max_live: int = 4096,
         max_live_sync: int = 64,
         step_threads: int = 32,
+        chain_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.functions = {fn.id: fn for fn in functions}
         self._live: collections.OrderedDict[str, Execution] = collections.OrderedDict()
         self._max_live = max_live
         self._max_live_sync = max_live_sync
+        self._chain_seconds = chain_seconds
         self._live_sync = 0
         self._step_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=step_threads, thread_name_prefix="mainspring-step"
@@ -73,6 +75,7 @@ class InProcessTransport:
                 request,
                 step_executor=self._step_threads,
                 report_completion=True,
+                chain_seconds=self._chain_seconds,
             )
             self._keep(run_id, execution)
         else:
@@ -86,6 +89,7 @@ class InProcessTransport:
                 request,
                 step_executor=self._step_threads,
                 report_completion=True,
+                chain_seconds=self._chain_seconds,
             )
             self._keep(run_id, execution)
             response = await execution.call(request)

@@ -50,6 +50,10 @@ FORCE_STEP_PLAN: Final = "x-inngest-force-step-plan"
 TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
 ACCOUNT_ID: Final = "account-id"
+#: Mainspring's own (other SDKs ignore it): the executor records sequential steps reported
+#: together (and a ``RunComplete`` after them) in one unit, so the SDK may run successive
+#: steps in one call for up to this many seconds before answering (a step chain).
+CHAIN_SECONDS: Final = "x-mainspring-chain-seconds"
 
 # -- sync and server identity (§1.2, §1.6) -----------------------------------------------------
 
@@ -125,3 +129,15 @@ def parse_retry_after(value: str, *, now: datetime.datetime) -> datetime.datetim
             except (TypeError, ValueError, IndexError):
                 return None
     return min(max(_utc(at), now + MIN_RETRY_AFTER), now + MAX_RETRY_AFTER)
+
+
+def parse_chain_seconds(value: str | None) -> float | None:
+    """The chain budget of a call request, or None (absent, malformed or not positive):
+    the SDK then answers after one step, as the protocol's other executors expect."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds <= 60 else None

@@ -94,6 +94,9 @@ CURRENT_EXECUTION: contextvars.ContextVar[Execution | None] = contextvars.Contex
 # net only: registrations and task completions wake the core immediately.
 _POLL_SECONDS = 0.05
 
+#: A chain of steps answers once its outputs reach this size, whatever its time budget.
+_CHAIN_MAX_BYTES = 1 << 20
+
 
 class Execution:
     """One run of one function, alive across the call requests it answers."""
@@ -106,6 +109,7 @@ class Execution:
         *,
         step_executor: Executor | None = None,
         report_completion: bool = False,
+        chain_seconds: float | None = None,
     ) -> None:
         self.function = function
         self.client = client
@@ -115,6 +119,9 @@ class Execution:
         #: After running a lone step, report the function's return in the same response
         #: (``RunComplete``); for executors that record both atomically (ours).
         self._report_completion = report_completion
+        #: With ``report_completion``: how long a call may go on running lone steps one
+        #: after another before answering (None: one step per call).
+        self._chain_seconds = chain_seconds
         self._loop = asyncio.get_running_loop()
         self._counter = StepIdCounter()
         self._pending: dict[str, Registration] = {}
@@ -135,7 +142,7 @@ class Execution:
         self._cond = threading.Condition() if not self.is_async else _UNUSED_CONDITION
         self._thread_blocked = False
         #: Steps whose result this execution handed to the function as soon as it ran
-        #: them (see :meth:`_execute_and_continue`); their memos arrive with a later
+        #: them (see :meth:`_run_chain`); their memos arrive with a later
         #: request and must not be handed out twice.
         self._early: set[str] = set()
         self.attempt = request.ctx.attempt
@@ -314,48 +321,78 @@ class Execution:
                 "the function is waiting on steps that no longer exist",
                 ErrorCode.STEP_UNEXPECTED,
             )
-        if (
-            len(regs) == 1
-            and regs[0].spec.opcode is Opcode.STEP_RUN
-            and not regs[0].in_parallel
-            and not request.ctx.disable_immediate_execution
-        ):
+        if len(regs) == 1 and _runs_alone(regs[0]) and not request.ctx.disable_immediate_execution:
             if self._report_completion:
-                return await self._execute_and_continue(regs[0], request)
+                return await self._run_chain(regs[0], request)
             return await self._execute(regs[0], request)
         return Ops([reg.to_op() for reg in regs])
 
-    async def _execute_and_continue(self, reg: Registration, request: CallRequest) -> CallResponse:
-        """Run a lone step now; if the function then returns, report that too.
+    def _chains(self, request: CallRequest) -> bool:
+        """Whether this call may run more than one step (see :meth:`_run_chain`)."""
+        return self._chain_seconds is not None and request.ctx.attempt == 0
 
-        The step's result goes straight back to the function. Should it return (rather
-        than reach another step), its output rides in the same response as a
-        ``RunComplete`` op, recorded together with the step: one call and one store unit
-        fewer per run. No other step's handler runs before this step's result is
-        recorded; only the function's own code does, which replays safely.
+    async def _run_chain(self, reg: Registration, request: CallRequest) -> CallResponse:
+        """Run a lone step now, then let the function go on, and report what it does next
+        in the same response, for an executor that records it all atomically.
+
+        Should the function return, its output rides along as a ``RunComplete`` op: one
+        call and one store unit fewer per run. With a chain budget (``chain_seconds``,
+        first attempts only), a next lone step runs too, and the next, until the budget is
+        spent, a step fails, or the function reaches anything else (a parallel group, a
+        sleep, a wait): groups keep the protocol's plan-then-call shape (§7). Steps come
+        back in the order they ran, and the executor records them in that order. Until it
+        does, none is recorded: a crash in between runs them again, which is the promise
+        for any step not yet recorded.
         """
+        deadline = self._loop.time() + (self._chain_seconds or 0.0)
+        chaining = self._chains(request)
         response = await self._execute(reg, request)
-        if not (
-            isinstance(response, Ops)
-            and len(response.ops) == 1
-            and response.ops[0].op is Opcode.STEP_RUN
-            and response.ops[0].data is not None
-        ):
-            return response
-        # The code after the step is what the next call would run: a first attempt.
-        self.attempt = self.context.attempt = 0
-        self._resolve_early(reg, {"data": orjson.loads(response.ops[0].data)})
-        root = self._root
-        assert root is not None
-        while not root.done():
-            if self._blocked_on_steps():
-                if not self._turn_waiters:
-                    return response
-                self._release_next_turn()
-                continue
-            await self._wait_for_change()
+        size = 0
+        while True:
+            last = response.ops[-1] if isinstance(response, Ops) else None
+            if last is None or last.op is not Opcode.STEP_RUN or last.data is None:
+                return response
+            assert isinstance(response, Ops)
+            size += len(last.data)
+            # The code after the step is what the next call would run: a first attempt.
+            self.attempt = self.context.attempt = 0
+            self._resolve_early(reg, {"data": orjson.loads(last.data)})
+            root = self._root
+            assert root is not None
+            while not root.done():
+                if self._blocked_on_steps():
+                    if not self._turn_waiters:
+                        break
+                    self._release_next_turn()
+                    continue
+                await self._wait_for_change()
+            if root.done():
+                return self._with_completion(response, root, reg)
+            following = list(self._pending.values())
+            if not (
+                chaining
+                and self._loop.time() < deadline
+                and size < _CHAIN_MAX_BYTES
+                and len(following) == 1
+                and _runs_alone(following[0])
+            ):
+                return response
+            reg = following[0]
+            step = await self._execute(reg, request)
+            if not isinstance(step, Ops):
+                # Not a step's outcome the executor records (an unserialisable output):
+                # left unreported, the next call meets the step again.
+                return response
+            response.ops.extend(step.ops)
+            response.retry_after = step.retry_after
+
+    def _with_completion(
+        self, response: Ops, root: asyncio.Future[Any], reg: Registration
+    ) -> CallResponse:
+        """The response with the function's output appended as ``RunComplete``; as it is
+        when the function failed (the next request replays and reports the failure)."""
         if root.cancelled() or root.exception() is not None:
-            return response  # the next request replays and reports the failure
+            return response
         try:
             output = dump_json(root.result())
         except UnserializableError:
@@ -577,3 +614,8 @@ class Execution:
 
 
 _UNUSED_CONDITION = threading.Condition()
+
+
+def _runs_alone(reg: Registration) -> bool:
+    """A run-type step outside any group: the SDK runs it in the call that found it."""
+    return reg.spec.opcode is Opcode.STEP_RUN and not reg.in_parallel

@@ -7,7 +7,9 @@ translate their framework's request and response objects.
 
 Each ``POST`` replays the function from the top with a fresh
 :class:`~mainspring.sdk.execution.Execution` and abandons it after answering: over HTTP
-another worker may take the next call, so nothing is kept between requests.
+another worker may take the next call, so nothing is kept between requests. When the
+executor is Mainspring's (``x-mainspring-chain-seconds``), a call that runs a lone step
+goes on to the steps that follow it, within that budget, and answers them all at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 import orjson
 
+from mainspring.protocol import headers as h
 from mainspring.protocol import signing, wire
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.consts import REQUEST_VERSION
@@ -257,7 +260,14 @@ class ServeHandler:
                 call = await self._fetch_state(call)
             except (httpx.HTTPError, ValueError) as exc:
                 return self._error(500, "state_fetch_failed", str(exc), retry=True)
-        execution = Execution(function, self.client, call)
+        chain = h.parse_chain_seconds(request.headers.get(h.CHAIN_SECONDS))
+        execution = Execution(
+            function,
+            self.client,
+            call,
+            report_completion=chain is not None,
+            chain_seconds=chain,
+        )
         try:
             response = await execution.call(call)
         finally:
