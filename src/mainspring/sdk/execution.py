@@ -160,6 +160,11 @@ class Execution:
         return self._turn < self._known
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this execution runs on (and must be called from)."""
+        return self._loop
+
+    @property
     def finished(self) -> bool:
         return self._root is not None and self._root.done()
 

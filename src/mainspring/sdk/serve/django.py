@@ -52,11 +52,19 @@ def serve(
     to where the pattern is included. ``serve_origin`` / ``serve_path`` also set the URL the
     app syncs with (behind a proxy); by default it is the URL the sync request came in on.
     """
+    functions = list(functions)
+    any_async = any(fn.is_handler_async for fn in functions)
+    # Under WSGI, or as a sync view, a request may get an event loop of its own: executions
+    # are kept between calls only by the async view (LiveExecutions also checks the loop).
     handler = ServeHandler(
-        client, functions, framework=FRAMEWORK, serve_origin=serve_origin, serve_path=serve_path
+        client,
+        functions,
+        framework=FRAMEWORK,
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        keep_executions=any_async and django.VERSION >= (5, 0),
     )
     path = (serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH).lstrip("/")
-    any_async = any(fn.is_handler_async for fn in handler.functions.values())
 
     if any_async and django.VERSION >= (5, 0):
 

@@ -5,7 +5,7 @@
 
 Flask views are sync, so each request runs the async handler to completion with
 ``asyncio.run``: a fresh event loop per request, closed (with its default executor) before
-the response goes out. The handler keeps nothing between requests, so there is nothing to
+the response goes out. The handler keeps no execution between requests, so there is nothing to
 share across loops, and no loop outlives the thread that made it. That costs a fraction of a
 millisecond per request and needs no extra dependency (``flask[async]`` would do the same
 through asgiref). Concurrency is the WSGI server's: with threads (Flask's dev server,
@@ -44,7 +44,12 @@ def serve(
     Must not be called from a thread running an event loop (``asyncio.run`` refuses).
     """
     handler = ServeHandler(
-        client, functions, framework=FRAMEWORK, serve_origin=serve_origin, serve_path=serve_path
+        client,
+        functions,
+        framework=FRAMEWORK,
+        serve_origin=serve_origin,
+        serve_path=serve_path,
+        keep_executions=False,  # every request has an event loop of its own
     )
     path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
 

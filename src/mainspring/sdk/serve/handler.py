@@ -5,11 +5,14 @@ functions to the server, ``POST ?fnId=..&stepId=..`` runs a function against the
 the body (§2, §5) and answers 200 / 206 / 5xx (§3). Adapters (ASGI, Flask, Django) only
 translate their framework's request and response objects.
 
-Each ``POST`` replays the function from the top with a fresh
-:class:`~mainspring.sdk.execution.Execution` and abandons it after answering: over HTTP
-another worker may take the next call, so nothing is kept between requests. When the
-executor is Mainspring's (``x-mainspring-chain-seconds``), a call that runs a lone step
-goes on to the steps that follow it, within that budget, and answers them all at once.
+Each run's :class:`~mainspring.sdk.execution.Execution` is kept suspended between its
+calls (:class:`~mainspring.sdk.live.LiveExecutions`): the next call continues where the
+last stopped, and a targeted call of a parallel group runs its step without replaying the
+group. Another worker may take any call, and a call that does not fit what the kept
+execution waits on gets a fresh one that replays from the memos in the request, so the
+request stays the source of truth. When the executor is Mainspring's
+(``x-mainspring-chain-seconds``), a call that runs a lone step goes on to the steps that
+follow it, within that budget, and answers them all at once.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.consts import REQUEST_VERSION
 from mainspring.protocol.messages import CallRequest
 from mainspring.sdk.client import Client
-from mainspring.sdk.execution import Execution
 from mainspring.sdk.function import Function
+from mainspring.sdk.live import LiveExecutions
 
 SDK_VERSION = "0.1.0"
 SDK_HEADER = f"mainspring:v{SDK_VERSION}"
@@ -69,6 +72,9 @@ class ServeHandler:
         serve_path: str | None = None,
         clock: Callable[[], float] = time.time,
         http: httpx.AsyncClient | None = None,
+        keep_executions: bool = True,
+        max_live: int = 1024,
+        max_live_sync: int = 32,
     ) -> None:
         self.client = client
         self.settings = client.settings
@@ -81,6 +87,10 @@ class ServeHandler:
         self.serve_path = serve_path or self.settings.serve_path
         self._clock = clock
         self._http = http
+        # Off for adapters that run each request on an event loop of its own (Flask).
+        self._live = LiveExecutions(
+            client, max_live=max_live, max_live_sync=max_live_sync, keep=keep_executions
+        )
 
     # -- dispatch ----------------------------------------------------------------------
 
@@ -261,18 +271,9 @@ class ServeHandler:
             except (httpx.HTTPError, ValueError) as exc:
                 return self._error(500, "state_fetch_failed", str(exc), retry=True)
         chain = h.parse_chain_seconds(request.headers.get(h.CHAIN_SECONDS))
-        execution = Execution(
-            function,
-            self.client,
-            call,
-            report_completion=chain is not None,
-            chain_seconds=chain,
+        response = await self._live.call(
+            function, call, report_completion=chain is not None, chain_seconds=chain
         )
-        try:
-            response = await execution.call(call)
-        finally:
-            execution.abandon()
-        assert response is not None  # a fresh execution answers every request
         reply = wire.response_to_http(response)
         return self._finish(
             ServeResponse(reply.status, self._headers(reply.headers), reply.body), signed

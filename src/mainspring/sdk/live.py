@@ -1,0 +1,126 @@
+"""Executions kept suspended between the calls of their runs.
+
+A run's :class:`~mainspring.sdk.execution.Execution` stops at the steps it waits on and
+can take the next call where it stopped (see ``Execution.accepts``): a run of N steps then
+costs O(N) instead of replaying every memo on every call, and a targeted call of a
+parallel group runs its step without replaying the group. When the call does not fit what
+the execution waits on (a restart, another worker moved the run on, an eviction), a fresh
+execution replays from the memos, so keeping executions is an optimisation, never a
+source of truth.
+
+Used by the engine's in-process transport and by the serve handler alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from mainspring.protocol.messages import CallRequest, CallResponse, Ops
+from mainspring.sdk.client import Client
+from mainspring.sdk.execution import Execution
+from mainspring.sdk.function import Function
+
+
+class LiveExecutions:
+    """At most ``max_live`` suspended executions (``max_live_sync`` of sync functions,
+    which hold a thread each), least recently used evicted first."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        max_live: int = 4096,
+        max_live_sync: int = 64,
+        step_executor: Executor | None = None,
+        keep: bool = True,
+    ) -> None:
+        self.client = client
+        self._live: collections.OrderedDict[str, Execution] = collections.OrderedDict()
+        self._max_live = max_live
+        self._max_live_sync = max_live_sync
+        self._live_sync = 0
+        self._step_executor = step_executor
+        #: False: every call gets a fresh execution, abandoned once it has answered.
+        self._keep_any = keep
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    async def call(
+        self,
+        function: Function[Any],
+        request: CallRequest,
+        *,
+        report_completion: bool,
+        chain_seconds: float | None,
+    ) -> CallResponse:
+        """Answer ``request`` with the run's kept execution, or a fresh one that replays."""
+        run_id = request.ctx.run_id
+
+        def fresh() -> Execution:
+            execution = Execution(
+                function,
+                self.client,
+                request,
+                step_executor=self._step_executor,
+                report_completion=report_completion,
+                chain_seconds=chain_seconds,
+            )
+            self._keep(run_id, execution)
+            return execution
+
+        execution = self._live.get(run_id)
+        if (
+            execution is None
+            or execution.function is not function
+            or execution.loop is not asyncio.get_running_loop()
+        ):
+            self.drop(run_id)
+            execution = fresh()
+        else:
+            self._live.move_to_end(run_id)
+        response = await execution.call(request)
+        if response is None:
+            self.drop(run_id)
+            execution = fresh()
+            response = await execution.call(request)
+            assert response is not None  # a fresh execution answers every request
+        done = not isinstance(response, Ops)  # the run is over (or failed)
+        if (done or not self._keep_any) and self._live.get(run_id) is execution:
+            self.drop(run_id)
+        return response
+
+    def _keep(self, run_id: str, execution: Execution) -> None:
+        self._live[run_id] = execution
+        if not execution.is_async:
+            self._live_sync += 1
+        if self._live_sync > self._max_live_sync:
+            self._evict(lambda e: not e.is_async, keep=run_id)
+        while len(self._live) > self._max_live:
+            if not self._evict(lambda e: True, keep=run_id):
+                break
+
+    def _evict(self, eligible: Callable[[Execution], bool], *, keep: str) -> bool:
+        for run_id, execution in self._live.items():
+            if run_id != keep and not execution.busy and eligible(execution):
+                self.drop(run_id)
+                return True
+        return False
+
+    def drop(self, run_id: str) -> None:
+        """Abandon the run's execution, if one is kept."""
+        execution = self._live.pop(run_id, None)
+        if execution is None:
+            return
+        if not execution.is_async:
+            self._live_sync -= 1
+        if not (execution.is_async and execution.loop.is_closed()):
+            execution.abandon()  # (an async one on a closed loop went with its loop)
+
+    def clear(self) -> None:
+        for run_id in list(self._live):
+            self.drop(run_id)
