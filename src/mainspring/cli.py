@@ -1,6 +1,7 @@
 """The ``mainspring`` command.
 
     mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
+                   [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
     mainspring start --signing-key KEY --event-key KEY [same options]
 
 ``dev`` starts the server (event API, registration, REST) with no keys; ``start`` requires
@@ -125,7 +126,16 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
     app.router.lifespan_context = lifespan
     mode = "dev" if dev else "self-hosted"
     print(f"mainspring {mode} server on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        # "auto": uvloop and httptools (dependencies of ours) where they are installed, else
+        # asyncio and h11; the options are there to rule one out.
+        loop=args.loop,
+        http=args.http,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,6 +169,18 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         help="seconds between retries (default: 15 s, 30 s, 1 m, ... with jitter)",
     )
     dev_cmd.add_argument("--log-level", default="warning")
+    dev_cmd.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="event loop (default: uvloop if installed)",
+    )
+    dev_cmd.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="HTTP/1.1 parser of the server (default: httptools if installed)",
+    )
 
 
 if __name__ == "__main__":

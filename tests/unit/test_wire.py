@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
+import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 import pytest
+import rfc8785
 
 from mainspring.protocol import headers as h
+from mainspring.protocol import wire
 from mainspring.protocol.messages import (
     CallContext,
     CallRequest,
@@ -113,20 +117,7 @@ def test_canonical_json_orders_keys_by_utf16_code_units() -> None:
 
 
 def test_canonical_json_accepts_mappings_and_tuples() -> None:
-    class Frozen(Mapping[str, Any]):
-        def __init__(self, data: dict[str, Any]) -> None:
-            self._data = data
-
-        def __getitem__(self, key: str) -> Any:
-            return self._data[key]
-
-        def __iter__(self) -> Iterator[str]:
-            return iter(self._data)
-
-        def __len__(self) -> int:
-            return len(self._data)
-
-    assert canonical_json(Frozen({"b": (1, 2), "a": Frozen({})})) == b'{"a":{},"b":[1,2]}'
+    assert canonical_json(_Frozen({"b": (1, 2), "a": _Frozen({})})) == b'{"a":{},"b":[1,2]}'
 
 
 @pytest.mark.parametrize(
@@ -143,6 +134,84 @@ def test_canonical_json_accepts_mappings_and_tuples() -> None:
 def test_canonical_json_rejects_non_json(value: Any, problem: str) -> None:
     with pytest.raises(WireError, match=problem):
         canonical_json(value)
+
+
+class _Str(str):
+    pass
+
+
+def _rfc8785(value: Any) -> bytes:
+    """The reference: the ``rfc8785`` package on the plain form, as without the fast path."""
+    return rfc8785.dumps(wire._plain(value))
+
+
+def test_orjson_writes_every_character_as_rfc8785() -> None:
+    """What the fast path of canonical_json rests on: orjson escapes exactly the characters
+    RFC 8785 escapes, in the same spelling, and writes all others as UTF-8 (this pins it
+    for every code point, should an orjson release change its escaping)."""
+    bmp = "".join(chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF)
+    astral = "".join(chr(c) for c in range(0x10000, 0x110000))
+    assert orjson.dumps(bmp) == rfc8785.dumps(bmp)
+    assert orjson.dumps(astral) == rfc8785.dumps(astral)
+    assert wire._fast_canonical({"k": bmp}) == rfc8785.dumps({"k": bmp})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"b": 1, "a": [True, None, "x"], "": {}}, id="plain"),
+        pytest.param({"\uffff": 1, "\ue000": 2, "\u00e9": 3, "z": 4}, id="bmp-keys"),
+        pytest.param([2**53 - 1, -(2**53 - 1), 0, -0], id="safe-integers"),
+        pytest.param(("a", ("b",)), id="tuples"),
+    ],
+)
+def test_canonical_json_fast_path_is_taken_without_floats(value: Any) -> None:
+    fast = wire._fast_canonical(value)
+    assert fast is not None
+    assert fast == _rfc8785(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"a": [1.0]}, id="float"),
+        pytest.param({"a": 2**53}, id="big-integer"),
+        pytest.param({"\U0001f600": 1, "\uffff": 2}, id="astral-keys"),
+        pytest.param({"a": "\U0001f600"}, id="astral-value"),  # only keys matter; safe anyway
+        pytest.param(collections.OrderedDict(a=1), id="dict-subclass"),
+        pytest.param({"a": _Str("s")}, id="str-subclass"),
+        pytest.param({1: 2}, id="int-key"),
+    ],
+)
+def test_canonical_json_fast_path_steps_aside_where_bytes_could_differ(value: Any) -> None:
+    assert wire._fast_canonical(value) is None
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    keys = ["a", "b", "B", "", "é", "\u00ff", "\ue000", "\uffff", "\U0001f600", "\x01", "a b"]
+    kind = rng.randrange(9 if depth < 4 else 5)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.choice([0, 1, -1, 2**53 - 1, -(2**53 - 1), 2**53, 2**63, rng.randrange(10**6)])
+    if kind == 2:
+        return rng.choice([0.0, -0.0, 1.0, 0.1, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 3.5])
+    if kind in (3, 4):
+        return "".join(rng.choice(keys) for _ in range(rng.randrange(4)))
+    if kind in (5, 6):
+        return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
+    items = [_random_json(rng, depth + 1) for _ in range(rng.randrange(5))]
+    return items if kind == 7 else tuple(items)
+
+
+def test_canonical_json_equals_rfc8785_on_random_documents() -> None:
+    rng = random.Random(8785)
+    fast = 0
+    for _ in range(3000):
+        value = _random_json(rng)
+        assert canonical_json(value) == _rfc8785(value), value
+        fast += wire._fast_canonical(value) is not None
+    assert 300 < fast < 2700  # both paths were exercised
 
 
 # -- call requests -------------------------------------------------------------------------------
@@ -227,6 +296,59 @@ def test_request_reads_a_lazy_memo_mapping_key_by_key() -> None:
     decoded = orjson.loads(request_to_wire(_request(steps=Lazy())))
     assert decoded["steps"] == {"k1": {"data": "K1"}, "k2": {"data": "K2"}}
     assert sorted(reads) == ["k1", "k2"]
+
+
+def test_unsigned_request_body_holds_the_same_values_as_the_canonical_one() -> None:
+    request = _request()
+    plain = request_to_wire(request, canonical=False)
+    assert orjson.loads(plain) == orjson.loads(request_to_wire(request))
+    assert plain.startswith(b'{"event":')  # orjson's order, not sorted
+    assert request_from_wire(plain, fn_id="app-fn", step_id="e" * 40) == request
+
+
+def test_unsigned_request_body_reads_a_lazy_memo_mapping_and_converts_big_integers() -> None:
+    class Lazy(Mapping[str, Any]):
+        def __getitem__(self, key: str) -> Any:
+            return {"data": {"big": 2**60, "nested": _Frozen({"n": 1})}}
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(["k1"])
+
+        def __len__(self) -> int:
+            return 1
+
+    decoded = orjson.loads(request_to_wire(_request(steps=Lazy()), canonical=False))
+    assert decoded["steps"] == {"k1": {"data": {"big": float(2**60), "nested": {"n": 1}}}}
+    assert isinstance(decoded["steps"]["k1"]["data"]["big"], float)  # as canonical_json has it
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({1: "x"}, "keys must be strings"),
+        ({"a": {1, 2}}, "set is not a JSON value"),
+        (datetime.datetime(2024, 1, 1), "datetime is not a JSON value"),
+        (10**400, "cannot encode JSON"),
+    ],
+    ids=["int-key", "set", "datetime", "huge-integer"],
+)
+def test_unsigned_request_body_rejects_non_json(value: Any, problem: str) -> None:
+    with pytest.raises(WireError, match=problem):
+        request_to_wire(_request(steps={A: {"data": value}}), canonical=False)
+
+
+class _Frozen(Mapping[str, Any]):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 MINIMAL: dict[str, Any] = {

@@ -27,7 +27,7 @@ from mainspring.engine import cron
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.executor import Executor
-from mainspring.engine.http_transport import HttpTransport
+from mainspring.engine.http_transport import AiohttpCallClient, HttpTransport
 from mainspring.engine.intake import (
     IntakeResult,
     TriggerIndex,
@@ -91,7 +91,9 @@ class Engine:
         clock: a :class:`~mainspring.engine.clock.ManualClock` in tests.
         app_url: call the functions over HTTP at this serve URL (an app serving the same
             functions, e.g. with :func:`mainspring.sdk.serve.asgi.serve`) instead of in
-            this process; ``signing_key`` signs those calls, ``http`` is the client to use.
+            this process; ``signing_key`` signs those calls, ``http`` is the client to use
+            for them and for registered apps (default: aiohttp, keeping up to
+            ``concurrency`` connections alive; a given client is left open).
         call_timeout: seconds one HTTP call of a function may take before the attempt
             fails as timed out and is retried (default: the reference server's 2 h).
         chain_seconds: how long one call may go on running sequential steps before it
@@ -132,7 +134,10 @@ class Engine:
         self._index = TriggerIndex(self.functions.values())
         self._queue = JobQueue(self.clock)
         self._signing_key = signing_key
-        self._http = http
+        #: One client for the calls to every app: the caller's, else ours (closed by stop),
+        #: whose pool is as large as the number of jobs that may call at once.
+        self._calls = AiohttpCallClient(max_connections=concurrency) if http is None else None
+        self._http = http if self._calls is None else self._calls
         self._call_timeout = call_timeout
         self._chain_seconds = chain_seconds
         self._transport = RoutingTransport(
@@ -141,7 +146,7 @@ class Engine:
             else HttpTransport(
                 app_url,
                 signing_key=signing_key,
-                http=http,
+                http=self._http,
                 timeout=call_timeout,
                 chain_seconds=chain_seconds,
             )
@@ -207,6 +212,8 @@ class Engine:
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)
         await self._transport.close()
+        if self._calls is not None:
+            await self._calls.close()
         self.client.attach_sender(None)
         await self._store.close()
 

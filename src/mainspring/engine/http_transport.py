@@ -1,9 +1,19 @@
 """Calling functions over HTTP (protocol §2-§3): the executor side of the serve endpoint.
 
-Each call POSTs the JCS-canonical body to the app's URL with ``fnId`` and ``stepId``,
-signed when a signing key is set, and turns the answer into a call response. Anything that
-is not an SDK's answer (a refused connection, a timeout, garbage, no ``X-Inngest-SDK``)
-becomes a retriable failed attempt whose message says what went wrong.
+Each call POSTs the call body to the app's URL with ``fnId`` and ``stepId`` and turns the
+answer into a call response. A signed call's body is JCS-canonical, as the SDK checks the
+signature of the canonical form; an unsigned one is plain compact JSON of the same values.
+Anything that is not an SDK's answer (a refused connection, a timeout, garbage, no
+``X-Inngest-SDK``) becomes a retriable failed attempt whose message says what went wrong.
+
+The HTTP client sits behind :class:`CallClient`, one ``post`` and a ``close``:
+
+- :class:`AiohttpCallClient`, the default: aiohttp's keep-alive pool, one per engine,
+  as large as the engine's concurrency. A call costs about a quarter of what it costs
+  through httpx, whose pool is also scanned on every request (quadratic when hundreds of
+  calls are in flight);
+- :class:`HttpxCallClient` around an ``httpx.AsyncClient`` that the caller passes (tests
+  route calls to an ASGI app in memory that way).
 """
 
 from __future__ import annotations
@@ -11,10 +21,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import errno
 import time
 import urllib.parse
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
+import aiohttp
 import httpx
 
 from mainspring.protocol import headers as h
@@ -24,6 +38,13 @@ from mainspring.protocol.step_ids import DISCOVERY_STEP_ID
 
 #: The reference executor's ceiling for one call.
 DEFAULT_TIMEOUT_S = 2 * 3600.0
+
+#: Connections the default client keeps to all apps together when no engine sizes it.
+DEFAULT_MAX_CONNECTIONS = 256
+
+#: An idle connection is dropped after this long, before the app's server closes it (uvicorn
+#: and Node close after 5 s): a call must not be sent on a connection being closed.
+KEEPALIVE_S = 4.0
 
 #: How much of a non-SDK answer's body an error message quotes (an HTML error page is long).
 _SNIPPET_CHARS = 200
@@ -53,8 +74,39 @@ def _snippet(body: bytes) -> str:
     return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
 
 
+# -- the HTTP clients ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """An app's HTTP answer (``headers`` looked up case-insensitively by the callers)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class CallFailed(Exception):
+    """No HTTP answer; the message says why, in words an operator can act on."""
+
+
+class CallClient(Protocol):
+    """What the transport needs of an HTTP client."""
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, timeout: float
+    ) -> Answer:
+        """POST ``body``; the answer, or :class:`CallFailed` when there is none.
+
+        ``timeout`` bounds the whole exchange; the caller also enforces it.
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
 def _root_os_error(exc: BaseException) -> OSError | None:
-    """The socket error under an httpx error: httpx reports a refused loopback connection
+    """The socket error under a client's error: httpx reports a refused loopback connection
     as "All connection attempts failed", which names neither the cause nor the fix."""
     seen: set[int] = set()
     found: OSError | None = None
@@ -67,8 +119,21 @@ def _root_os_error(exc: BaseException) -> OSError | None:
     return found
 
 
-def _describe_http_error(exc: Exception, where: str, timeout: float) -> str:
-    """Why a call got no answer, in words an operator can act on."""
+def _no_connection(root: OSError | None, where: str, fallback: str) -> str:
+    # Several addresses refused at once (``localhost``: ::1 and 127.0.0.1) come as one
+    # plain OSError that carries the errno.
+    if isinstance(root, ConnectionRefusedError) or (root and root.errno == errno.ECONNREFUSED):
+        return f"connection refused by {where}: is the app running?"
+    reason = (root.strerror or str(root)) if root is not None else fallback
+    return f"could not connect to {where}: {reason}"
+
+
+def _timed_out(timeout: float, phase: str, where: str) -> str:
+    return f"timed out after {timeout:g} s {phase} ({where})"
+
+
+def _describe_httpx_error(exc: Exception, where: str, timeout: float) -> str:
+    """Why an httpx call got no answer."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         if isinstance(exc, httpx.ConnectTimeout):
             phase = "connecting"
@@ -78,20 +143,151 @@ def _describe_http_error(exc: Exception, where: str, timeout: float) -> str:
             phase = "waiting for a free connection"
         else:
             phase = "waiting for the answer"
-        return f"timed out after {timeout:g} s {phase} ({where})"
+        return _timed_out(timeout, phase, where)
     if isinstance(exc, httpx.ConnectError):
-        root = _root_os_error(exc)
-        if isinstance(root, ConnectionRefusedError):
-            return f"connection refused by {where}: is the app running?"
-        reason = (root.strerror or str(root)) if root is not None else str(exc)
-        return f"could not connect to {where}: {reason or type(exc).__name__}"
+        return _no_connection(_root_os_error(exc), where, str(exc) or type(exc).__name__)
     if isinstance(exc, httpx.RemoteProtocolError):
         return f"{where} did not answer with valid HTTP: {exc}"
     return f"calling {where} failed: {type(exc).__name__}: {exc}"
 
 
+def _describe_aiohttp_error(exc: Exception, where: str, timeout: float) -> str:
+    """Why an aiohttp call got no answer."""
+    if isinstance(exc, TimeoutError):  # aiohttp's own timeouts are TimeoutErrors too
+        phase = (
+            "connecting"
+            if isinstance(exc, aiohttp.ConnectionTimeoutError)
+            else "waiting for the answer"
+        )
+        return _timed_out(timeout, phase, where)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return _no_connection(exc.os_error, where, str(exc))
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return f"{where} did not answer with valid HTTP: {exc}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # The response parser's complaint ("Bad status line ...", laid out on several
+        # lines); str(exc) names the URL with its query, which messages must not.
+        return f"{where} did not answer with valid HTTP: {' '.join(exc.message.split())}"
+    return f"calling {where} failed: {type(exc).__name__}: {exc}"
+
+
+def _without_query(message: str, url: str, where: str) -> str:
+    return message.replace(url, where) if url != where else message
+
+
+class HttpxCallClient:
+    """A :class:`CallClient` over an ``httpx.AsyncClient``; closes it only if ``own``."""
+
+    def __init__(self, http: httpx.AsyncClient, *, own: bool = False) -> None:
+        self.http = http
+        self._own = own
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, timeout: float
+    ) -> Answer:
+        try:
+            # httpx's timeout is per read (and overrides the client's own default); the
+            # caller's deadline also stops an app that trickles bytes forever.
+            answer = await self.http.post(url, content=body, headers=headers, timeout=timeout)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            message = _describe_httpx_error(exc, _where(url), timeout)
+            raise CallFailed(_without_query(message, url, _where(url))) from exc
+        return Answer(answer.status_code, answer.headers, answer.content)
+
+    async def close(self) -> None:
+        if self._own:
+            await self.http.aclose()
+
+
+class AiohttpCallClient:
+    """The default :class:`CallClient`: one aiohttp session with a keep-alive pool of up
+    to ``max_connections`` connections to all apps together.
+
+    The session is made on the first call, in the running event loop, and made anew after
+    :meth:`close` (an engine may be stopped and started again, in another loop). Proxies
+    come from the environment as httpx takes them (``HTTP_PROXY``, ``NO_PROXY``...), read
+    once per app URL rather than on every call as aiohttp's ``trust_env`` would. Cookies
+    are not kept: each call stands alone.
+    """
+
+    def __init__(self, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, keepalive_timeout=KEEPALIVE_S
+            )
+            session = self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # No timer of aiohttp's own (its default gives up after 5 min): the
+                # caller bounds each call.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
+            )
+        return session
+
+    def _proxy(self, url: str) -> str | None:
+        origin = url.partition("?")[0]
+        if origin not in self._proxies:
+            parts = urllib.parse.urlsplit(url)
+            proxies = urllib.request.getproxies()
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+                proxy = None
+            self._proxies[origin] = proxy or None
+        return self._proxies[origin]
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        # Connecting is timed by aiohttp too, only so that a message can name that phase.
+        found = self._timeouts.get(seconds)
+        if found is None:
+            found = self._timeouts[seconds] = aiohttp.ClientTimeout(
+                total=None, sock_connect=seconds
+            )
+        return found
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, timeout: float
+    ) -> Answer:
+        session = self._open()
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self._proxy(url),
+                timeout=self._timeout(timeout),
+            ) as answer:
+                content = await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            message = _describe_aiohttp_error(exc, _where(url), timeout)
+            raise CallFailed(_without_query(message, url, _where(url))) from exc
+        return Answer(answer.status, answer.headers, content)
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+# -- the transport -------------------------------------------------------------------------
+
+
 class HttpTransport:
     """Calls one app's serve endpoint.
+
+    ``http`` is the client to use: an ``httpx.AsyncClient`` or a :class:`CallClient`,
+    neither closed here; without one, the transport makes (and closes) an
+    :class:`AiohttpCallClient` of ``max_connections``. An engine passes one client to all
+    its transports.
 
     ``timeout`` bounds each call end to end (connecting, sending, waiting, reading), also
     when ``http`` is a shared client with a shorter default of its own: a step may rightly
@@ -103,10 +299,11 @@ class HttpTransport:
         app_url: str,
         *,
         signing_key: str | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: httpx.AsyncClient | CallClient | None = None,
         timeout: float | None = None,
         chain_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.app_url = app_url
         self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
@@ -114,13 +311,22 @@ class HttpTransport:
             raise ValueError("timeout must be positive")
         self._key = signing_key
         self._own_http = http is None
-        self._http = http or httpx.AsyncClient(timeout=self.timeout)
+        self._http: CallClient
+        if http is None:
+            self._http = AiohttpCallClient(max_connections=max_connections)
+        elif isinstance(http, httpx.AsyncClient):
+            self._http = HttpxCallClient(http)
+        else:
+            self._http = http
         self._clock = clock
         #: Sent with every call: our SDK may then answer several sequential steps at once.
         self._chain = f"{chain_seconds:g}" if chain_seconds else None
 
-    async def call(self, request: CallRequest) -> CallResponse:
-        body = wire.request_to_wire(request)
+    def _body(self, request: CallRequest) -> bytes:
+        # Canonical only when signed: the SDK re-canonicalises a body just to check its
+        # signature, and plain orjson is many times cheaper than RFC 8785.
+        canonical = bool(self._key)
+        body = wire.request_to_wire(request, canonical=canonical)
         if len(body) > MAX_BODY_BYTES:
             lean = dataclasses.replace(
                 request,
@@ -128,7 +334,11 @@ class HttpTransport:
                 steps={},
                 ctx=dataclasses.replace(request.ctx, use_api=True),
             )
-            body = wire.request_to_wire(lean)
+            body = wire.request_to_wire(lean, canonical=canonical)
+        return body
+
+    async def call(self, request: CallRequest) -> CallResponse:
+        body = self._body(request)
         headers = {
             "content-type": "application/json",
             "x-inngest-step-id": request.step_id or DISCOVERY_STEP_ID,
@@ -144,43 +354,48 @@ class HttpTransport:
             headers["x-inngest-signature"] = signing.sign(body, self._key, at=int(self._clock()))
         url = call_url(self.app_url, request.fn_id, request.step_id)
         try:
-            # httpx's timeout is per read; the outer deadline also stops an app that
-            # trickles bytes forever.
+            # The client's own timers may be per read; this deadline also stops an app
+            # that trickles bytes forever.
             async with asyncio.timeout(self.timeout):
-                answer = await self._http.post(
-                    url, content=body, headers=headers, timeout=self.timeout
-                )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            return _failed(_describe_http_error(exc, _where(url), self.timeout))
-        try:
-            response = wire.response_from_http(
-                answer.status_code,
-                dict(answer.headers),
-                answer.content,
-                now=datetime.datetime.now(datetime.UTC),
-            )
-        except wire.WireError as exc:
-            status, where = answer.status_code, _where(url)
-            if not answer.headers.get(h.SDK) and status != 201:
-                # Not an SDK at all (a proxy, a wrong path, a crashed framework): the body
-                # is what tells an operator what answered instead.
-                return _failed(
-                    f"{where} answered HTTP {status} without the X-Inngest-SDK header "
-                    f"(not an Inngest SDK); body: {_snippet(answer.content)!r}"
-                )
-            return _failed(f"{where} answered HTTP {status} with an invalid body: {exc}")
-        if isinstance(response, Failure) and not response.error.message:
-            # An error body of `{}` (or only a name): the run's error must still say what
-            # happened and where.
-            response.error.message = f"{_where(url)} answered HTTP {answer.status_code}"
-        return response
+                answer = await self._http.post(url, body, headers, timeout=self.timeout)
+        except CallFailed as exc:
+            return _failed(str(exc))
+        except TimeoutError:
+            return _failed(_timed_out(self.timeout, "waiting for the answer", _where(url)))
+        return _response(answer, url)
 
     def forget(self, run_id: str) -> None:
         """Nothing is kept per run over HTTP."""
 
     async def close(self) -> None:
         if self._own_http:
-            await self._http.aclose()
+            await self._http.close()
+
+
+def _response(answer: Answer, url: str) -> CallResponse:
+    """The call response in an app's answer, or a failure saying what answered instead."""
+    try:
+        response = wire.response_from_http(
+            answer.status,
+            answer.headers,
+            answer.body,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+    except wire.WireError as exc:
+        status, where = answer.status, _where(url)
+        if not answer.headers.get(h.SDK) and status != 201:
+            # Not an SDK at all (a proxy, a wrong path, a crashed framework): the body
+            # is what tells an operator what answered instead.
+            return _failed(
+                f"{where} answered HTTP {status} without the X-Inngest-SDK header "
+                f"(not an Inngest SDK); body: {_snippet(answer.body)!r}"
+            )
+        return _failed(f"{where} answered HTTP {status} with an invalid body: {exc}")
+    if isinstance(response, Failure) and not response.error.message:
+        # An error body of `{}` (or only a name): the run's error must still say what
+        # happened and where.
+        response.error.message = f"{_where(url)} answered HTTP {answer.status}"
+    return response
 
 
 def _failed(message: str) -> Failure:

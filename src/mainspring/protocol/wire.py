@@ -67,6 +67,21 @@ class HttpReply:
 
 # -- canonical JSON ----------------------------------------------------------------------------
 
+#: orjson for canonical bodies: sorted keys, and integers within ±(2**53-1) or an error.
+_SORTED: Final = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
+#: orjson for unsigned bodies: subclasses, dataclasses and datetimes are refused rather than
+#: serialised in orjson's own way, so that every value goes out as :func:`_plain` has it.
+_UNSIGNED: Final = (
+    orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+#: Lead bytes of 4-byte UTF-8 sequences: characters outside the Basic Multilingual Plane.
+_NON_BMP_LEADS: Final = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+#: The exact types whose orjson form is their RFC 8785 form (floats are not among them).
+_JCS_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
 
 def _plain(value: Any) -> Any:
     """``value`` as dicts, lists and scalars only, which is all ``rfc8785`` accepts.
@@ -91,17 +106,79 @@ def _plain(value: Any) -> Any:
     raise WireError(f"{type(value).__name__} is not a JSON value")
 
 
+def _floatless(value: Any) -> bool:
+    """Whether ``value`` is built of exact dicts, lists, tuples, strings, integers, booleans
+    and None only: then orjson's sorted output is its RFC 8785 form, given the two checks
+    :func:`canonical_json` adds (integer range, key order)."""
+    kind = type(value)
+    if kind in _JCS_SCALARS:
+        return True
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return False  # a float, a Mapping that is not a dict, a subclass, anything else
+    for item in items:  # noqa: SIM110 (all() over a generator takes twice as long)
+        if type(item) not in _JCS_SCALARS and not _floatless(item):
+            return False
+    return True
+
+
+def _fast_canonical(value: Any) -> bytes | None:
+    """RFC 8785 bytes of ``value`` from orjson, or None where they could differ.
+
+    orjson writes strings, integers, ``true``/``false``/``null`` and the punctuation exactly
+    as RFC 8785 does (``tests/unit/test_wire.py`` checks every code point), so its sorted
+    output is canonical unless ``value`` holds a float (ES6 number form: ``1`` for 1.0,
+    ``1e+21``), an integer beyond ±(2**53-1) (a double in JCS; orjson refuses it), or object
+    keys outside the Basic Multilingual Plane (RFC 8785 orders keys by UTF-16 code units,
+    orjson by code points: the two differ only for such keys). Checking the structure is
+    about ten times cheaper than ``rfc8785`` itself, which is pure Python.
+    """
+    try:
+        if not _floatless(value):
+            return None
+        body = orjson.dumps(value, option=_SORTED)
+    except (orjson.JSONEncodeError, RecursionError):
+        return None  # a big integer, a key that is not a string, too deep: the slow path says
+    if not body.isascii() and any(lead in body for lead in _NON_BMP_LEADS):
+        return None  # maybe such a key (or only such a value): let rfc8785 order them
+    return body
+
+
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 (JCS) bytes of ``value``: sorted keys, no whitespace, ES6 number form.
 
-    Call-request bodies must be canonical: the executor signs exactly these bytes, and the
-    Python SDK re-canonicalises the body it receives before checking the signature, so
-    any other spelling (``1.0``, spaces, key order) would fail verification in signed mode.
+    Call-request bodies must be canonical when signed: the executor signs exactly these
+    bytes, and the Python SDK re-canonicalises the body it receives before checking the
+    signature, so any other spelling (``1.0``, spaces, key order) would fail verification.
     """
+    fast = _fast_canonical(value)
+    if fast is not None:
+        return fast
     try:
         return rfc8785.dumps(_plain(value))
     except (rfc8785.CanonicalizationError, OverflowError, RecursionError) as exc:
         raise WireError(f"cannot canonicalise JSON: {exc}") from exc
+
+
+def plain_json(value: Any) -> bytes:
+    """Compact JSON of ``value`` with the values :func:`canonical_json` would give (integers
+    beyond ±(2**53-1) as doubles, Mappings read key by key), in orjson's spelling and key
+    order: for bodies that are not signed, where no one re-canonicalises them.
+
+    One difference: orjson writes NaN and the infinities as ``null`` where canonical_json
+    refuses them; values parsed from JSON (every stored memo and event) never hold them.
+    """
+    try:
+        return orjson.dumps(value, option=_UNSIGNED)
+    except orjson.JSONEncodeError:
+        pass  # a big integer, a Mapping, a subclass...: the walk converts or names it
+    try:
+        return orjson.dumps(_plain(value))
+    except (orjson.JSONEncodeError, OverflowError, RecursionError) as exc:
+        raise WireError(f"cannot encode JSON: {exc}") from exc
 
 
 def _loads(body: bytes | str, what: str) -> Any:
@@ -122,15 +199,20 @@ def _event_to_wire(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def request_to_wire(request: CallRequest) -> bytes:
-    """The JCS-canonical body of a call request (sign these exact bytes)."""
+def request_to_wire(request: CallRequest, *, canonical: bool = True) -> bytes:
+    """The body of a call request: JCS-canonical (sign these exact bytes), or with
+    ``canonical=False`` plain compact JSON of the same values, for an unsigned call (the
+    SDK re-canonicalises a body only to check its signature)."""
     ctx = request.ctx
     stack = list(ctx.stack)
-    return canonical_json(
+    steps = request.steps
+    encode = canonical_json if canonical else plain_json
+    return encode(
         {
             "event": _event_to_wire(request.event),
             "events": [_event_to_wire(event) for event in request.events],
-            "steps": request.steps,
+            # A dict, read key by key: a lazy memo mapping loads each value once.
+            "steps": steps if type(steps) is dict else {key: steps[key] for key in steps},
             "defers": {},
             "version": request.version,
             # Deprecated duplicate of ctx.use_api, but the py SDK requires it.

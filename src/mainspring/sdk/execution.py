@@ -17,7 +17,8 @@ Decision table for a discovery request (no target), applied when blocked:
 
 * exactly one new ``step.run``, outside any parallel group, immediate execution allowed
   (``disable_immediate_execution`` false): run its handler now, answer ``StepRun`` /
-  ``StepError`` / ``StepFailed``;
+  ``StepError`` / ``StepFailed`` (for an executor that asks for it, go on to the lone
+  steps that follow, a *chain*: see :meth:`Execution._run_chain`);
 * otherwise answer every registered step: ``step.run`` as ``StepPlanned``, other ops as
   themselves, tagged ``parallelMode: race`` where a race group asked for it.
 
