@@ -3,6 +3,8 @@ queries tools run against the reference dev server (protocol §12) and the dashb
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -52,6 +54,23 @@ async def doomed(ctx: inngest.Context) -> None:
     await ctx.step.run("charge", _boom)
 
 
+gate = asyncio.Event()
+
+
+@client.create_function(fn_id="patient", trigger=inngest.TriggerEvent(event="shop/patient"))
+async def patient(ctx: inngest.Context) -> None:
+    await ctx.step.run("prep", lambda: "ready")
+    await ctx.group.parallel(
+        (
+            lambda: ctx.step.sleep("nap", datetime.timedelta(hours=1)),
+            lambda: ctx.step.wait_for_event(
+                "approval", event="shop/approved", timeout=datetime.timedelta(hours=1)
+            ),
+            lambda: ctx.step.run("slow", gate.wait),
+        )
+    )
+
+
 class Api:
     def __init__(self, http: httpx.AsyncClient, engine: Engine) -> None:
         self.http = http
@@ -79,9 +98,10 @@ class Api:
 @pytest.fixture
 async def api(tmp_path: pathlib.Path) -> AsyncIterator[Api]:
     flaky_calls.clear()
+    gate.clear()
     engine = Engine(
         client,
-        [checkout, flaky, doomed],
+        [checkout, flaky, doomed, patient],
         database=tmp_path / "gql.db",
         durability="normal",
         retry_backoff=0.01,
@@ -191,6 +211,38 @@ async def test_a_failed_run_gives_its_error_as_output(api: Api) -> None:
         assert "card declined" in out["runTraceSpanOutputByID"]["error"]["message"]
 
 
+async def test_a_running_runs_trace_shows_what_it_waits_on(api: Api) -> None:
+    [event_id] = await api.engine.send(inngest.Event(name="shop/patient"))
+    [run] = await api.engine.runs(event_id)
+    query = (
+        "query($id: String!) { run(runID: $id) { status trace { status childrenSpans "
+        "{ name status stepOp startedAt endedAt outputID } } } }"
+    )
+    for _ in range(300):
+        found = (await api.data(query, id=run.id))["run"]
+        if len(found["trace"]["childrenSpans"]) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert found["status"] == "RUNNING"
+    assert found["trace"]["status"] == "RUNNING"
+    spans = {s["name"]: s for s in found["trace"]["childrenSpans"]}
+    assert {n: (s["status"], s["stepOp"]) for n, s in spans.items()} == {
+        "prep": ("COMPLETED", "RUN"),
+        "nap": ("WAITING", "SLEEP"),
+        "approval": ("WAITING", "WAIT_FOR_EVENT"),
+        "slow": ("QUEUED", "RUN"),
+    }
+    assert spans["nap"]["startedAt"] is not None
+    assert all(
+        spans[n]["endedAt"] is None and spans[n]["outputID"] is None for n in spans if n != "prep"
+    )
+    jobs = (await api.http.get(f"/v1/runs/{run.id}/jobs")).json()["data"]
+    assert {job["kind"] for job in jobs} >= {"sleep", "pause-timeout", "plan"}
+    assert (await api.http.get("/v1/runs/01NOPE/jobs")).status_code == 404
+    gate.set()
+    await api.engine.cancel(run.id)
+
+
 async def test_an_events_function_runs_and_the_lists(api: Api) -> None:
     event_id, run_id = await api.run_of("shop/checkout", {"qty": 1})
     await api.run_of("shop/doomed", {})
@@ -284,6 +336,7 @@ async def test_dev_info_lists_functions_and_start_options(api: Api) -> None:
         "gql-app-checkout",
         "gql-app-flaky",
         "gql-app-doomed",
+        "gql-app-patient",
     }
     assert info["handlers"][0]["appName"] == "gql-app"
 

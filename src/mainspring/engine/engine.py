@@ -465,6 +465,12 @@ class Engine:
         self._require_running()
         return await self._store.history(run_id)
 
+    async def jobs(self, run_id: str) -> list[Job]:
+        """The run's queued work, soonest first: planned steps, sleeps' wake-ups, waits'
+        timeouts, the next call."""
+        self._require_running()
+        return await self._store.jobs_for_run(run_id)
+
     async def events(
         self, *, name: str | None = None, limit: int = 100, before: str | None = None
     ) -> list[StoredEvent]:

@@ -426,8 +426,12 @@ class Executor:
                             kind=JobKind.PLAN,
                             run_at=unit.now,
                             step_id=op.id,
-                            # The group's mode travels with the job (protocol §7.2).
-                            data={"mode": op.parallel_mode} if op.parallel_mode else None,
+                            # The group's mode travels with the job (protocol §7.2);
+                            # the step's name is for the run's trace while it is queued.
+                            data={
+                                "mode": op.parallel_mode,
+                                "user_id": op.user_id or op.display_name,
+                            },
                         )
                     )
             elif op.op in _WAIT_OPS:

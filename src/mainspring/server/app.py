@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mainspring.engine.engine import Engine
-from mainspring.engine.records import Run, StoredEvent
+from mainspring.engine.records import Job, Run, StoredEvent
 from mainspring.engine.remote import RegistrationError, parse_registration
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
@@ -50,6 +50,16 @@ def _run_data(run: Run) -> dict[str, Any]:
         "ended_at": run.ended_at,
         "output": run.output,
         "error": run.error,
+    }
+
+
+def _job_data(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind.value,
+        "step_id": job.step_id,
+        "run_at": job.run_at,
+        "attempt": job.attempt,
     }
 
 
@@ -236,6 +246,17 @@ def create_app(
             return reply({"error": "run not found"}, 404)
         return reply({"data": {"cancelled": cancelled}})
 
+    async def run_jobs(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        run_id = request.path_params["run_id"]
+        try:
+            await engine.run(run_id)
+        except MainspringError:
+            return reply({"error": "run not found"}, 404)
+        jobs = await engine.jobs(run_id)
+        return reply({"data": [_job_data(job) for job in jobs]})
+
     async def run_batch(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
@@ -290,6 +311,7 @@ def create_app(
             Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
             Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
             Route("/v1/runs/{run_id}", cancel_run, methods=["DELETE"]),
+            Route("/v1/runs/{run_id}/jobs", run_jobs, methods=["GET"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
         ],

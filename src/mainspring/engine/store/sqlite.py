@@ -212,11 +212,18 @@ class SQLiteStore:
         )
 
     async def load_jobs(self) -> list[Job]:
+        return self._jobs("", ())
+
+    async def jobs_for_run(self, run_id: str) -> list[Job]:
+        return self._jobs("WHERE run_id = ?", (run_id,))
+
+    def _jobs(self, where: str, args: tuple[str, ...]) -> list[Job]:
         rows = (
             self._reader()
             .execute(
                 "SELECT job_id, run_id, kind, step_id, run_at, attempt, priority, data FROM jobs "
-                "ORDER BY run_at"
+                f"{where} ORDER BY run_at",
+                args,
             )
             .fetchall()
         )

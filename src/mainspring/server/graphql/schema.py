@@ -65,7 +65,9 @@ def _function_name(engine: Engine, function_id: str) -> str:
 
 async def _trace(engine: Engine, run: Run) -> RunTraceSpan:
     history = await engine.history(run.id)
-    return RunTraceSpan.of(build_trace(run, _function_name(engine, run.function_id), history))
+    jobs = () if run.status.finished else await engine.jobs(run.id)
+    name = _function_name(engine, run.function_id)
+    return RunTraceSpan.of(build_trace(run, name, history, jobs))
 
 
 def _app_of(engine: Engine, function_id: str) -> App | None:

@@ -1,5 +1,6 @@
 """A run's trace as the GraphQL API shows it: a root span for the run and one span per
-step, with a child span per attempt when the step was retried.
+step, with a child span per attempt when the step was retried, and, while the run goes on,
+a span for each step it waits on (queued, asleep, waiting for an event or a child run).
 
 Outputs are not inlined in spans (a run may hold megabytes of step results): a span carries
 an opaque ``outputID`` that ``runTraceSpanOutputByID`` resolves, as the reference API does.
@@ -11,12 +12,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from mainspring.engine.executor import FUNCTION_ERROR_OP
-from mainspring.engine.records import Run, RunStatus, StepAttempt
+from mainspring.engine.records import Job, JobKind, PauseKind, Run, RunStatus, StepAttempt
 from mainspring.protocol.opcodes import Opcode
 
 
@@ -105,8 +107,11 @@ class Span:
         return max(0, self.ended_at - self.started_at)
 
 
-def build_trace(run: Run, function_name: str, history: list[StepAttempt]) -> Span:
-    """The run's root span, its steps as children in the order they were recorded."""
+def build_trace(
+    run: Run, function_name: str, history: list[StepAttempt], jobs: Sequence[Job] = ()
+) -> Span:
+    """The run's root span, its steps as children in the order they were recorded, then
+    (while the run goes on) what it waits for: planned steps, sleeps, waits, invokes."""
     by_step: dict[str, list[StepAttempt]] = {}
     for entry in history:
         by_step.setdefault(entry.step_id, []).append(entry)
@@ -114,6 +119,9 @@ def build_trace(run: Run, function_name: str, history: list[StepAttempt]) -> Spa
     steps = tuple(
         _step_span(run, root_id, step_id, entries) for step_id, entries in by_step.items()
     )
+    if not run.status.finished:
+        waiting = (_queued_span(run, root_id, job) for job in jobs if job.step_id not in by_step)
+        steps += tuple(span for span in waiting if span is not None)
     return Span(
         span_id=root_id,
         run_id=run.id,
@@ -172,6 +180,47 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
         is_root=False,
         parent_span_id=parent,
         children=children,
+    )
+
+
+#: What a queued job of a step stands for: its span's status and op.
+_QUEUED = {
+    JobKind.PLAN: (SpanStatus.QUEUED, StepOp.RUN),
+    JobKind.SLEEP: (SpanStatus.WAITING, StepOp.SLEEP),
+}
+_PAUSED = {
+    PauseKind.WAIT.value: StepOp.WAIT_FOR_EVENT,
+    PauseKind.INVOKE.value: StepOp.INVOKE,
+}
+
+
+def _queued_span(run: Run, parent: str, job: Job) -> Span | None:
+    """A span for a step the run waits on, from the job that will move it on; None for
+    jobs of no step (the next call, a cancel condition's expiry, ...)."""
+    data = job.data or {}
+    if job.kind is JobKind.PAUSE_TIMEOUT and data.get("kind") in _PAUSED:
+        status, op = SpanStatus.WAITING, _PAUSED[str(data["kind"])]
+    elif job.kind in _QUEUED and job.step_id is not None:
+        status, op = _QUEUED[job.kind]
+    else:
+        return None
+    since = data.get("since")
+    started = since if isinstance(since, int) else None
+    name = data.get("user_id")
+    return Span(
+        span_id=f"{run.id}:{job.step_id}",
+        run_id=run.id,
+        name=name if isinstance(name, str) and name else str(job.step_id),
+        status=status,
+        attempts=job.attempt,
+        queued_at=started if started is not None else job.run_at,
+        started_at=started if status is SpanStatus.WAITING else None,
+        ended_at=None,
+        output_id=None,
+        step_id=job.step_id,
+        step_op=op,
+        is_root=False,
+        parent_span_id=parent,
     )
 
 
