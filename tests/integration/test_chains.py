@@ -5,6 +5,7 @@ transports."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -128,3 +129,19 @@ async def test_a_retried_step_then_chains_its_followers(make_engine: EngineFacto
         ("after1", "StepRun"),
         ("after2", "StepRun"),
     ]
+
+
+async def test_chained_steps_keep_their_own_times(make_engine: EngineFactory) -> None:
+    client, fn, _ = counting_steps("chain-times", 3, pause=0.004)
+    async with make_engine(client, [fn], chain_seconds=1.0) as engine:
+        log = log_calls(engine)
+        run = await run_to_end(engine, inngest.Event(name="go"))
+        history = await engine.history(run.id)
+    assert log.discoveries == 1  # all three in one call
+    spans = [(h.started_at, h.ended_at) for h in history]
+    for start, end in spans:
+        assert start is not None
+        assert end - start >= 3  # each step's own ~4 ms, not the call's span
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start is not None
+        assert end <= start  # one after another

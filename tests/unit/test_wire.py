@@ -863,3 +863,27 @@ def test_stream_needs_the_sdk_header_somewhere() -> None:
 def test_unexpected_status_is_a_wire_error() -> None:
     with pytest.raises(WireError, match="unexpected HTTP status 302"):
         _parse(302, {})
+
+
+@pytest.mark.parametrize(
+    ("timing", "expected"),
+    [
+        (
+            {"start": 1_700_000_000_000, "end": 1_700_000_000_005},
+            (1_700_000_000_000, 1_700_000_000_005),
+        ),
+        ({"start": 5, "end": 4}, None),  # ends before it starts
+        ({"start": "1", "end": 2}, None),  # another SDK's shape
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_op_timing_is_read_when_it_is_ours_and_ignored_otherwise(
+    timing: Any, expected: tuple[int, int] | None
+) -> None:
+    op = {"op": "StepRun", "id": A, "data": 1, "timing": timing}
+    response = response_from_http(
+        206, {"x-inngest-sdk": "mainspring:v0.1.0"}, orjson.dumps([op]), now=NOW
+    )
+    assert isinstance(response, Ops)
+    assert response.ops[0].timing == expected

@@ -391,9 +391,17 @@ class Executor:
                 if chained and op is not last:
                     # Steps that ran one after another: recorded in that order, and only
                     # the record of the last one calls the function again.
+                    start, end = _step_times(unit, op)
                     user_id = op.user_id or op.display_name
                     record_step(
-                        unit, state, op.id, memo, user_id, op.op.value, started_at=unit.started
+                        unit,
+                        state,
+                        op.id,
+                        memo,
+                        user_id,
+                        op.op.value,
+                        started_at=start,
+                        ended_at=end,
                     )
                 else:
                     self._save(unit, state, op, memo)
@@ -483,7 +491,10 @@ class Executor:
     ) -> None:
         """Record a step's result and queue what follows it."""
         user_id = op.user_id or op.display_name
-        if record_step(unit, state, op.id, memo, user_id, op.op.value, started_at=unit.started):
+        start, end = _step_times(unit, op)
+        if record_step(
+            unit, state, op.id, memo, user_id, op.op.value, started_at=start, ended_at=end
+        ):
             mode = op.parallel_mode
             if mode is None and unit.job.data is not None and unit.job.step_id == op.id:
                 job_mode = unit.job.data.get("mode")
@@ -517,6 +528,13 @@ class Executor:
         )
         unit.finished = status
         unit.after.append(lambda: setattr(run, "status", status))
+
+
+def _step_times(unit: Unit, op: StepOp) -> tuple[int | None, int]:
+    """When a step ran: as the SDK timed it, else the span of the call that ran it."""
+    if op.timing is not None:
+        return op.timing
+    return unit.started, unit.now
 
 
 def _retry_time(unit: Unit, retry_after: datetime.datetime | None, backoff: float) -> int:

@@ -136,8 +136,10 @@ def record_step(
     op: str,
     *,
     started_at: int | None = None,
+    ended_at: int | None = None,
 ) -> bool:
-    """Save one step's memo; False if it was recorded before (the first result stands)."""
+    """Save one step's memo; False if it was recorded before (the first result stands).
+    ``ended_at`` defaults to now (the SDK may report when the step's handler ended)."""
     run = unit.run
     inserted, state.has_pending = unit.tx.save_step(
         run.run_id,
@@ -146,7 +148,7 @@ def record_step(
         seq=len(run.stack) + unit.saved + 1,
         user_id=user_id,
         op=op,
-        at=unit.now,
+        at=unit.now if ended_at is None else ended_at,
         grouped=state.grouped,
         attempt=unit.job.attempt,
         started_at=started_at,

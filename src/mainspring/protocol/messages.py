@@ -113,6 +113,10 @@ class StepOp:
     error: ErrorPayload | None = None
     user_id: str = ""
     index: int = 0
+    #: When the step's handler started and ended (epoch ms), sent to Mainspring's executor
+    #: only (it asks with ``x-mainspring-chain-seconds``): steps answered together in one
+    #: call then keep their own times in the run's history.
+    timing: tuple[int, int] | None = None
 
     @property
     def parallel_mode(self) -> str | None:
@@ -135,6 +139,8 @@ class StepOp:
             out["data"] = orjson.Fragment(self.data)
         if self.error is not None:
             out["error"] = self.error.to_wire()
+        if self.timing is not None:
+            out["timing"] = {"start": self.timing[0], "end": self.timing[1]}
         return out
 
 

@@ -400,7 +400,19 @@ def _parse_op(index: int, raw: Any) -> StepOp:
         error=None if error is None else _error_payload(error),
         user_id=_field(userland, "id", str, f"{where}.userland", ""),
         index=_field(userland, "index", int, f"{where}.userland", 0),
+        timing=_timing(raw.get("timing")),
     )
+
+
+def _timing(value: Any) -> tuple[int, int] | None:
+    """A step's ``{"start", "end"}`` in epoch ms; None for any other shape (other SDKs put
+    their own spans here, and the times are a nicety, never worth failing a call over)."""
+    if not isinstance(value, dict):
+        return None
+    start, end = value.get("start"), value.get("end")
+    if type(start) is int and type(end) is int and 0 < start <= end:
+        return start, end
+    return None
 
 
 def _failure_error(value: Any, status: int) -> ErrorPayload:

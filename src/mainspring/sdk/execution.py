@@ -32,6 +32,7 @@ import asyncio
 import contextvars
 import inspect
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -457,6 +458,7 @@ class Execution:
             # Only run-type steps execute in the SDK; a targeted call for another op
             # means the executor and the function disagree.
             return Ops([reg.to_op()])
+        started = time.time()
         try:
             output = await self._run_handler(reg)
         except NestedStepInterrupt as nested:
@@ -473,7 +475,10 @@ class Execution:
             data = dump_json(output)
         except UnserializableError as err:
             return unserializable(f"step {spec.user_id!r}", err)
-        return Ops([reg.to_op(Opcode.STEP_RUN, data=data)])
+        ran = reg.to_op(Opcode.STEP_RUN, data=data)
+        if self._report_completion:  # Mainspring's executor, which reads the times
+            ran.timing = (int(started * 1000), int(time.time() * 1000))
+        return Ops([ran])
 
     @staticmethod
     def _last_attempt(request: CallRequest) -> bool:
