@@ -102,6 +102,24 @@ async def test_an_app_synced_over_http_runs_events_sent_to_the_api(tmp_path: pat
             }
             missing = await http.post("http://server/invoke/shop-nope", content=b"{}")
             assert missing.status_code == 404
+            # Cancelling a finished run through the v0 route is a no-op; an unknown run is not.
+            assert (await http.delete(f"http://server/v0/runs/{run_id}")).status_code == 204
+            assert (await http.delete("http://server/v0/runs/01NOPE")).status_code == 404
+            # Removing the app by its URL: its functions are gone, its events start nothing.
+            assert (await http.delete("http://server/fn/remove")).status_code == 400
+            removed = await http.delete(
+                "http://server/fn/remove", params={"url": "http://app/api/inngest"}
+            )
+            assert removed.status_code == 200, removed.text
+            assert removed.json()["removed"] == ["shop"]
+            gone = await http.get("http://server/v1/apps/shop/functions")
+            assert gone.status_code == 404
+            again = await http.delete(
+                "http://server/fn/remove", params={"url": "http://app/api/inngest"}
+            )
+            assert again.status_code == 404
+            [after] = await engine.send(inngest.Event(name="shop/order", data={"qty": 1}))
+            assert await engine.runs(after) == []
 
 
 async def test_bad_input_gets_a_4xx_naming_the_problem(tmp_path: pathlib.Path) -> None:

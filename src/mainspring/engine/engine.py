@@ -313,6 +313,22 @@ class Engine:
         for job in await self._store.transact(self._sync_crons):
             self._queue.push(job)
 
+    async def remove_app(self, url: str) -> list[str]:
+        """Stop serving the apps last synced from ``url``; their names. Their runs in
+        flight fail at their next call (their function is gone), as on the reference."""
+        self._require_running()
+        names = sorted(name for name, (synced, _) in self._app_syncs.items() if synced == url)
+        for name in names:
+            for fn_id in self._apps.pop(name, set()):
+                self.functions.pop(fn_id, None)
+                self._transport.routes.pop(fn_id, None)
+            del self._app_syncs[name]
+        if names:
+            self._index = TriggerIndex(self.functions.values())
+            for job in await self._store.transact(self._sync_crons):
+                self._queue.push(job)
+        return names
+
     async def _fire_cron(self, job: Job) -> None:
         function = self.functions.get(str((job.data or {}).get("function_id")))
         if function is None or job.id not in self._cron_ids:

@@ -246,6 +246,26 @@ def create_app(
             return reply({"error": "run not found"}, 404)
         return reply({"data": {"cancelled": cancelled}})
 
+    async def remove_app(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        url = request.query_params.get("url")
+        if not url:
+            return reply({"error": "the url query parameter is required", "status": 400}, 400)
+        removed = await engine.remove_app(url)
+        if not removed:
+            return reply({"error": f"no app is synced from {url}", "status": 404}, 404)
+        return reply({"ok": True, "removed": removed})
+
+    async def cancel_run_v0(request: Request) -> Response:
+        if (denied := refused(request)) is not None:
+            return denied
+        try:
+            await engine.cancel(request.path_params["run_id"])
+        except MainspringError:
+            return reply({"error": "run not found"}, 404)
+        return Response(status_code=204, headers={"x-inngest-server-kind": kind})
+
     async def run_jobs(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
@@ -304,6 +324,7 @@ def create_app(
             Route("/v0/gql", graphql, methods=["GET", "POST"]),
             Route("/e/{key}", send_events, methods=["POST"]),
             Route("/fn/register", register, methods=["POST"]),
+            Route("/fn/remove", remove_app, methods=["DELETE"]),
             Route("/invoke/{slug}", invoke, methods=["POST"]),
             Route("/v1/apps/{app}/functions", app_functions, methods=["GET"]),
             Route("/v1/events", list_events, methods=["GET"]),
@@ -312,6 +333,7 @@ def create_app(
             Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
             Route("/v1/runs/{run_id}", cancel_run, methods=["DELETE"]),
             Route("/v1/runs/{run_id}/jobs", run_jobs, methods=["GET"]),
+            Route("/v0/runs/{run_id}", cancel_run_v0, methods=["DELETE"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
         ],
