@@ -257,3 +257,45 @@ async def test_self_hosted_mode_requires_keys_and_signs_calls(tmp_path: pathlib.
             bearer = {"authorization": f"Bearer {signing.hashed_key(key)}"}
             answer = await http.get(f"http://server/v1/runs/{run.id}", headers=bearer)
             assert answer.json()["data"]["output"] == {"total": 6, "steps": ["packed", "billed"]}
+
+
+async def test_a_restarted_server_serves_synced_apps_before_they_sync_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    router = HostRouter()
+    async with httpx.AsyncClient(transport=router) as http:
+        client, functions = shop()
+        router.hosts["app"] = httpx.ASGITransport(app=serve(client, functions, http=http))
+
+        def server() -> Engine:
+            engine = Engine(
+                inngest.Client(app_id="server", is_production=False),
+                [],
+                database=tmp_path / "server.db",
+                durability="normal",
+                retry_backoff=0.01,
+                http=http,
+            )
+            router.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
+            return engine
+
+        async with server():
+            synced = await http.put(
+                "http://app/api/inngest", headers={"x-inngest-server-kind": "dev"}
+            )
+            assert synced.status_code == 200, synced.text
+        async with server() as engine:  # no sync this time
+            listed = (await http.get("http://server/v1/apps/shop/functions")).json()["data"]
+            assert [f["id"] for f in listed["functions"]] == ["shop-order"]
+            [event_id] = await engine.send(inngest.Event(name="shop/order", data={"qty": 2}))
+            [run] = await engine.runs(event_id)
+            done = await engine.wait(run.id, timeout=10)
+            assert done.status == "Completed", done.error
+            assert done.output == {"total": 6, "steps": ["packed", "billed"]}
+            removed = await http.delete(
+                "http://server/fn/remove", params={"url": "http://app/api/inngest"}
+            )
+            assert removed.status_code == 200
+        async with server():  # a removed app stays removed
+            gone = await http.get("http://server/v1/apps/shop/functions")
+            assert gone.status_code == 404

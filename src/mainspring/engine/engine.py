@@ -45,7 +45,7 @@ from mainspring.engine.records import (
     StepAttempt,
     StoredEvent,
 )
-from mainspring.engine.remote import Registration
+from mainspring.engine.remote import Registration, parse_registration
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
@@ -191,6 +191,14 @@ class Engine:
             return
         await self._store.open()
         self.client.attach_sender(self)
+        # Apps synced before a restart are served at once: their runs in flight go on, and
+        # their cron schedules are kept, before the apps sync again.
+        for body in await self._store.load_apps():
+            try:
+                self._install(parse_registration(orjson.loads(body)))
+            except (ValueError, MainspringError) as exc:
+                logger.warning("a stored app registration could not be loaded: %s", exc)
+        self._index = TriggerIndex(self.functions.values())
         jobs = await self._store.load_jobs()
         self._cron_ids = {job.id for job in jobs if job.kind is JobKind.CRON}
         jobs.extend(await self._store.transact(self._sync_crons))
@@ -283,8 +291,23 @@ class Engine:
         return listed
 
     async def register_app(self, registration: Registration) -> None:
-        """Serve an app's functions over HTTP; a new sync replaces its previous functions."""
+        """Serve an app's functions over HTTP; a new sync replaces its previous functions.
+        The registration is stored, so a restarted engine serves the app straight away."""
         self._require_running()
+        self._install(registration)
+        self._index = TriggerIndex(self.functions.values())
+        body = orjson.dumps(registration.body)
+        now = self.clock.now_ms()
+
+        def unit(tx: Tx) -> list[Job]:
+            tx.save_app(registration.app_name, body, at=now)
+            return self._sync_crons(tx)
+
+        for job in await self._store.transact(unit):
+            self._queue.push(job)
+
+    def _install(self, registration: Registration) -> None:
+        """Route the app's functions to its URL (in memory), replacing its previous ones."""
         for fn in registration.functions:
             owner = next((app for app, ids in self._apps.items() if fn.id in ids), None)
             if fn.id in self.functions and owner != registration.app_name:
@@ -309,9 +332,6 @@ class Engine:
             self._transport.routes[fn.id] = transport
         self._apps[registration.app_name] = {fn.id for fn in registration.functions}
         self._app_syncs[registration.app_name] = (registration.url, registration.sdk)
-        self._index = TriggerIndex(self.functions.values())
-        for job in await self._store.transact(self._sync_crons):
-            self._queue.push(job)
 
     async def remove_app(self, url: str) -> list[str]:
         """Stop serving the apps last synced from ``url``; their names. Their runs in
@@ -325,7 +345,13 @@ class Engine:
             del self._app_syncs[name]
         if names:
             self._index = TriggerIndex(self.functions.values())
-            for job in await self._store.transact(self._sync_crons):
+
+            def unit(tx: Tx) -> list[Job]:
+                for name in names:
+                    tx.delete_app(name)
+                return self._sync_crons(tx)
+
+            for job in await self._store.transact(unit):
                 self._queue.push(job)
         return names
 

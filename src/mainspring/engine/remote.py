@@ -37,6 +37,8 @@ class Registration:
     sdk: str
     functions: list[Function[Any]]
     urls: dict[str, str]
+    #: The register body as received, kept so a restarted server can serve the app again.
+    body: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 async def _remote_handler(ctx: Context) -> None:
@@ -163,4 +165,6 @@ def parse_registration(payload: Any) -> Registration:
         urls[function.id] = function_url
     if errors:
         raise RegistrationError("At least one function is invalid", errors)
-    return Registration(app_name, url, str(_get(payload, "sdk") or ""), functions, urls)
+    return Registration(
+        app_name, url, str(_get(payload, "sdk") or ""), functions, urls, body=payload
+    )

@@ -174,17 +174,24 @@ class Execution:
         """Can this (suspended) execution answer ``request`` without a replay?
 
         True when every result saved since the last request belongs to a step this
-        execution is waiting on, or when the request targets such a step.
+        execution is waiting on, or when the request targets such a step; and in both
+        cases only if the executor recorded the steps this execution already handed to the
+        function (a chain's): if that answer was lost, the function has gone on from
+        results that do not exist, and only a replay from the request's memos is right.
         """
         if self._abandoned or self.finished or self._root is None:
             return False
-        if request.step_id is not None:
-            return request.step_id in self._pending
         stack = request.ctx.stack
         if len(stack) < self._known:
             return False
-        pending, early = self._pending, self._early
-        return all(step_id in pending or step_id in early for step_id in stack[self._known :])
+        fresh = stack[self._known :]
+        early = self._early
+        if early and not early.issubset(fresh):
+            return False
+        if request.step_id is not None:
+            return request.step_id in self._pending
+        pending = self._pending
+        return all(step_id in pending or step_id in early for step_id in fresh)
 
     def abandon(self) -> None:
         """Unwind the function; later step calls keep raising."""
@@ -220,7 +227,7 @@ class Execution:
         target = request.step_id
         if target is not None and self._root is not None:
             reg = self._pending.get(target)
-            if reg is not None:
+            if reg is not None and self.accepts(request):
                 # Runs beside any discovery in progress: the handler is detached from
                 # the suspended function frame.
                 return await self._execute(reg, request)

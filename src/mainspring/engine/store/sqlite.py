@@ -214,6 +214,10 @@ class SQLiteStore:
     async def load_jobs(self) -> list[Job]:
         return self._jobs("", ())
 
+    async def load_apps(self) -> list[bytes]:
+        rows = self._reader().execute("SELECT body FROM apps ORDER BY name").fetchall()
+        return [bytes(row[0]) for row in rows]
+
     async def jobs_for_run(self, run_id: str) -> list[Job]:
         return self._jobs("WHERE run_id = ?", (run_id,))
 

@@ -214,6 +214,16 @@ class SQLiteTx:
         )
         return cur.rowcount == 1
 
+    def save_app(self, name: str, body: bytes, *, at: int) -> None:
+        self._db.execute(
+            "INSERT INTO apps (name, body, synced_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET body = excluded.body, synced_at = excluded.synced_at",
+            (name, body, at),
+        )
+
+    def delete_app(self, name: str) -> None:
+        self._db.execute("DELETE FROM apps WHERE name = ?", (name,))
+
     def delete_job(self, job_id: str) -> None:
         self._db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
 

@@ -98,3 +98,11 @@ CREATE TABLE IF NOT EXISTS pauses (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pauses_by_event ON pauses (event_name, match_path, match_value);
 CREATE INDEX IF NOT EXISTS pauses_by_run ON pauses (run_id);
+
+-- Apps synced over HTTP (POST /fn/register), as they registered: a restarted server
+-- serves them (and keeps their cron schedules) before they sync again.
+CREATE TABLE IF NOT EXISTS apps (
+    name        TEXT PRIMARY KEY,
+    body        BLOB NOT NULL,
+    synced_at   INTEGER NOT NULL
+) WITHOUT ROWID;
