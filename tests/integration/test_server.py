@@ -27,6 +27,20 @@ class HostRouter(httpx.AsyncBaseTransport):
         self.paths.append(f"{request.method} {request.url.host}{request.url.path}")
         return await self.hosts[request.url.host].handle_async_request(request)
 
+    def server(self, tmp_path: pathlib.Path, http: httpx.AsyncClient) -> Engine:
+        """A server engine (no functions of its own) on ``tmp_path``, reached as host
+        ``server``, calling apps through ``http``."""
+        engine = Engine(
+            inngest.Client(app_id="server", is_production=False),
+            [],
+            database=tmp_path / "server.db",
+            durability="normal",
+            retry_backoff=0.01,
+            http=http,
+        )
+        self.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
+        return engine
+
 
 def shop() -> tuple[inngest.Client, list[inngest.Function[Any]]]:
     client = inngest.Client(app_id="shop", is_production=False, api_base_url="http://server")
@@ -50,15 +64,7 @@ async def test_an_app_synced_over_http_runs_events_sent_to_the_api(tmp_path: pat
     async with httpx.AsyncClient(transport=router) as http:
         client, functions = shop()
         router.hosts["app"] = httpx.ASGITransport(app=serve(client, functions, http=http))
-        engine = Engine(
-            inngest.Client(app_id="server", is_production=False),
-            [],
-            database=tmp_path / "server.db",
-            durability="normal",
-            retry_backoff=0.01,
-            http=http,
-        )
-        router.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
+        engine = router.server(tmp_path, http)
         async with engine:
             health = await http.get("http://server/health")
             assert health.json() == {"status": 200, "message": "OK"}
@@ -268,16 +274,7 @@ async def test_a_restarted_server_serves_synced_apps_before_they_sync_again(
         router.hosts["app"] = httpx.ASGITransport(app=serve(client, functions, http=http))
 
         def server() -> Engine:
-            engine = Engine(
-                inngest.Client(app_id="server", is_production=False),
-                [],
-                database=tmp_path / "server.db",
-                durability="normal",
-                retry_backoff=0.01,
-                http=http,
-            )
-            router.hosts["server"] = httpx.ASGITransport(app=create_app(engine))
-            return engine
+            return router.server(tmp_path, http)
 
         async with server():
             synced = await http.put(
