@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from mainspring.engine import cron
+from mainspring.engine.apps import AppRegistry
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.executor import Executor
@@ -151,10 +152,7 @@ class Engine:
                 chain_seconds=chain_seconds,
             )
         )
-        #: Function ids of each app registered over HTTP.
-        self._apps: dict[str, set[str]] = {}
-        #: Each app's last sync: its serve URL and the SDK it reported.
-        self._app_syncs: dict[str, tuple[str, str]] = {}
+        self._apps = AppRegistry(self.functions, self._transport.routes, self._connect)
         self._executor = Executor(
             store=self._store,
             transport=self._transport,
@@ -195,7 +193,7 @@ class Engine:
         # their cron schedules are kept, before the apps sync again.
         for body in await self._store.load_apps():
             try:
-                self._install(parse_registration(orjson.loads(body)))
+                self._apps.install(parse_registration(orjson.loads(body)))
             except (ValueError, MainspringError) as exc:
                 logger.warning("a stored app registration could not be loaded: %s", exc)
         self._index = TriggerIndex(self.functions.values())
@@ -274,27 +272,27 @@ class Engine:
 
     def apps(self) -> dict[str, list[Function[Any]]]:
         """The apps registered over HTTP and their functions."""
-        return {
-            name: [self.functions[fn_id] for fn_id in sorted(ids) if fn_id in self.functions]
-            for name, ids in self._apps.items()
-        }
+        return self._apps.by_name()
 
     def app_list(self) -> list[AppInfo]:
         """Every app: the one loaded in process (if it has functions), then those synced
         over HTTP, by name."""
-        remote = {fn_id for ids in self._apps.values() for fn_id in ids}
-        local = [fn for fn_id, fn in self.functions.items() if fn_id not in remote]
-        listed = [AppInfo(self.client.app_id, None, "mainspring", local)] if local else []
-        for name, functions in sorted(self.apps().items()):
-            url, sdk = self._app_syncs.get(name, ("", ""))
-            listed.append(AppInfo(name, url, sdk, functions))
-        return listed
+        return self._apps.listing(self.client.app_id)
+
+    def _connect(self, url: str) -> HttpTransport:
+        return HttpTransport(
+            url,
+            signing_key=self._signing_key,
+            http=self._http,
+            timeout=self._call_timeout,
+            chain_seconds=self._chain_seconds,
+        )
 
     async def register_app(self, registration: Registration) -> None:
         """Serve an app's functions over HTTP; a new sync replaces its previous functions.
         The registration is stored, so a restarted engine serves the app straight away."""
         self._require_running()
-        self._install(registration)
+        self._apps.install(registration)
         self._index = TriggerIndex(self.functions.values())
         body = orjson.dumps(registration.body)
         now = self.clock.now_ms()
@@ -306,43 +304,11 @@ class Engine:
         for job in await self._store.transact(unit):
             self._queue.push(job)
 
-    def _install(self, registration: Registration) -> None:
-        """Route the app's functions to its URL (in memory), replacing its previous ones."""
-        for fn in registration.functions:
-            owner = next((app for app, ids in self._apps.items() if fn.id in ids), None)
-            if fn.id in self.functions and owner != registration.app_name:
-                raise MainspringError(f"function {fn.id!r} already belongs to another app")
-        for old in self._apps.pop(registration.app_name, set()):
-            self.functions.pop(old, None)
-            self._transport.routes.pop(old, None)
-        transports: dict[str, HttpTransport] = {}
-        for fn in registration.functions:
-            url = registration.urls[fn.id]
-            transport = transports.get(url)
-            if transport is None:
-                transport = HttpTransport(
-                    url,
-                    signing_key=self._signing_key,
-                    http=self._http,
-                    timeout=self._call_timeout,
-                    chain_seconds=self._chain_seconds,
-                )
-                transports[url] = transport
-            self.functions[fn.id] = fn
-            self._transport.routes[fn.id] = transport
-        self._apps[registration.app_name] = {fn.id for fn in registration.functions}
-        self._app_syncs[registration.app_name] = (registration.url, registration.sdk)
-
     async def remove_app(self, url: str) -> list[str]:
         """Stop serving the apps last synced from ``url``; their names. Their runs in
         flight fail at their next call (their function is gone), as on the reference."""
         self._require_running()
-        names = sorted(name for name, (synced, _) in self._app_syncs.items() if synced == url)
-        for name in names:
-            for fn_id in self._apps.pop(name, set()):
-                self.functions.pop(fn_id, None)
-                self._transport.routes.pop(fn_id, None)
-            del self._app_syncs[name]
+        names = self._apps.remove(url)
         if names:
             self._index = TriggerIndex(self.functions.values())
 
