@@ -37,6 +37,7 @@ class LiveExecutions:
         max_live_sync: int = 64,
         step_executor: Executor | None = None,
         keep: bool = True,
+        max_idle_seconds: float | None = None,
     ) -> None:
         self.client = client
         self._live: collections.OrderedDict[str, Execution] = collections.OrderedDict()
@@ -46,6 +47,10 @@ class LiveExecutions:
         self._step_executor = step_executor
         #: False: every call gets a fresh execution, abandoned once it has answered.
         self._keep_any = keep
+        #: An execution no call reached for this long is dropped (None: kept until evicted).
+        #: Over HTTP nothing tells the app that a run ended elsewhere or was cancelled.
+        self._max_idle = max_idle_seconds
+        self._last_used: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._live)
@@ -57,9 +62,13 @@ class LiveExecutions:
         *,
         report_completion: bool,
         chain_seconds: float | None,
+        keep: bool = True,
     ) -> CallResponse:
-        """Answer ``request`` with the run's kept execution, or a fresh one that replays."""
+        """Answer ``request`` with the run's kept execution, or a fresh one that replays;
+        ``keep=False``: do not keep it afterwards (a run whose state is large)."""
         run_id = request.ctx.run_id
+        now = asyncio.get_running_loop().time()
+        self._drop_idle(now)
 
         def fresh() -> Execution:
             execution = Execution(
@@ -83,16 +92,29 @@ class LiveExecutions:
             execution = fresh()
         else:
             self._live.move_to_end(run_id)
+        self._last_used[run_id] = now
         response = await execution.call(request)
         if response is None:
             self.drop(run_id)
             execution = fresh()
+            self._last_used[run_id] = now
             response = await execution.call(request)
             assert response is not None  # a fresh execution answers every request
         done = not isinstance(response, Ops)  # the run is over (or failed)
-        if (done or not self._keep_any) and self._live.get(run_id) is execution:
+        if (done or not keep or not self._keep_any) and self._live.get(run_id) is execution:
             self.drop(run_id)
         return response
+
+    def _drop_idle(self, now: float) -> None:
+        """Drop executions idle for longer than ``max_idle_seconds``, oldest first (the
+        least recently used come first in ``_live``)."""
+        if self._max_idle is None:
+            return
+        for run_id in list(self._live):
+            if now - self._last_used.get(run_id, now) <= self._max_idle:
+                break
+            if not self._live[run_id].busy:
+                self.drop(run_id)
 
     def _keep(self, run_id: str, execution: Execution) -> None:
         self._live[run_id] = execution
@@ -113,6 +135,7 @@ class LiveExecutions:
 
     def drop(self, run_id: str) -> None:
         """Abandon the run's execution, if one is kept."""
+        self._last_used.pop(run_id, None)
         execution = self._live.pop(run_id, None)
         if execution is None:
             return

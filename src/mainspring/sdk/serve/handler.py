@@ -75,6 +75,7 @@ class ServeHandler:
         keep_executions: bool = True,
         max_live: int = 1024,
         max_live_sync: int = 32,
+        max_idle_seconds: float = 300.0,
     ) -> None:
         self.client = client
         self.settings = client.settings
@@ -89,7 +90,11 @@ class ServeHandler:
         self._http = http
         # Off for adapters that run each request on an event loop of its own (Flask).
         self._live = LiveExecutions(
-            client, max_live=max_live, max_live_sync=max_live_sync, keep=keep_executions
+            client,
+            max_live=max_live,
+            max_live_sync=max_live_sync,
+            keep=keep_executions,
+            max_idle_seconds=max_idle_seconds,
         )
 
     # -- dispatch ----------------------------------------------------------------------
@@ -272,7 +277,12 @@ class ServeHandler:
                 return self._error(500, "state_fetch_failed", str(exc), retry=True)
         chain = h.parse_chain_seconds(request.headers.get(h.CHAIN_SECONDS))
         response = await self._live.call(
-            function, call, report_completion=chain is not None, chain_seconds=chain
+            function,
+            call,
+            report_completion=chain is not None,
+            chain_seconds=chain,
+            # A run whose state came through the API is large: not worth holding on to.
+            keep=not call.ctx.use_api,
         )
         reply = wire.response_to_http(response)
         return self._finish(
