@@ -53,12 +53,16 @@ _SNIPPET_CHARS = 200
 MAX_BODY_BYTES = 4 * 1024 * 1024 - 1024
 
 
-def call_url(app_url: str, fn_id: str, step_id: str | None) -> str:
-    """The app URL with ``fnId`` and ``stepId`` set (other query parameters kept)."""
+def _url_prefix(app_url: str) -> str:
+    """The app URL without ``fnId``/``stepId``, ready for them to be appended."""
     parts = urllib.parse.urlsplit(app_url)
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query) if k not in ("fnId", "stepId")]
-    query += [("fnId", fn_id), ("stepId", step_id or DISCOVERY_STEP_ID)]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    kept = urllib.parse.urlencode(query)
+    return urllib.parse.urlunsplit(parts._replace(query="")) + (f"?{kept}&" if kept else "?")
+
+
+def _target_query(fn_id: str, step_id: str | None) -> str:
+    return urllib.parse.urlencode([("fnId", fn_id), ("stepId", step_id or DISCOVERY_STEP_ID)])
 
 
 def _where(url: str) -> str:
@@ -306,6 +310,9 @@ class HttpTransport:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.app_url = app_url
+        # Parsed once: every step's call only appends its function and step.
+        self._url_prefix = _url_prefix(app_url)
+        self._where = _where(app_url)
         self.timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -352,7 +359,7 @@ class HttpTransport:
             headers[h.CHAIN_SECONDS] = self._chain
         if self._key:
             headers["x-inngest-signature"] = signing.sign(body, self._key, at=int(self._clock()))
-        url = call_url(self.app_url, request.fn_id, request.step_id)
+        url = self._url_prefix + _target_query(request.fn_id, request.step_id)
         try:
             # The client's own timers may be per read; this deadline also stops an app
             # that trickles bytes forever.
@@ -361,8 +368,8 @@ class HttpTransport:
         except CallFailed as exc:
             return _failed(str(exc))
         except TimeoutError:
-            return _failed(_timed_out(self.timeout, "waiting for the answer", _where(url)))
-        return _response(answer, url)
+            return _failed(_timed_out(self.timeout, "waiting for the answer", self._where))
+        return _response(answer, self._where)
 
     def forget(self, run_id: str) -> None:
         """Nothing is kept per run over HTTP."""
@@ -372,7 +379,7 @@ class HttpTransport:
             await self._http.close()
 
 
-def _response(answer: Answer, url: str) -> CallResponse:
+def _response(answer: Answer, where: str) -> CallResponse:
     """The call response in an app's answer, or a failure saying what answered instead."""
     try:
         response = wire.response_from_http(
@@ -382,7 +389,7 @@ def _response(answer: Answer, url: str) -> CallResponse:
             now=datetime.datetime.now(datetime.UTC),
         )
     except wire.WireError as exc:
-        status, where = answer.status, _where(url)
+        status = answer.status
         if not answer.headers.get(h.SDK) and status != 201:
             # Not an SDK at all (a proxy, a wrong path, a crashed framework): the body
             # is what tells an operator what answered instead.
@@ -394,7 +401,7 @@ def _response(answer: Answer, url: str) -> CallResponse:
     if isinstance(response, Failure) and not response.error.message:
         # An error body of `{}` (or only a name): the run's error must still say what
         # happened and where.
-        response.error.message = f"{_where(url)} answered HTTP {answer.status}"
+        response.error.message = f"{where} answered HTTP {answer.status}"
     return response
 
 

@@ -341,10 +341,6 @@ class Execution:
             return await self._execute(regs[0], request)
         return Ops([reg.to_op() for reg in regs])
 
-    def _chains(self, request: CallRequest) -> bool:
-        """Whether this call may run more than one step (see :meth:`_run_chain`)."""
-        return self._chain_seconds is not None and request.ctx.attempt == 0
-
     async def _run_chain(self, reg: Registration, request: CallRequest) -> CallResponse:
         """Run a lone step now, then let the function go on, and report what it does next
         in the same response, for an executor that records it all atomically.
@@ -359,7 +355,7 @@ class Execution:
         for any step not yet recorded.
         """
         deadline = self._loop.time() + (self._chain_seconds or 0.0)
-        chaining = self._chains(request)
+        chaining = self._chain_seconds is not None and request.ctx.attempt == 0
         response = await self._execute(reg, request)
         size = 0
         while True:
@@ -368,18 +364,13 @@ class Execution:
                 return response
             assert isinstance(response, Ops)
             size += len(last.data)
-            # The code after the step is what the next call would run: a first attempt.
+            # The code after the step is what the next call would run: a first attempt. It
+            # gets the value a replay would (the output through JSON), not the object.
             self.attempt = self.context.attempt = 0
             self._resolve_early(reg, {"data": orjson.loads(last.data)})
             root = self._root
             assert root is not None
-            while not root.done():
-                if self._blocked_on_steps():
-                    if not self._turn_waiters:
-                        break
-                    self._release_next_turn()
-                    continue
-                await self._wait_for_change()
+            await self._run_until_blocked(root)
             if root.done():
                 return self._with_completion(response, root, reg)
             following = list(self._pending.values())
@@ -399,6 +390,16 @@ class Execution:
                 return response
             response.ops.extend(step.ops)
             response.retry_after = step.retry_after
+
+    async def _run_until_blocked(self, root: asyncio.Future[Any]) -> None:
+        """Let the function run until it returns or waits only on new steps."""
+        while not root.done():
+            if self._blocked_on_steps():
+                if not self._turn_waiters:
+                    return
+                self._release_next_turn()
+                continue
+            await self._wait_for_change()
 
     def _with_completion(
         self, response: Ops, root: asyncio.Future[Any], reg: Registration
