@@ -55,6 +55,9 @@ class OfficialServers:
 
     url: str
     sender: inngest.Inngest
+    #: The app's events are named ``<prefix>/...``, its functions ``<app_id>-...``.
+    prefix: str
+    app_id: str
 
     def send(self, name: str, data: dict[str, Any]) -> str:
         """Send one event over plain HTTP (``POST /e/{key}``); its internal id."""

@@ -18,13 +18,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import inngest
 import pytest
 
-from tests.e2e.support import FINISHED, OfficialServers, free_port, stop, wait_until_up
+# Scenarios both official-SDK apps run, written once; collected here, with this module's
+# `servers` fixture.
+from tests.e2e.official_scenarios import *  # noqa: F403
+from tests.e2e.support import OfficialServers, free_port, stop, wait_until_up
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -89,7 +90,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             )
         )
         wait_until_up(f"{server}/health", procs[1])
-        servers = Servers(server, sender)
+        servers = Servers(server, sender, "flask", "official-flask-app")
         deadline = time.monotonic() + 20
         while True:  # the server pings the app (every 5 s), which syncs its functions back
             probe = servers.send("flask/steps", {"n": 0})
@@ -116,101 +117,6 @@ def test_step_run_sequence(servers: Servers) -> None:
     assert run["error"] is None
 
 
-# --- parallel ------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_parallel_wait(servers: Servers) -> None:
-    run = servers.finished_run(servers.send("flask/parallel.wait", {}))
-    assert run["status"] == "Completed", run
-    assert run["output"] == {"first": "first", "group": ["p1", "p2", "p3"], "last": "after 3"}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("event", "output"),
-    [
-        ("flask/parallel.race", {"group": ["fast", "slow"], "last": "last"}),
-        # The sleep is re-reported by the discovery call that follows the fast branch.
-        ("flask/parallel.race.sleep", {"group": ["fast", None]}),
-    ],
-    ids=["two-runs", "run-and-sleep"],
-)
-def test_parallel_race(servers: Servers, event: str, output: dict[str, Any]) -> None:
-    run = servers.finished_run(servers.send(event, {}))
-    assert run["status"] == "Completed", run
-    assert run["output"] == output
-
-
-# --- sleep and wait_for_event --------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_sleep(servers: Servers) -> None:
-    run = servers.finished_run(servers.send("flask/sleep", {}))
-    assert run["status"] == "Completed", run
-    assert 0.9 <= run["output"]["slept"] < 5.0, run
-
-
-@pytest.mark.slow
-def test_wait_for_event_match(servers: Servers) -> None:
-    event_id = servers.send("flask/wait", {"timeout_s": 15, "token": "t-42"})
-    # The pause exists only once the SDK has answered; until the run finishes, keep sending
-    # a non-matching reply followed by the matching one (bounded by the run's timeout).
-    deadline = time.monotonic() + 10
-    seq = 0
-    while not servers.runs(event_id) or servers.runs(event_id)[0]["status"] not in FINISHED:
-        assert time.monotonic() < deadline, servers.runs(event_id)
-        seq += 1
-        answer = httpx.post(
-            f"{servers.url}/e/key",
-            json=[
-                {"name": "flask/wait.reply", "data": {"token": "other", "seq": seq}},
-                {"name": "flask/wait.reply", "data": {"token": "t-42", "seq": seq}},
-            ],
-            timeout=5,
-        )
-        assert answer.status_code == 200, answer.text
-        time.sleep(0.3)
-    run = servers.finished_run(event_id)
-    assert run["status"] == "Completed", run
-    got = run["output"]["got"]
-    assert got is not None, run
-    assert got["name"] == "flask/wait.reply"
-    assert got["data"]["token"] == "t-42"
-    assert 1 <= got["data"]["seq"] <= seq
-
-
-@pytest.mark.slow
-def test_wait_for_event_timeout(servers: Servers) -> None:
-    started = time.monotonic()
-    run = servers.finished_run(servers.send("flask/wait", {"timeout_s": 1, "token": "t-0"}))
-    assert run["status"] == "Completed", run
-    assert run["output"] == {"got": None}
-    assert time.monotonic() - started >= 0.9
-
-
-# --- invoke --------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("x", "output"),
-    [
-        (3, {"result": {"doubled": 6}}),
-        (-1, {"caught": "NonRetriableError", "message": "negative x: -1"}),
-    ],
-    ids=["success", "failure-caught"],
-)
-def test_invoke(servers: Servers, x: int, output: dict[str, Any]) -> None:
-    run = servers.finished_run(servers.send_official("flask/invoke", {"x": x}))
-    assert run["status"] == "Completed", run
-    assert run["output"] == output
-
-
-# --- errors --------------------------------------------------------------------------------
-
-
 @pytest.mark.slow
 def test_step_error_caught_after_retries(servers: Servers) -> None:
     # retries=1 and a 0.2 s backoff: attempt 0 reports StepError, attempt 1 (the last)
@@ -226,53 +132,4 @@ def test_step_error_caught_after_retries(servers: Servers) -> None:
     }
 
 
-@pytest.mark.slow
-def test_non_retriable_error_fails_the_run_at_once(servers: Servers) -> None:
-    # retries=3: a retriable error would take three more attempts; this one must not.
-    run = servers.finished_run(servers.send("flask/non-retriable", {}), timeout=8)
-    assert run["status"] == "Failed", run
-    assert run["output"] is None
-    assert run["error"]["name"] == "NonRetriableError"
-    assert run["error"]["message"] == "give up at attempt 0"
-
-
-@pytest.mark.slow
-def test_on_failure_handler_runs_with_the_failure_event(servers: Servers) -> None:
-    run = servers.finished_run(servers.send("flask/failing", {"who": "bob"}))
-    assert run["status"] == "Failed", run
-    assert run["error"]["name"] == "ValueError"
-    assert run["error"]["message"] == "failed for bob"
-    deadline = time.monotonic() + 10
-    failed: list[dict[str, Any]] = []
-    while not failed:
-        assert time.monotonic() < deadline, "no inngest/function.failed event for the run"
-        events = httpx.get(
-            f"{servers.url}/v1/events", params={"name": "inngest/function.failed"}, timeout=5
-        ).json()["data"]
-        failed = [e for e in events if e["data"].get("run_id") == run["run_id"]]
-        time.sleep(0.1)
-    [event] = failed
-    handler = servers.finished_run(event["internal_id"])
-    assert handler["function_id"] == "official-flask-app-failing-failure"
-    assert handler["status"] == "Completed", handler
-    assert handler["output"] == {
-        "event": "inngest/function.failed",
-        "function_id": "official-flask-app-failing",
-        "run_id": run["run_id"],
-        "error": "failed for bob",
-        "original": {"who": "bob"},
-    }
-
-
 # --- send_event ----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_step_send_event_starts_another_function(servers: Servers) -> None:
-    run = servers.finished_run(servers.send_official("flask/send", {"v": 9}))
-    assert run["status"] == "Completed", run
-    [sent] = run["output"]
-    receiver = servers.finished_run(sent)
-    assert receiver["function_id"] == "official-flask-app-receiver"
-    assert receiver["status"] == "Completed", receiver
-    assert receiver["output"] == {"received": {"from": run["run_id"], "v": 9}}

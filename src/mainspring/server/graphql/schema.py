@@ -17,7 +17,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from mainspring.engine.engine import Engine
-from mainspring.engine.records import Run, StoredEvent
+from mainspring.engine.records import AppInfo, Run, StoredEvent
 from mainspring.errors import MainspringError
 from mainspring.server.graphql.trace import OutputRef, build_trace, find_output
 from mainspring.server.graphql.types import (
@@ -70,11 +70,10 @@ async def _trace(engine: Engine, run: Run) -> RunTraceSpan:
     return RunTraceSpan.of(build_trace(run, name, history, jobs))
 
 
-def _app_of(engine: Engine, function_id: str) -> App | None:
-    for info in engine.app_list():
-        if any(fn.id == function_id for fn in info.functions):
-            return App.of(info)
-    return None
+def _app_of(engine: Engine, function_id: str) -> AppInfo | None:
+    return next(
+        (a for a in engine.app_list() if any(f.id == function_id for f in a.functions)), None
+    )
 
 
 @strawberry.type(name="FunctionRunV2")
@@ -118,7 +117,8 @@ class FunctionRunV2:
 
     @strawberry.field
     def app(self, info: strawberry.Info) -> App | None:
-        return _app_of(_engine(info), self.run.function_id)
+        app = _app_of(_engine(info), self.run.function_id)
+        return None if app is None else App.of(app)
 
     @strawberry.field
     async def trace(self, info: strawberry.Info) -> RunTraceSpan:
