@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import pathlib
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import inngest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 #: Run statuses after which nothing more happens.
 FINISHED = frozenset({"Completed", "Failed", "Cancelled"})
@@ -100,3 +107,57 @@ class OfficialServers:
         detail: dict[str, Any] = answer.json()["data"]
         assert detail == run
         return detail
+
+
+def start_dev_server(
+    app_url: str, port: int, database: pathlib.Path, *options: str
+) -> subprocess.Popen[bytes]:
+    """``mainspring dev -u APP_URL`` on ``port`` over ``database``, in a subprocess."""
+    command = ["-u", app_url, "--port", str(port), "--db", str(database), *options]
+    return subprocess.Popen([sys.executable, "-m", "mainspring.cli", "dev", *command], cwd=ROOT)
+
+
+@contextlib.contextmanager
+def official_servers(
+    app_command: Callable[[int], list[str]],
+    workdir: pathlib.Path,
+    *,
+    prefix: str,
+    app_id: str,
+) -> Iterator[OfficialServers]:
+    """An official-SDK app (``app_command(port)``, run from the repository root) and a
+    ``mainspring dev`` that syncs it, both in subprocesses; ready once the app's
+    ``<prefix>/steps`` function runs."""
+    server_port, app_port = free_port(), free_port()
+    server = f"http://127.0.0.1:{server_port}"
+    app_url = f"http://127.0.0.1:{app_port}/api/inngest"
+    env = {**os.environ, "INNGEST_DEV": "1", "INNGEST_BASE_URL": server}
+    procs: list[subprocess.Popen[bytes]] = []
+    sender = inngest.Inngest(
+        app_id=f"{app_id}-test-sender",
+        is_production=False,
+        api_base_url=server,
+        event_api_base_url=server,
+    )
+    try:
+        procs.append(subprocess.Popen(app_command(app_port), cwd=ROOT, env=env))
+        # Up before the server starts, so that its first ping already syncs the app.
+        wait_until_up(app_url, procs[0])
+        procs.append(
+            start_dev_server(app_url, server_port, workdir / "dev.db", "--retry-backoff", "0.2")
+        )
+        wait_until_up(f"{server}/health", procs[1])
+        servers = OfficialServers(server, sender, prefix, app_id)
+        deadline = time.monotonic() + 20
+        while True:  # the server pings the app (every 5 s), which syncs its functions back
+            probe = servers.send(f"{prefix}/steps", {"n": 0})
+            if servers.runs(probe):
+                break
+            assert time.monotonic() < deadline, "the app never synced"
+            time.sleep(0.2)
+        yield servers
+    finally:
+        # The official client has no close(); its sync httpx client would leak a socket.
+        sender._http_client._http_client_sync.close()
+        for proc in reversed(procs):
+            stop(proc)

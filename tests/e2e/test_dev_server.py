@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 import mainspring as inngest
-from tests.e2e.support import free_port, stop, wait_until_up
+from tests.e2e.support import free_port, start_dev_server, stop, wait_until_up
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -82,21 +82,7 @@ def test_dev_server_syncs_and_calls_an_app_over_http(tmp_path: pathlib.Path) -> 
         cwd=ROOT,
         env=env,
     )
-    dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mainspring.cli",
-            "dev",
-            "-u",
-            app_url,
-            "--port",
-            str(server_port),
-            "--db",
-            str(tmp_path / "dev.db"),
-        ],
-        cwd=ROOT,
-    )
+    dev = start_dev_server(app_url, server_port, tmp_path / "dev.db")
     try:
         wait_until_up(f"{server}/health", dev)
         wait_until_up(app_url, app)

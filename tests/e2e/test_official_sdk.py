@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ import pytest
 # Scenarios both official-SDK apps run, written once; collected here, with this module's
 # `servers` fixture.
 from tests.e2e.official_scenarios import *  # noqa: F403
-from tests.e2e.support import OfficialServers, free_port, stop, wait_until_up
+from tests.e2e.support import OfficialServers, official_servers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -44,72 +42,24 @@ class Servers(OfficialServers):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    server_port, app_port = free_port(), free_port()
-    server = f"http://127.0.0.1:{server_port}"
-    app_url = f"http://127.0.0.1:{app_port}/api/inngest"
-    env = {**os.environ, "INNGEST_DEV": "1", "INNGEST_BASE_URL": server}
-    procs: list[subprocess.Popen[bytes]] = []
-    sender = inngest.Inngest(
-        app_id="official-test-sender",
-        is_production=False,
-        api_base_url=server,
-        event_api_base_url=server,
-    )
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "tests.e2e.official_app:app",
-                    "--port",
-                    str(app_port),
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
-        # Up before the server starts, so that its first ping already syncs the app.
-        wait_until_up(app_url, procs[0])
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mainspring.cli",
-                    "dev",
-                    "-u",
-                    app_url,
-                    "--port",
-                    str(server_port),
-                    "--db",
-                    str(tmp_path_factory.mktemp("official") / "dev.db"),
-                    "--retry-backoff",
-                    "0.2",
-                ],
-                cwd=ROOT,
-            )
-        )
-        wait_until_up(f"{server}/health", procs[1])
-        servers = Servers(server, sender, "official", "official-app", "", 0.0)
-        deadline = time.monotonic() + 20
-        while True:  # the server pings the app (every 5 s), which syncs its functions back
-            probe = servers.send("official/steps", {"n": 0})
-            if servers.runs(probe):
-                break
-            assert time.monotonic() < deadline, "the app never synced"
-            time.sleep(0.2)
+    def app(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.e2e.official_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+
+    workdir = tmp_path_factory.mktemp("official")
+    with official_servers(app, workdir, prefix="official", app_id="official-app") as base:
+        servers = Servers(base.url, base.sender, base.prefix, base.app_id, "", 0.0)
         servers.step_error_sent_at = time.monotonic()
         servers.step_error_event = servers.send("official/step-error", {})
         yield servers
-    finally:
-        # The official client has no close(); its sync httpx client would leak a socket.
-        sender._http_client._http_client_sync.close()
-        for proc in reversed(procs):
-            stop(proc)
 
 
 # --- step.run ------------------------------------------------------------------------------

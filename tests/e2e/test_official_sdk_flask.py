@@ -12,20 +12,16 @@ polls the REST API for the runs' final status and output.
 
 from __future__ import annotations
 
-import os
 import pathlib
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
-import inngest
 import pytest
 
 # Scenarios both official-SDK apps run, written once; collected here, with this module's
 # `servers` fixture.
 from tests.e2e.official_scenarios import *  # noqa: F403
-from tests.e2e.support import OfficialServers, free_port, stop, wait_until_up
+from tests.e2e.support import OfficialServers, official_servers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -35,75 +31,26 @@ Servers = OfficialServers
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    server_port, app_port = free_port(), free_port()
-    server = f"http://127.0.0.1:{server_port}"
-    app_url = f"http://127.0.0.1:{app_port}/api/inngest"
-    env = {**os.environ, "INNGEST_DEV": "1", "INNGEST_BASE_URL": server}
-    procs: list[subprocess.Popen[bytes]] = []
-    sender = inngest.Inngest(
-        app_id="official-flask-test-sender",
-        is_production=False,
-        api_base_url=server,
-        event_api_base_url=server,
-    )
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flask",
-                    "--app",
-                    "tests.e2e.official_flask_app:app",
-                    "run",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(app_port),
-                    "--with-threads",
-                    "--no-reload",
-                    "--no-debugger",
-                ],
-                cwd=ROOT,
-                env=env,
-            )
-        )
-        # Up before the server starts, so that its first ping already syncs the app.
-        wait_until_up(app_url, procs[0])
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "mainspring.cli",
-                    "dev",
-                    "-u",
-                    app_url,
-                    "--port",
-                    str(server_port),
-                    "--db",
-                    str(tmp_path_factory.mktemp("official-flask") / "dev.db"),
-                    "--retry-backoff",
-                    "0.2",
-                ],
-                cwd=ROOT,
-            )
-        )
-        wait_until_up(f"{server}/health", procs[1])
-        servers = Servers(server, sender, "flask", "official-flask-app")
-        deadline = time.monotonic() + 20
-        while True:  # the server pings the app (every 5 s), which syncs its functions back
-            probe = servers.send("flask/steps", {"n": 0})
-            if servers.runs(probe):
-                break
-            assert time.monotonic() < deadline, "the app never synced"
-            time.sleep(0.2)
+    def app(port: int) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "tests.e2e.official_flask_app:app",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--with-threads",
+            "--no-reload",
+            "--no-debugger",
+        ]
+
+    workdir = tmp_path_factory.mktemp("official-flask")
+    with official_servers(app, workdir, prefix="flask", app_id="official-flask-app") as servers:
         yield servers
-    finally:
-        # The official client has no close(); its sync httpx client would leak a socket.
-        sender._http_client._http_client_sync.close()
-        for proc in reversed(procs):
-            stop(proc)
 
 
 # --- step.run ------------------------------------------------------------------------------
