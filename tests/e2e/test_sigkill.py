@@ -41,41 +41,25 @@ import json
 import os
 import pathlib
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import IO
 
 import pytest
 
 from tests.e2e import sigkill_app as app
+from tests.e2e.sigkill_support import POLL, Effects, Incarnation, Line, StepKey, in_flight
 
 pytestmark = pytest.mark.slow
 
 APP_SCRIPT = pathlib.Path(__file__).with_name("sigkill_app.py")
 TRIGGER_TIMEOUT = 10.0
 FINAL_TIMEOUT = 30.0
-POLL = 0.005
 #: A parallel kill counts only branch handlers with at least this long (seconds) still to
 #: sleep, so that they are still in flight when the signal lands, even on a loaded machine.
 MARGIN = 0.15
 #: Kills at pseudo-random moments; raise it to soak the engine (``SIGKILL_RANDOM_KILLS=30``).
 RANDOM_KILLS = int(os.environ.get("SIGKILL_RANDOM_KILLS", "3"))
-
-StepKey = tuple[str, str]  # (run key, step user id)
-
-
-@dataclasses.dataclass(frozen=True)
-class Line:
-    run_key: str
-    step: str
-    what: str  # "start" or "end"
-    nonce: str
-    incarnation: int
-    seen_at: float  # time.monotonic() when the test first read it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,39 +74,6 @@ class Kill:
     incarnation: int
     detail: str
     recorded: dict[StepKey, Recorded]
-
-
-class Effects:
-    """Reads the side-effect file incrementally, one complete line at a time."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self.lines: list[Line] = []
-        self._offset = 0
-
-    def poll(self, incarnation: int) -> list[Line]:
-        """Lines appended since the last poll (attributed to ``incarnation``)."""
-        if not self.path.exists():
-            return []
-        with self.path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        self._offset += end
-        new: list[Line] = []
-        now = time.monotonic()
-        for raw in chunk[:end].decode().splitlines():
-            parts = raw.split(" ")
-            assert len(parts) == 4, f"bad line {raw!r}"
-            assert parts[2] in ("start", "end"), f"bad line {raw!r}"
-            new.append(Line(parts[0], parts[1], parts[2], parts[3], incarnation, now))
-        self.lines.extend(new)
-        return new
-
-    def drain(self, incarnation: int) -> None:
-        """After the process died: read everything; nothing may be left half-written."""
-        self.poll(incarnation)
-        assert self.path.stat().st_size == self._offset, "a torn line in the effects file"
 
 
 def read_recorded(db: pathlib.Path) -> dict[StepKey, Recorded]:
@@ -150,70 +101,9 @@ def _run_key(function_id: str, events: bytes) -> str:
     return app.run_key(function_id[len(prefix) :], int(k))
 
 
-class Incarnation:
-    """One engine process; its stdout and stderr go to a log file."""
-
-    def __init__(self, tmp: pathlib.Path, number: int, mode: str) -> None:
-        self.number = number
-        self.log_path = tmp / f"app-{number}.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP_SCRIPT), str(tmp / "engine.db"), str(tmp), mode],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, word: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while word not in self.output().split():
-            assert self.proc.poll() is None, (
-                f"incarnation {self.number} exited ({self.proc.returncode}) before "
-                f"printing {word!r}:\n{self.output()}"
-            )
-            assert time.monotonic() < deadline, f"no {word!r} after {timeout}s"
-            time.sleep(POLL)
-
-    def sigkill(self) -> None:
-        assert self.proc.poll() is None, (
-            f"incarnation {self.number} had already exited ({self.proc.returncode}): "
-            f"the kill point came too late\n{self.output()}"
-        )
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log.close()
-
-    def finish(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._log.close()
-
-
 # -- kill triggers: look at the lines of this incarnation (and the db), say when -----------
 
 Trigger = Callable[[list[Line], pathlib.Path], str | None]
-
-
-def _in_flight(lines: list[Line]) -> dict[StepKey, Line]:
-    """Steps started in these lines and not (yet) ended: step -> its start line."""
-    flying: dict[StepKey, Line] = {}
-    for line in lines:
-        key = (line.run_key, line.step)
-        if line.what == "start":
-            flying[key] = line
-        elif key in flying and flying[key].nonce == line.nonce:
-            del flying[key]
-    return flying
 
 
 def _time_left(start: Line) -> float:
@@ -223,7 +113,7 @@ def _time_left(start: Line) -> float:
 
 
 def during_step(lines: list[Line], db: pathlib.Path) -> str | None:
-    for key, start in _in_flight(lines).items():
+    for key, start in in_flight(lines).items():
         # s2 sleeps 250 ms: kill 30 ms after we saw it start, well inside the handler.
         if key[0].startswith("seq-") and key[1] == "s2" and _time_left(start) < 0.22:
             return f"{key} in flight (nonce {start.nonce})"
@@ -246,7 +136,7 @@ def _parallel(function: str) -> Trigger:
 
     def trigger(lines: list[Line], db: pathlib.Path) -> str | None:
         by_run: dict[str, list[str]] = {}
-        for (run_key, step), start in _in_flight(lines).items():
+        for (run_key, step), start in in_flight(lines).items():
             # Only branches that will still be running when the kill lands.
             if run_key.startswith(function + "-") and step in branch and _time_left(start) > MARGIN:
                 by_run.setdefault(run_key, []).append(step)
@@ -269,7 +159,7 @@ def random_moment(delay: float) -> Trigger:
     def trigger(lines: list[Line], db: pathlib.Path) -> str | None:
         if time.monotonic() - started < delay:
             return None
-        flying = sorted(f"{rk}/{s}" for rk, s in _in_flight(lines))
+        flying = sorted(f"{rk}/{s}" for rk, s in in_flight(lines))
         return f"{delay * 1000:.0f} ms after ready, in flight: {flying}"
 
     return trigger
@@ -298,7 +188,7 @@ class Scenario:
 
 @contextlib.contextmanager
 def incarnation(scenario: Scenario, number: int, mode: str) -> Iterator[Incarnation]:
-    proc = Incarnation(scenario.tmp, number, mode)
+    proc = Incarnation(APP_SCRIPT, scenario.tmp, number, mode)
     try:
         yield proc
     finally:
@@ -388,7 +278,7 @@ def _executions(lines: list[Line], key: StepKey) -> list[Line]:
 def _check_during_step(scenario: Scenario, kill: Kill) -> None:
     """The kill landed inside s2: it started, never ended and is not recorded."""
     lines = [ln for ln in scenario.effects.lines if ln.incarnation == kill.incarnation]
-    flying = [key for key in _in_flight(lines) if key[0].startswith("seq-") and key[1] == "s2"]
+    flying = [key for key in in_flight(lines) if key[0].startswith("seq-") and key[1] == "s2"]
     assert flying, f"during-step: no seq s2 left unfinished by the kill ({kill.detail})"
     for key in flying:
         assert key not in kill.recorded, f"{key} recorded though its handler never ended"
@@ -410,17 +300,17 @@ def _check_between_steps(scenario: Scenario, kill: Kill) -> None:
 def _check_parallel(scenario: Scenario, kill: Kill, function: str) -> None:
     branch = app.BRANCH_STEPS[function]
     lines = [ln for ln in scenario.effects.lines if ln.incarnation == kill.incarnation]
-    flying = _in_flight(lines)
+    flying = in_flight(lines)
     hit = False
     for run_key in {rk for rk, _ in flying if rk.startswith(function + "-")}:
-        in_flight = [s for s in branch if (run_key, s) in flying]
+        running = [s for s in branch if (run_key, s) in flying]
         done = [s for s in branch if (run_key, s) in kill.recorded]
-        for step in in_flight:
+        for step in running:
             assert (run_key, step) not in kill.recorded, (
                 f"{run_key}/{step} was running at the kill although recorded: re-executed "
                 f"after its result was recorded, or recorded before its handler ended"
             )
-        hit = hit or (len(in_flight) >= 2 and bool(done))
+        hit = hit or (len(running) >= 2 and bool(done))
     assert hit, f"{kill.label}: the kill did not land inside a group ({kill.detail})"
 
 

@@ -51,17 +51,15 @@ import contextlib
 import dataclasses
 import json
 import pathlib
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from tests.e2e import lifecycle_app as app
+from tests.e2e.sigkill_support import POLL, Effects, Incarnation, Line, StepKey, in_flight, now_ms
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +68,6 @@ N = app.RUNS_PER_FUNCTION
 READY_TIMEOUT = 15.0
 TRIGGER_TIMEOUT = 10.0
 FINAL_TIMEOUT = 30.0
-POLL = 0.005
 #: A timer (sleep job, pause) counts as "not yet due" at a kill only with this long (ms) to
 #: go when the kill is decided, so it is still pending when the signal lands.
 MARGIN_MS = 500
@@ -78,18 +75,6 @@ MARGIN_MS = 500
 STEP_MARGIN = 0.15
 #: The app blocks this long after recording the replies; the test kills it well before.
 HOLD_MS = 5000
-
-StepKey = tuple[str, str]  # (run key, step user id)
-
-
-@dataclasses.dataclass(frozen=True)
-class Line:
-    run_key: str
-    step: str
-    what: str  # "start" or "end"
-    nonce: str
-    incarnation: int
-    seen_at: float  # time.monotonic() when the test first read it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,10 +137,6 @@ class Kill:
     snap: Snapshot  # read right after the process died
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _run_key(function_id: str, events: Any) -> str:
     prefix = app.APP_ID + "-"
     assert function_id.startswith(prefix), function_id
@@ -211,94 +192,6 @@ def read_snapshot(db: pathlib.Path) -> Snapshot:
     return Snapshot(taken, runs, steps, jobs, pauses, events_out)
 
 
-class Effects:
-    """Reads the side-effect file incrementally, one complete line at a time."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self.lines: list[Line] = []
-        self._offset = 0
-
-    def poll(self, incarnation: int) -> list[Line]:
-        """Lines appended since the last poll (attributed to ``incarnation``)."""
-        if not self.path.exists():
-            return []
-        with self.path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        self._offset += end
-        new: list[Line] = []
-        now = time.monotonic()
-        for raw in chunk[:end].decode().splitlines():
-            parts = raw.split(" ")
-            assert len(parts) == 4, f"bad line {raw!r}"
-            assert parts[2] in ("start", "end"), f"bad line {raw!r}"
-            new.append(Line(parts[0], parts[1], parts[2], parts[3], incarnation, now))
-        self.lines.extend(new)
-        return new
-
-    def drain(self, incarnation: int) -> None:
-        """After the process died: read everything; nothing may be left half-written."""
-        self.poll(incarnation)
-        assert self.path.stat().st_size == self._offset, "a torn line in the effects file"
-
-
-class Incarnation:
-    """One engine process; its stdout and stderr go to a log file."""
-
-    def __init__(self, tmp: pathlib.Path, number: int, mode: str) -> None:
-        self.number = number
-        self.log_path = tmp / f"app-{number}.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(APP_SCRIPT), str(tmp / "engine.db"), str(tmp), mode],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_until(self, what: str, done: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert self.proc.poll() is None, (
-                f"incarnation {self.number} exited ({self.proc.returncode}) before "
-                f"{what}:\n{self.output()}"
-            )
-            assert time.monotonic() < deadline, f"no {what} after {timeout}s\n{self.output()}"
-            time.sleep(POLL)
-
-    def wait_for_output(self, word: str, timeout: float) -> None:
-        self.wait_until(f"{word!r} printed", lambda: word in self.output().split(), timeout)
-
-    def sigkill(self) -> int:
-        """Kill the process; returns the epoch ms just before the signal."""
-        assert self.proc.poll() is None, (
-            f"incarnation {self.number} had already exited ({self.proc.returncode}): "
-            f"the kill point came too late\n{self.output()}"
-        )
-        killed = now_ms()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log.close()
-        return killed
-
-    def finish(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._log.close()
-
-
 @dataclasses.dataclass
 class Scenario:
     tmp: pathlib.Path
@@ -322,7 +215,7 @@ class Scenario:
 
 @contextlib.contextmanager
 def incarnation(scenario: Scenario, number: int, mode: str) -> Iterator[Incarnation]:
-    proc = Incarnation(scenario.tmp, number, mode)
+    proc = Incarnation(APP_SCRIPT, scenario.tmp, number, mode)
     try:
         yield proc
     finally:
@@ -344,18 +237,6 @@ def send_via_outbox(
 # -- kill triggers: look at this incarnation's lines and the database, say when ----------
 
 Trigger = Callable[[list[Line], Snapshot], str | None]
-
-
-def _in_flight(lines: list[Line]) -> dict[StepKey, Line]:
-    """Steps started in these lines and not (yet) ended: step -> its start line."""
-    flying: dict[StepKey, Line] = {}
-    for line in lines:
-        key = (line.run_key, line.step)
-        if line.what == "start":
-            flying[key] = line
-        elif key in flying and flying[key].nonce == line.nonce:
-            del flying[key]
-    return flying
 
 
 def _keys(function: str) -> list[str]:
@@ -396,7 +277,7 @@ def child_sleeping(lines: list[Line], snap: Snapshot) -> str | None:
 
 
 def child_running(lines: list[Line], snap: Snapshot) -> str | None:
-    for (key, step), start in sorted(_in_flight(lines).items()):
+    for (key, step), start in sorted(in_flight(lines).items()):
         if step != "c2":
             continue
         left = app.DURATIONS_MS["c2"] / 1000 - (time.monotonic() - start.seen_at)
@@ -579,7 +460,7 @@ def _check_child_running(scenario: Scenario, kill: Kill) -> None:
     """Killed inside a child's c2, its parent still paused on the invoke."""
     flying = [
         key
-        for key in _in_flight(_lines_of(scenario, kill.incarnation))
+        for key in in_flight(_lines_of(scenario, kill.incarnation))
         if key[0].startswith("child-") and key[1] == "c2"
     ]
     assert flying, f"{kill.label}: no c2 in flight at the kill ({kill.detail})"
