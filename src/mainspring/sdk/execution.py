@@ -13,17 +13,8 @@ suspended execution and resume it with the next memos instead of replaying from 
 unwinds the function with ``asyncio.CancelledError`` (async) or an internal
 ``BaseException`` (sync) that ``except Exception:`` cannot swallow.
 
-Decision table for a discovery request (no target), applied when blocked:
-
-* exactly one new ``step.run``, outside any parallel group, immediate execution allowed
-  (``disable_immediate_execution`` false): run its handler now, answer ``StepRun`` /
-  ``StepError`` / ``StepFailed`` (for an executor that asks for it, go on to the lone
-  steps that follow, a *chain*: see :meth:`Execution._run_chain`);
-* otherwise answer every registered step: ``step.run`` as ``StepPlanned``, other ops as
-  themselves, tagged ``parallelMode: race`` where a race group asked for it.
-
-A targeted request runs the target's handler as soon as the function reaches it; other
-new steps are left registered and unreported.
+What a blocked function answers (a lone ``step.run`` runs at once, anything else is
+reported; targets and chains) is laid out in ``docs/execution-model.md``.
 """
 
 from __future__ import annotations
