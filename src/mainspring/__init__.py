@@ -25,6 +25,16 @@ from mainspring.sdk.client import Client
 from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.context import Context, ContextSync
 from mainspring.sdk.event import JSON, Event
+from mainspring.sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    RunConcurrency,
+    Singleton,
+    Throttle,
+)
 from mainspring.sdk.function import Function
 from mainspring.sdk.group import Group, GroupSync
 from mainspring.sdk.step import Step, StepSync
@@ -37,10 +47,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "JSON",
+    "Batch",
     "Cancel",
     "Client",
+    "Concurrency",
     "Context",
     "ContextSync",
+    "Debounce",
     "Engine",
     "Event",
     "EventInvalidError",
@@ -53,16 +66,21 @@ __all__ = [
     "ManualClock",
     "NonRetriableError",
     "ParallelMode",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
     "Run",
+    "RunConcurrency",
     "RunNotFoundError",
     "RunStatus",
     "SendEventsError",
+    "Singleton",
     "Step",
     "StepAttempt",
     "StepError",
     "StepSync",
     "StepUsageError",
+    "Throttle",
     "Timeouts",
     "TriggerCron",
     "TriggerEvent",

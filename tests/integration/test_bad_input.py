@@ -197,3 +197,26 @@ async def test_engine_refuses_a_second_process_on_the_same_file(
         second = inngest.Engine(other, [], database=engine._store.path)
         with pytest.raises(RuntimeError, match="in use by another"):
             await second.start()
+
+
+def test_bad_flow_control_is_refused_at_definition_naming_the_field() -> None:
+    client = inngest.Client(app_id="bad")
+    trigger = inngest.TriggerEvent(event="go")
+    with pytest.raises(inngest.FunctionConfigInvalidError, match=r"^Throttle\.period: '0s'"):
+        inngest.Throttle(limit=1, period="0s")
+    with pytest.raises(inngest.FunctionConfigInvalidError, match=r"^Concurrency\.limit: expected"):
+        inngest.Concurrency(limit="3")  # type: ignore[arg-type]
+    with pytest.raises(
+        inngest.FunctionConfigInvalidError, match=r"^function 'f': throttle: expected a Throttle"
+    ):
+        client.create_function(fn_id="f", trigger=trigger, throttle=5)  # type: ignore[arg-type]
+    with pytest.raises(
+        inngest.FunctionConfigInvalidError,
+        match=r"^function 'f': batch_events: cannot be combined with priority",
+    ):
+        client.create_function(
+            fn_id="f",
+            trigger=trigger,
+            batch_events=inngest.Batch(max_size=10, timeout=datetime.timedelta(seconds=5)),
+            priority=inngest.Priority(run="event.data.vip ? 60 : 0"),
+        )

@@ -49,7 +49,7 @@ async def test_events_and_runs_are_idempotent(store: Store) -> None:
     assert not await store.transact(lambda tx: tx.create_run(new_run("r2")))
     runs = await store.runs_for_event("e1")
     assert [r.id for r in runs] == ["r1"]
-    assert runs[0].status is RunStatus.SCHEDULED
+    assert runs[0].status is RunStatus.QUEUED
 
 
 async def test_a_step_is_recorded_once_and_the_first_result_stands(store: Store) -> None:

@@ -23,6 +23,15 @@ EXPECTED_ALL = {
     "TriggerCron",
     "Cancel",
     "Timeouts",
+    # Flow control.
+    "Concurrency",
+    "RunConcurrency",
+    "Throttle",
+    "RateLimit",
+    "Debounce",
+    "Batch",
+    "Priority",
+    "Singleton",
     # What a function receives.
     "Context",
     "ContextSync",
@@ -54,21 +63,35 @@ EXPECTED_ALL = {
 #: Top-level names of the reference SDK (``inngest.__all__``) that Mainspring provides
 #: under the same name, so code written for it runs after ``import mainspring as inngest``.
 REFERENCE_NAMES = {
+    "Batch",
+    "Cancel",
+    "Concurrency",
     "Context",
     "ContextSync",
+    "Debounce",
     "Event",
     "Function",
     "Inngest",
     "JSON",
     "NonRetriableError",
     "ParallelMode",
+    "Priority",
+    "RateLimit",
     "RetryAfterError",
+    "Singleton",
     "Step",
     "StepError",
     "StepSync",
+    "Throttle",
+    "Timeouts",
     "TriggerCron",
     "TriggerEvent",
 }
+
+#: Reference option classes (pydantic models) whose fields ours take under the same names.
+REFERENCE_OPTIONS = sorted(
+    {"Batch", "Concurrency", "Debounce", "Priority", "RateLimit", "Singleton", "Throttle"}
+)
 
 
 def test_all_is_exactly_the_curated_surface() -> None:
@@ -124,6 +147,24 @@ def test_version_matches_the_installed_distribution() -> None:
 
 def test_reference_names_are_exported() -> None:
     assert REFERENCE_NAMES - set(inngest.__all__) == set()
+
+
+def test_reference_names_exist_in_the_reference_sdk() -> None:
+    import inngest as reference
+
+    assert REFERENCE_NAMES - set(reference.__all__) == set()
+
+
+@pytest.mark.parametrize("name", REFERENCE_OPTIONS)
+def test_option_classes_take_the_reference_fields(name: str) -> None:
+    import inngest as reference
+
+    theirs = getattr(reference, name).model_fields
+    ours = getattr(mainspring, name).model_fields
+    assert set(theirs) <= set(ours)
+    # What the reference lets a call leave out, ours does too (ours may ask less).
+    for field, info in theirs.items():
+        assert info.is_required() or not ours[field].is_required(), field
 
 
 def test_import_mainspring_as_inngest() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mainspring.engine.intake import (
     IntakePlan,
+    PlannedRun,
     TriggerIndex,
     cancel_pauses,
     new_run,
@@ -85,7 +86,7 @@ def fire(
     events_json = b"[" + stored.wire_json() + b"]"
     # The tick starts only its own function, whatever else listens to timer events.
     run, start = new_run(function, events_json, stored.internal_id, stored.id, now)
-    plan.runs = [(run, start)]
+    plan.runs = [PlannedRun(run, start, function)]
     plan.cancels = (
         {run.run_id: cancel_pauses(function, run.run_id, stored.to_wire(), now)}
         if function.config.cancel

@@ -28,6 +28,8 @@ from mainspring.engine.apps import AppRegistry
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.executor import Executor
+from mainspring.engine.flow.admission import Admission, Verdict
+from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP, describe_hold
 from mainspring.engine.http_transport import AiohttpCallClient, HttpTransport
 from mainspring.engine.intake import (
     IntakeResult,
@@ -164,6 +166,13 @@ class Engine:
             emitter=self,
             on_settled=self._settled,
         )
+        self._admission = Admission(
+            store=self._store,
+            queue=self._queue,
+            clock=self.clock,
+            functions=self.functions,
+            runs=self._executor,
+        )
         self._concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._dispatcher: asyncio.Task[None] | None = None
@@ -197,6 +206,8 @@ class Engine:
             except (ValueError, MainspringError) as exc:
                 logger.warning("a stored app registration could not be loaded: %s", exc)
         self._index = TriggerIndex(self.functions.values())
+        self._admission.refresh()
+        await self._admission.restore()
         jobs = await self._store.load_jobs()
         self._cron_ids = {job.id for job in jobs if job.kind is JobKind.CRON}
         jobs.extend(await self._store.transact(self._sync_crons))
@@ -225,10 +236,19 @@ class Engine:
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
+        admission = self._admission
         while True:
             await self._slots.acquire()
-            job = await self._queue.get()
-            task = loop.create_task(self._run(job))
+            while True:
+                job = await self._queue.get()
+                # Flow control decides without I/O whenever it can, so that a backlog held
+                # on one key costs no task and never delays the jobs behind it.
+                verdict = admission.check(job) if admission.enabled else Verdict.GO
+                if verdict is Verdict.DUPLICATE:
+                    logger.warning("job %s is already running; skipped a duplicate", job.id)
+                elif verdict is not Verdict.HELD:
+                    break
+            task = loop.create_task(self._run(job, verdict))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
 
@@ -254,11 +274,19 @@ class Engine:
         """Record validated events in one unit, then queue what they started or resumed."""
         now = self.clock.now_ms()
         plan = plan_intake(batch, self._index, now, ids)
-        result = await self._store.transact(lambda tx: write_intake(tx, plan, now))
+        result = await self._store.transact(lambda tx: write_intake(tx, plan, now, self.emit))
+        self._apply_intake(result)
+        return [event.internal_id for event in plan.events]
+
+    def _apply_intake(self, result: IntakeResult) -> None:
+        """After an intake unit commits: cache new runs, drop skipped ones, queue jobs."""
         self._adopt_runs(result.created)
+        for run_id in result.skipped:
+            self._executor.forget_run(run_id)
         for job in result.jobs:
             self._queue.push(job)
-        return [event.internal_id for event in plan.events]
+        for job in result.moved:
+            self._queue.replace(job)
 
     async def invoke(self, function_id: str, data: Mapping[str, Any] | None = None) -> str:
         """Start a function by id, whatever its triggers; returns the event id."""
@@ -294,6 +322,7 @@ class Engine:
         self._require_running()
         self._apps.install(registration)
         self._index = TriggerIndex(self.functions.values())
+        self._admission.refresh()
         body = orjson.dumps(registration.body)
         now = self.clock.now_ms()
 
@@ -311,6 +340,7 @@ class Engine:
         names = self._apps.remove(url)
         if names:
             self._index = TriggerIndex(self.functions.values())
+            self._admission.refresh()
 
             def unit(tx: Tx) -> list[Job]:
                 for name in names:
@@ -331,36 +361,53 @@ class Engine:
         plan, following = cron.fire(job, function, self._index, now)
 
         def unit(tx: Tx) -> IntakeResult:
-            result = write_intake(tx, plan, now)
+            result = write_intake(tx, plan, now, self.emit)
             tx.repurpose_job(job.id, following)
             return result
 
         result = await self._store.transact(unit)
-        self._adopt_runs(result.created)
-        for queued in [*result.jobs, following]:
-            self._queue.push(queued)
+        self._apply_intake(result)
+        self._queue.push(following)
 
-    async def _run(self, job: Job) -> None:
+    async def _admitted(self, job: Job, verdict: Verdict | None) -> bool:
+        """Whether flow control lets ``job`` call now (``verdict``: already checked)."""
+        admission = self._admission
+        if not admission.enabled:
+            return True
+        if verdict is None:
+            verdict = admission.check(job)
+        if verdict is Verdict.SLOW:
+            return await admission.admit(job)
+        return verdict is Verdict.GO
+
+    async def _run(self, job: Job, verdict: Verdict = Verdict.GO) -> None:
         if job.id in self._running_jobs:
             # Never run one job twice at once; the running copy re-queues it if needed.
             logger.warning("job %s is already running; skipped a duplicate", job.id)
             self._slots.release()
             return
         next_job: Job | None = job
+        checked: Verdict | None = verdict
         try:
             for _ in range(_MAX_INLINE_JOBS):
                 if next_job is None:
                     return
                 job = next_job
+                if not await self._admitted(job, checked):
+                    return  # held by flow control, which queues it again when it may go
                 self._running_jobs.add(job.id)
+                next_job = None
                 try:
                     if job.kind is JobKind.CRON:
                         await self._fire_cron(job)
-                        next_job = None
                     else:
                         next_job = await self._executor.run_job(job)
                 finally:
                     self._running_jobs.discard(job.id)
+                    # The run's next call may keep this call's concurrency slots (then
+                    # flow control lets it through when asked).
+                    self._admission.done(job, next_job)
+                checked = None
             if next_job is not None:
                 self._queue.push(next_job)  # let other runs have a turn
         except asyncio.CancelledError:
@@ -402,9 +449,11 @@ class Engine:
         pauses like any event. Returns the jobs to queue once the unit commits."""
         now = self.clock.now_ms()
         plan = plan_intake(validate_events(events, allow_internal=True), self._index, now)
-        result = write_intake(tx, plan, now)
+        result = write_intake(tx, plan, now, self.emit)
         self._adopt_runs(result.created)
-        return result.jobs
+        for run_id in result.skipped:
+            self._executor.forget_run(run_id)
+        return [*result.jobs, *result.moved]
 
     def function(self, function_id: str) -> Function[Any] | None:
         return self.functions.get(function_id)
@@ -422,7 +471,15 @@ class Engine:
 
         They start functions (on-failure handlers, ``function.finished`` triggers) and
         resume a parent waiting on an invoke; when nothing can listen they are not stored.
+        A run started by one of them (an on-failure handler, any listener on
+        ``inngest/function.failed``) announces nothing, as in the reference: a listener
+        that fails would otherwise start itself again, forever.
         """
+        if run.events[0].get("name") in (
+            consts.FUNCTION_FAILED_EVENT,
+            consts.FUNCTION_FINISHED_EVENT,
+        ):
+            return []
         meta = run.events[0].get("data", {}).get("_inngest") or {}
         correlation_id = meta.get("correlation_id") if isinstance(meta, dict) else None
         names = [consts.FUNCTION_FINISHED_EVENT]
@@ -451,6 +508,7 @@ class Engine:
         return self.emit(tx, internal)
 
     def _settled(self, run_id: str) -> None:
+        self._admission.run_finished(run_id)
         for waiter in self._waiters.pop(run_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -469,9 +527,44 @@ class Engine:
         return found
 
     async def history(self, run_id: str) -> list[StepAttempt]:
-        """The run's steps in the order they ended, failed attempts included."""
+        """The run's steps in the order they ended, failed attempts included; while flow
+        control holds the run back, a last ``Waiting`` entry says for what."""
         self._require_running()
-        return await self._store.history(run_id)
+        entries = await self._store.history(run_id)
+        waiting = await self.waiting_for(run_id)
+        if waiting is not None:
+            since = waiting.get("since")
+            entries.append(
+                StepAttempt(
+                    step_id=FLOW_STEP_ID,
+                    user_id="",
+                    op=WAITING_OP,
+                    attempt=0,
+                    started_at=since if isinstance(since, int) else None,
+                    ended_at=self.clock.now_ms(),
+                    output=waiting,
+                    error=None,
+                )
+            )
+        return entries
+
+    async def waiting_for(self, run_id: str) -> dict[str, Any] | None:
+        """What flow control holds the run back for (a concurrency slot, a throttle, its
+        batch filling, a debounce), with the limit and the key; None if nothing."""
+        self._require_running()
+        found = self._admission.waiting_for(run_id)
+        if found is not None:
+            return found
+        holds = await self._store.holds_for_run(run_id)
+        if not holds:
+            return None
+        run = await self._store.get_run(run_id)
+        function = None if run is None else self.functions.get(run.function_id)
+        if run is None or function is None or run.status.finished:
+            return None
+        jobs = await self._store.jobs_for_run(run_id)
+        start = next((job.run_at for job in jobs if job.kind is JobKind.START), None)
+        return describe_hold(function.config.flow, holds, start)
 
     async def jobs(self, run_id: str) -> list[Job]:
         """The run's queued work, soonest first: planned steps, sleeps' wake-ups, waits'

@@ -104,6 +104,17 @@ class Executor:
         """Cache a run the engine just created (saves a read on its first job)."""
         self._runs[run.run_id] = run
 
+    def forget_run(self, run_id: str) -> None:
+        """Drop the cached state of a run changed outside the executor (a batch that
+        closed, a run flow control skipped): its next job reads it from the store."""
+        if self._busy.get(run_id):
+            return  # a job of it is running: its own unit keeps the cache right
+        self._runs.pop(run_id, None)
+
+    async def load(self, run_id: str) -> ActiveRun | None:
+        """The run's state, cached or read from the store."""
+        return await self._load(run_id)
+
     async def _load(self, run_id: str) -> ActiveRun | None:
         run = self._runs.get(run_id)
         if run is None:
@@ -136,6 +147,10 @@ class Executor:
         run = await self._load(job.run_id)
         if run is None or run.status.finished:
             await self._store.transact(lambda tx: tx.delete_job(job.id))
+            return None
+        if job.kind is JobKind.START and job.attempt == 0 and run.started_at is not None:
+            # A stale copy of a start job that was moved (a batch that filled): the run
+            # started from the other copy, and this job's row is its next job by now.
             return None
         if job.kind is JobKind.PLAN and job.step_id in run.memos:
             # Already recorded (a race-mode re-plan, or a retry that raced its result).
@@ -217,7 +232,9 @@ class Executor:
         return None
 
     def _cancel(self, unit: Unit) -> None:
-        self._finish(unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", "run cancelled"))
+        why = (unit.job.data or {}).get("reason")
+        message = why if isinstance(why, str) else "run cancelled"
+        self._finish(unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", message))
 
     async def _record(self, run: ActiveRun, job: Job, build: Callable[[Unit], None]) -> Job | None:
         now = self._clock.now_ms()

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import ulid
 
+from mainspring.engine.flow import schedule as flow_schedule
 from mainspring.engine.records import Job, JobKind, Pause, PauseKind, StoredEvent
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.errors import EventInvalidError
@@ -91,12 +92,21 @@ class TriggerIndex:
         return list(matched.values())
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlannedRun:
+    """A run an event would start, before flow control has its say."""
+
+    run: NewRun
+    job: Job
+    function: Function[Any]
+
+
 @dataclasses.dataclass(slots=True)
 class IntakePlan:
     """Everything one send writes, and what to do after it commits."""
 
     events: list[StoredEvent]
-    runs: list[tuple[NewRun, Job]]
+    runs: list[PlannedRun]
     #: The cancel conditions armed for each new run (protocol §8.6).
     cancels: dict[str, list[Pause]] = dataclasses.field(default_factory=dict)
 
@@ -171,7 +181,7 @@ def plan_intake(
             events_json = b"[" + stored.wire_json() + b"]"
             for function in matched:
                 run, job = new_run(function, events_json, stored.internal_id, stored.id, now_ms)
-                plan.runs.append((run, job))
+                plan.runs.append(PlannedRun(run, job, function))
                 if function.config.cancel:
                     plan.cancels[run.run_id] = cancel_pauses(function, run.run_id, wire, now_ms)
     return plan
@@ -245,6 +255,10 @@ class IntakeResult:
 
     created: list[tuple[NewRun, Job]]
     resumed: list[Job]
+    #: Runs flow control finished as skipped (caches must drop them).
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    #: Jobs moved to another time: their queued copies are replaced, not added to.
+    moved: list[Job] = dataclasses.field(default_factory=list)
 
     @property
     def jobs(self) -> list[Job]:
@@ -252,16 +266,20 @@ class IntakeResult:
         return [job for _, job in self.created] + self.resumed
 
 
-def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
+def write_intake(
+    tx: Tx, plan: IntakePlan, now: int, emit: flow_schedule.Emit | None = None
+) -> IntakeResult:
     """Record a plan: store the events, resume the pauses they match, create the runs.
 
     Pauses are matched inside the same unit that records the event, so only pauses that
-    existed before the event can match it, and a pause is consumed exactly once.
+    existed before the event can match it, and a pause is consumed exactly once. Runs of
+    functions with flow-control options go through :func:`flow_schedule.schedule`
+    (``emit`` records the internal events it may send).
     """
     result = IntakeResult(created=[], resumed=[])
-    runs_of: dict[str, list[tuple[NewRun, Job]]] = {}
-    for run, job in plan.runs:
-        runs_of.setdefault(run.event_id, []).append((run, job))
+    runs_of: dict[str, list[PlannedRun]] = {}
+    for planned in plan.runs:
+        runs_of.setdefault(planned.run.event_id, []).append(planned)
     for event in plan.events:
         if not tx.insert_event(event):
             continue  # a resent event (same seeded id): it started and resumed all it could
@@ -283,13 +301,43 @@ def write_intake(tx: Tx, plan: IntakePlan, now: int) -> IntakeResult:
             if tx.enqueue(job):
                 result.resumed.append(job)
         # Runs start after the pauses this event resumed, so it cannot cancel them.
-        for run, job in runs_of.get(event.internal_id, ()):
-            if tx.create_run(run):
+        for planned in runs_of.get(event.internal_id, ()):
+            run, job = planned.run, planned.job
+            if not planned.function.config.flow.empty:
+                if not _schedule(tx, planned, event, now, emit, result):
+                    continue
+            elif tx.create_run(run):
                 tx.enqueue(job)
-                for pause in plan.cancels.get(run.run_id, ()):
-                    tx.create_pause(pause)
                 result.created.append((run, job))
+            else:
+                continue
+            for pause in plan.cancels.get(run.run_id, ()):
+                tx.create_pause(pause)
     return result
+
+
+def _schedule(
+    tx: Tx,
+    planned: PlannedRun,
+    event: StoredEvent,
+    now: int,
+    emit: flow_schedule.Emit | None,
+    result: IntakeResult,
+) -> bool:
+    """Schedule one run through flow control; whether it was created (and queued)."""
+
+    def no_emit(tx: Tx, events: Sequence[Event]) -> list[Job]:
+        raise RuntimeError("flow control needs the engine to emit internal events")
+
+    outcome = flow_schedule.schedule(
+        tx, planned.function, planned.run, planned.job, event, now, emit or no_emit
+    )
+    if outcome.created is not None:
+        result.created.append(outcome.created)
+    result.skipped.extend(outcome.skipped)
+    result.resumed.extend(outcome.jobs)
+    result.moved.extend(outcome.moved)
+    return outcome.created is not None
 
 
 def resume_job(pause: Pause, event: dict[str, Any], now: int) -> Job:

@@ -34,6 +34,22 @@ class JobQueue:
             heapq.heappush(self._delayed, (job.run_at, next(self._order), job))
         self._wake.set()
 
+    def push_front(self, job: Job) -> None:
+        """Queue a due job ahead of every other (it waited for a slot already)."""
+        self._ready.appendleft(job)
+        self._wake.set()
+
+    def replace(self, job: Job) -> None:
+        """Queue ``job`` in place of any copy of it already queued (its time changed).
+
+        O(queued jobs), for rare moves (a batch that fills before its timeout)."""
+        if any(entry[2].id == job.id for entry in self._delayed):
+            self._delayed = [entry for entry in self._delayed if entry[2].id != job.id]
+            heapq.heapify(self._delayed)
+        if any(queued.id == job.id for queued in self._ready):
+            self._ready = collections.deque(q for q in self._ready if q.id != job.id)
+        self.push(job)
+
     def _promote_due(self) -> None:
         now = self._clock.now_ms()
         delayed = self._delayed

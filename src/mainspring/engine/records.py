@@ -13,17 +13,36 @@ if TYPE_CHECKING:
 
 
 class RunStatus(enum.StrEnum):
-    """A run's status, with the strings of the REST API (protocol §12)."""
+    """A run's status, with the strings of the REST API (protocol §12).
 
-    SCHEDULED = "Scheduled"
+    ``Queued``: created, not started yet (held by a batch, a debounce, a throttle or a
+    concurrency limit, or just waiting for its first call). ``Skipped``: never started,
+    because of a rate limit, an idempotency key, a singleton or a later debounced event;
+    its error says which.
+    """
+
+    QUEUED = "Queued"
     RUNNING = "Running"
     COMPLETED = "Completed"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
+
+    @classmethod
+    def _missing_(cls, value: object) -> RunStatus | None:
+        # Databases written before flow control called a run not started yet "Scheduled".
+        return cls.QUEUED if value == "Scheduled" else None
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+        return self in _FINISHED
+
+
+_FINISHED = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED}
+)
+#: The statuses of finished runs, as stored (for SQL filters).
+FINISHED_STATUSES = tuple(sorted(status.value for status in _FINISHED))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,6 +141,26 @@ class JobKind(enum.StrEnum):
     CANCEL = "cancel"  # a cancel pause matched: cancel the run
     CRON = "cron"  # a cron trigger's next tick (belongs to no run)
     TIMEOUT = "timeout"  # a run's finish deadline (Timeouts.finish)
+
+
+class HoldKind(enum.StrEnum):
+    """What a flow-control hold keeps one run of per key (engine/flow)."""
+
+    BATCH = "batch"  # the open batch new events join
+    DEBOUNCE = "debounce"  # the pending run a new event replaces
+    SINGLETON = "singleton"  # the unfinished run of a singleton key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hold:
+    """The run a flow-control key holds: ``since`` is its first event (a batch, a
+    debounce) or when it took the key (a singleton); ``size`` counts a batch's events."""
+
+    kind: HoldKind
+    key: str
+    run_id: str
+    since: int
+    size: int = 1
 
 
 class PauseKind(enum.StrEnum):

@@ -4,20 +4,39 @@ A registered function becomes an ordinary :class:`~mainspring.sdk.function.Funct
 handler is never called in this process: the engine calls its serve URL instead. Keys are
 matched case-insensitively, as the reference server's JSON decoding does (the Python SDK
 sends ``appname``, the TypeScript one ``appName``); unknown keys are ignored.
+
+Flow-control fields (``concurrency``, ``throttle``, ``rateLimit``, ``debounce``,
+``batchEvents``, ``priority``, ``idempotency``, ``singleton``) become the function's
+:class:`~mainspring.sdk.flow.FlowConfig`, checked with the reference server's rules; a
+malformed value fails the registration with the function id and the field named
+(``{"app-f": "throttle.period: '0s' is out of range ..."}``), never a server error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from mainspring.errors import FunctionConfigInvalidError
 from mainspring.protocol import consts
 from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.context import Context
+from mainspring.sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    FlowConfig,
+    OptionError,
+    Priority,
+    RateLimit,
+    RunConcurrency,
+    Singleton,
+    Throttle,
+)
 from mainspring.sdk.function import Function
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
@@ -74,6 +93,200 @@ def _triggers(raw: Any) -> list[Trigger]:
     return triggers
 
 
+# -- flow control (protocol §1.3, §10) -------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    """A received JSON value, short, as JSON spells it."""
+    try:
+        text = json.dumps(value, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _bad(path: str, problem: str) -> FunctionConfigInvalidError:
+    return FunctionConfigInvalidError(f"{path}: {problem}")
+
+
+#: How a wire value is read: ``int`` (a JSON integer), ``str``, ``duration`` (a time
+#: string), ``lower`` (a string matched case-insensitively).
+_Kind = Literal["int", "str", "duration", "lower"]
+
+
+def _value(path: str, value: Any, kind: _Kind) -> Any:
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _bad(path, f"expected an integer, got {_show(value)}")
+        return value
+    if not isinstance(value, str):
+        expected = "a time string such as '1m'" if kind == "duration" else "a string"
+        raise _bad(path, f"expected {expected}, got {_show(value)}")
+    return value.lower() if kind == "lower" else value
+
+
+def _option(
+    path: str,
+    raw: Any,
+    cls: type[Any],
+    fields: Mapping[str, tuple[str, _Kind]],
+    **defaults: Any,
+) -> Any:
+    """Build option ``cls`` from the JSON object ``raw``; ``fields`` maps each wire key to
+    the attribute and kind. Every problem names ``path`` and the wire key."""
+    if not isinstance(raw, Mapping):
+        raise _bad(path, f"expected an object, got {_show(raw)}")
+    values = dict(defaults)
+    for wire, (attribute, kind) in fields.items():
+        value = _get(raw, wire)
+        if value is not None:
+            values[attribute] = _value(f"{path}.{wire}", value, kind)
+    try:
+        return cls(**values)
+    except OptionError as exc:
+        field = cls.wire_field(exc.field)
+        raise _bad(f"{path}.{field}" if field else path, exc.problem) from None
+
+
+_LIMIT_FIELDS: Mapping[str, tuple[str, _Kind]] = {
+    "limit": ("limit", "int"),
+    "key": ("key", "str"),
+    "scope": ("scope", "lower"),
+}
+
+
+def _step_limits(path: str, raw: Any) -> list[Concurrency]:
+    if not isinstance(raw, list):
+        raise _bad(path, f"expected an array of limits, got {_show(raw)}")
+    return [
+        _option(f"{path}[{index}]", item, Concurrency, _LIMIT_FIELDS)
+        for index, item in enumerate(raw)
+    ]
+
+
+def _run_limit(path: str, raw: Any) -> RunConcurrency | None:
+    if not isinstance(raw, list):
+        raise _bad(path, f"expected an array of at most one limit, got {_show(raw)}")
+    if len(raw) > 1:
+        raise _bad(path, f"at most one run limit, got {len(raw)}")
+    if not raw:
+        return None
+    item = raw[0]
+    where = f"{path}[0]"
+    if isinstance(item, Mapping):
+        scope = _get(item, "scope")
+        if scope is not None and _value(f"{where}.scope", scope, "lower") != "fn":
+            raise _bad(f"{where}.scope", f"a run limit has the 'fn' scope only, got {_show(scope)}")
+    fields = {name: spec for name, spec in _LIMIT_FIELDS.items() if name != "scope"}
+    limit: RunConcurrency = _option(where, item, RunConcurrency, fields)
+    return limit
+
+
+def _concurrency(raw: Any) -> tuple[list[Concurrency], RunConcurrency | None]:
+    """Every form of protocol §10: ``N``, ``{limit, key?, scope?}``, an array of those,
+    or ``{"fn": [...], "step": [...]}``."""
+    if raw is None:
+        return [], None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return [_option("concurrency", {"limit": raw}, Concurrency, _LIMIT_FIELDS)], None
+    if isinstance(raw, list):
+        return _step_limits("concurrency", raw), None
+    if not isinstance(raw, Mapping):
+        raise _bad(
+            "concurrency",
+            f"expected an integer, an object or an array of limits, got {_show(raw)}",
+        )
+    split = any(_get(raw, name) is not None for name in ("fn", "step"))
+    if split and _get(raw, "limit") is not None:
+        raise _bad("concurrency", "has both a limit and fn/step limits")
+    if not split:
+        return [_option("concurrency", raw, Concurrency, _LIMIT_FIELDS)], None
+    fn_raw, step_raw = _get(raw, "fn"), _get(raw, "step")
+    run = None if fn_raw is None else _run_limit("concurrency.fn", fn_raw)
+    steps = [] if step_raw is None else _step_limits("concurrency.step", step_raw)
+    return steps, run
+
+
+def _flow(raw: Mapping[str, Any], *, has_cancel: bool) -> FlowConfig:
+    """The flow-control options of one registered function, checked as the reference
+    server does; problems name the wire field (``throttle.period: ...``)."""
+    steps, run = _concurrency(_get(raw, "concurrency"))
+    throttle = rate_limit = debounce = batch = priority = singleton = None
+    if (value := _get(raw, "throttle")) is not None:
+        throttle = _option(
+            "throttle",
+            value,
+            Throttle,
+            {
+                "limit": ("limit", "int"),
+                "period": ("period", "duration"),
+                "burst": ("burst", "int"),
+                "key": ("key", "str"),
+            },
+        )
+    if (value := _get(raw, "rateLimit")) is not None:
+        rate_limit = _option(
+            "rateLimit",
+            value,
+            RateLimit,
+            {"limit": ("limit", "int"), "period": ("period", "duration"), "key": ("key", "str")},
+        )
+    if (value := _get(raw, "debounce")) is not None:
+        debounce = _option(
+            "debounce",
+            value,
+            Debounce,
+            {
+                "period": ("period", "duration"),
+                "key": ("key", "str"),
+                "timeout": ("timeout", "duration"),
+            },
+        )
+    if (value := _get(raw, "batchEvents")) is not None:
+        batch = _option(
+            "batchEvents",
+            value,
+            Batch,
+            {
+                "maxSize": ("max_size", "int"),
+                "timeout": ("timeout", "duration"),
+                "key": ("key", "str"),
+                "if": ("if_exp", "str"),
+            },
+        )
+    if (value := _get(raw, "priority")) is not None:
+        parsed: Priority = _option("priority", value, Priority, {"run": ("run", "str")})
+        priority = parsed if parsed.run is not None else None
+    if (value := _get(raw, "singleton")) is not None:
+        singleton = _option(
+            "singleton",
+            value,
+            Singleton,
+            {"mode": ("mode", "lower"), "key": ("key", "str")},
+            # The reference server's zero value of the mode.
+            mode="skip",
+        )
+    idempotency = _get(raw, "idempotency")
+    if idempotency is not None and not isinstance(idempotency, str):
+        raise _bad("idempotency", f"expected a CEL expression string, got {_show(idempotency)}")
+    flow = FlowConfig(
+        concurrency=tuple(steps),
+        run_concurrency=run,
+        throttle=throttle,
+        rate_limit=rate_limit,
+        debounce=debounce,
+        batch_events=batch,
+        priority=priority,
+        idempotency=idempotency,
+        singleton=singleton,
+    )
+    flow.check(has_cancel=has_cancel, wire=True)
+    return flow
+
+
+# -- the rest of a function ------------------------------------------------------------------
+
+
 def _duration_ms(value: Any) -> int | None:
     if value in (None, ""):
         return None
@@ -87,9 +300,11 @@ def _function(app_name: str, raw: Mapping[str, Any]) -> tuple[Function[Any], str
     prefix = f"{app_name}-"
     local_id = full_id[len(prefix) :] if full_id.startswith(prefix) else full_id
     name = _get(raw, "name") or full_id
-    step = (_get(raw, "steps") or {}).get("step") or {}
-    runtime = _get(step, "runtime") or {}
-    url = _get(runtime, "url")
+    steps = _get(raw, "steps")
+    step = _get(steps, "step") if isinstance(steps, Mapping) else None
+    step = step if isinstance(step, Mapping) else {}
+    runtime = _get(step, "runtime")
+    url = _get(runtime, "url") if isinstance(runtime, Mapping) else None
     if not isinstance(url, str) or not url:
         raise FunctionConfigInvalidError("steps.step.runtime.url is required")
     retries_obj = _get(step, "retries")
@@ -129,6 +344,7 @@ def _function(app_name: str, raw: Mapping[str, Any]) -> tuple[Function[Any], str
         handler=_remote_handler,
         cancel=cancel,
         timeouts=timeouts,
+        flow=_flow(raw, has_cancel=bool(cancel)),
     )
     return function, url
 
@@ -155,7 +371,7 @@ def parse_registration(payload: Any) -> Registration:
             if not isinstance(raw, Mapping):
                 raise FunctionConfigInvalidError("a function must be an object")
             function, function_url = _function(app_name, raw)
-        except (FunctionConfigInvalidError, DurationError, ValueError) as exc:
+        except (FunctionConfigInvalidError, DurationError, ValueError, TypeError) as exc:
             errors[where] = str(exc)
             continue
         if function.id in urls:

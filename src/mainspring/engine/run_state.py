@@ -7,12 +7,15 @@ units that change it, so building a call request costs O(1), not O(steps).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import orjson
 
 from mainspring.engine.records import Run, RunStatus
 from mainspring.engine.store.contract import NewRun, RunState
+
+if TYPE_CHECKING:
+    from mainspring.engine.flow.run_flow import RunFlow
 
 
 class LazyMemos(Mapping[str, Any]):
@@ -69,10 +72,12 @@ class ActiveRun:
     """The executor's in-memory copy of one unfinished run, loaded once per process."""
 
     __slots__ = (
+        "admitted_at",
         "coalesce_key",
         "created_at",
         "event_id",
         "events",
+        "flow",
         "force_step_plan",
         "function_id",
         "grouped",
@@ -102,6 +107,10 @@ class ActiveRun:
         self.stack: list[str] = [s.step_id for s in state.steps]
         #: Whether a parallel batch's pending set may exist (saves skip it otherwise).
         self.grouped = bool(state.pending)
+        #: When the run passed its flow-control start gates (None: not yet).
+        self.admitted_at = state.admitted_at
+        #: Its flow control (engine/flow), derived once per load: ``(flow,)`` when known.
+        self.flow: tuple[RunFlow | None] | None = None
 
     @classmethod
     def new(cls, run: NewRun) -> ActiveRun:
@@ -112,7 +121,7 @@ class ActiveRun:
                     id=run.run_id,
                     function_id=run.function_id,
                     event_id=run.event_id,
-                    status=RunStatus.SCHEDULED,
+                    status=RunStatus.QUEUED,
                     output=None,
                     error=None,
                     created_at=run.created_at,
@@ -126,6 +135,7 @@ class ActiveRun:
                 coalesce_key=None,
                 steps=[],
                 pending=set(),
+                admitted_at=run.created_at if run.admitted else None,
             )
         )
 

@@ -22,3 +22,8 @@ class ErrorCode(enum.StrEnum):
     STEP_LIMIT = "step_limit_exceeded"
     TIMEOUT_TOO_LONG = "timeout_too_long"
     SERIALIZATION = "serialization_error"
+    # Why a run was skipped by flow control (protocol §10): its error carries one of these.
+    RATE_LIMITED = "rate_limited"
+    IDEMPOTENCY_KEY_USED = "idempotency_key_used"
+    SINGLETON_RUNNING = "singleton_running"
+    DEBOUNCE_REPLACED = "debounce_replaced"

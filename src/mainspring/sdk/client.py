@@ -10,6 +10,17 @@ from typing import Any, Protocol, TypeVar, overload
 from mainspring.errors import FunctionConfigInvalidError, MainspringError
 from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.event import Event
+from mainspring.sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    Priority,
+    RateLimit,
+    RunConcurrency,
+    Singleton,
+    Throttle,
+    check_flow,
+)
 from mainspring.sdk.function import (
     Function,
     Handler,
@@ -81,6 +92,14 @@ class Client:
         on_failure: Handler[Any] | None = None,
         cancel: Sequence[Cancel] | None = None,
         timeouts: Timeouts | None = None,
+        concurrency: Sequence[Concurrency | RunConcurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch_events: Batch | None = None,
+        priority: Priority | None = None,
+        idempotency: str | None = None,
+        singleton: Singleton | None = None,
     ) -> Callable[[Handler[T]], Function[T]]:
         """Decorate a handler into a :class:`Function`.
 
@@ -101,6 +120,18 @@ class Client:
             )
         if on_failure is not None:
             check_handler(f"{fn_id} (on_failure)", on_failure)
+        flow = check_flow(
+            fn_id,
+            concurrency=concurrency,
+            throttle=throttle,
+            rate_limit=rate_limit,
+            debounce=debounce,
+            batch_events=batch_events,
+            priority=priority,
+            idempotency=idempotency,
+            singleton=singleton,
+            has_cancel=bool(checked_cancel),
+        )
 
         def decorator(handler: Handler[T]) -> Function[T]:
             check_handler(fn_id, handler)
@@ -114,6 +145,7 @@ class Client:
                 on_failure=on_failure,
                 cancel=checked_cancel,
                 timeouts=timeouts,
+                flow=flow,
             )
 
         return decorator

@@ -11,6 +11,7 @@ from mainspring.errors import FunctionConfigInvalidError
 from mainspring.protocol import consts
 from mainspring.protocol.durations import parse_duration_ms
 from mainspring.sdk.config import Cancel, Timeouts
+from mainspring.sdk.flow import FlowConfig
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ class FunctionConfig:
     retries: int | None
     cancel: tuple[Cancel, ...] = ()
     timeouts: Timeouts | None = None
+    flow: FlowConfig = dataclasses.field(default_factory=FlowConfig)
 
     def timeout_ms(self, which: str) -> int | None:
         """``timeouts.start`` / ``timeouts.finish`` in milliseconds, if set."""
@@ -64,6 +66,7 @@ class FunctionConfig:
             out["cancel"] = [c.to_wire() for c in self.cancel]
         if self.timeouts is not None:
             out["timeouts"] = self.timeouts.to_wire()
+        out.update(self.flow.to_wire())
         return out
 
 
@@ -86,6 +89,7 @@ class Function(Generic[T]):
         on_failure: Handler[Any] | None = None,
         cancel: Sequence[Cancel] = (),
         timeouts: Timeouts | None = None,
+        flow: FlowConfig | None = None,
     ) -> None:
         self.app_id = app_id
         self.local_id = local_id
@@ -98,6 +102,7 @@ class Function(Generic[T]):
             retries=retries,
             cancel=tuple(cancel),
             timeouts=timeouts,
+            flow=flow or FlowConfig(),
         )
         self.on_failure: Function[Any] | None = None
         if on_failure is not None:

@@ -33,8 +33,19 @@ What is atomic and what ``Tx`` methods return:
   still always has a row standing for its next piece of work.
 * ``update_run`` — run metadata.
 * ``finish_run`` — the final status, once: False if the run had already finished. It also
-  removes the run's queued jobs, its pauses and its pending set (``grouped=False``: it
-  has none).
+  removes the run's queued jobs, its pauses, its flow-control holds and its pending set
+  (``grouped=False``: it has none).
+
+Flow control (``engine/flow``) keeps its state through these units too, so that it holds
+across restarts (and, on a shared database, across processes):
+
+* ``get_cell`` / ``put_cell`` — a GCRA cell (throttle, rate limit, idempotency key): its
+  theoretical arrival time and the run that last went through; expired cells read as None.
+* ``get_hold`` / ``put_hold`` / ``close_hold`` — the run a batch, debounce or singleton key
+  holds; ``close_hold`` releases this run's hold of a kind, True if it had one.
+* ``add_run_event`` — files an event under a batch run; False if that function already
+  took an event with this id. ``append_run_event`` adds it to the run's events and its
+  batch hold's size, returning the new size.
 """
 
 from __future__ import annotations
@@ -43,7 +54,16 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from mainspring.engine.records import Job, Pause, Run, RunStatus, StepAttempt, StoredEvent
+from mainspring.engine.records import (
+    Hold,
+    HoldKind,
+    Job,
+    Pause,
+    Run,
+    RunStatus,
+    StepAttempt,
+    StoredEvent,
+)
 
 T = TypeVar("T")
 
@@ -57,6 +77,8 @@ class NewRun:
     idempotency_key: str | None
     max_attempts: int
     created_at: int
+    #: False while the run waits for start gates (a batch, a debounce or a throttle).
+    admitted: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +101,7 @@ class RunState:
     coalesce_key: str | None
     steps: list[StepRecord]
     pending: set[str]
+    admitted_at: int | None = None
 
 
 class Tx(Protocol):
@@ -135,6 +158,13 @@ class Tx(Protocol):
     def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]: ...
     def job_exists(self, job_id: str) -> bool: ...
     def repurpose_job(self, job_id: str, job: Job) -> None: ...
+    def get_cell(self, key: str, now: int) -> tuple[int, str | None] | None: ...
+    def put_cell(self, key: str, tat: int, run_id: str | None, expires_at: int) -> None: ...
+    def get_hold(self, kind: HoldKind, key: str) -> Hold | None: ...
+    def put_hold(self, hold: Hold) -> None: ...
+    def close_hold(self, kind: HoldKind, run_id: str) -> bool: ...
+    def add_run_event(self, dedupe_key: str, event_id: str, run_id: str) -> bool: ...
+    def append_run_event(self, run_id: str, event_json: bytes, hold_key: str) -> int: ...
 
 
 class Store(Protocol):
@@ -149,6 +179,12 @@ class Store(Protocol):
     async def load_jobs(self) -> list[Job]: ...
     async def jobs_for_run(self, run_id: str) -> list[Job]: ...
     async def load_apps(self) -> list[bytes]: ...
+    async def holds_for_run(self, run_id: str) -> list[Hold]: ...
+    async def started_runs(self, function_ids: Sequence[str]) -> list[tuple[str, str, bytes]]:
+        """``(run_id, function_id, events_json)`` of the unfinished runs of these functions
+        that have started (they hold run-level concurrency slots)."""
+        ...
+
     async def get_event(self, internal_id: str) -> StoredEvent | None: ...
     async def history(self, run_id: str) -> list[StepAttempt]: ...
     async def list_events(

@@ -25,6 +25,8 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from mainspring.engine.records import (
+    Hold,
+    HoldKind,
     Job,
     JobKind,
     Run,
@@ -32,7 +34,7 @@ from mainspring.engine.records import (
     StoredEvent,
 )
 from mainspring.engine.store.contract import RunState, StepRecord
-from mainspring.engine.store.sqlite_tx import RUN_COLUMNS, SQLiteTx, run_from_row
+from mainspring.engine.store.sqlite_tx import FINISHED_SQL, RUN_COLUMNS, SQLiteTx, run_from_row
 from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
@@ -41,6 +43,15 @@ Durability = Literal["full", "normal"]
 
 class DatabaseLockedError(RuntimeError):
     """Another engine process holds this database."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier version up to the schema."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "admitted_at" not in columns:
+        # Runs stored before flow control had no start gates.
+        db.execute("ALTER TABLE runs ADD COLUMN admitted_at INTEGER")
+        db.execute("UPDATE runs SET admitted_at = created_at")
 
 
 class SQLiteStore:
@@ -77,6 +88,7 @@ class SQLiteStore:
         write.execute("PRAGMA busy_timeout=5000")
         schema = resources.files("mainspring.engine.store").joinpath("sql/schema.sql").read_text()
         write.executescript(schema)
+        _migrate(write)
         self._write = write
         self._pause_paths = {}
         for name, path in write.execute("SELECT DISTINCT event_name, match_path FROM pauses"):
@@ -172,21 +184,41 @@ class SQLiteStore:
         return None if row is None else run_from_row(row)
 
     async def runs_for_event(self, event_internal_id: str) -> list[Run]:
+        # Its own runs, and the batches it joined (whose first event may be another).
         rows = (
             self._reader()
             .execute(
-                f"SELECT {RUN_COLUMNS} FROM runs WHERE event_id = ? ORDER BY run_id",
-                (event_internal_id,),
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE event_id = ? UNION "
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN "
+                "(SELECT run_id FROM run_events WHERE event_id = ?) ORDER BY run_id",
+                (event_internal_id, event_internal_id),
             )
             .fetchall()
         )
         return [run_from_row(row) for row in rows]
 
+    async def holds_for_run(self, run_id: str) -> list[Hold]:
+        rows = self._reader().execute(
+            "SELECT kind, key, run_id, since, size FROM flow_holds WHERE run_id = ?", (run_id,)
+        )
+        return [Hold(HoldKind(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def started_runs(self, function_ids: Sequence[str]) -> list[tuple[str, str, bytes]]:
+        if not function_ids:
+            return []
+        marks = ", ".join("?" * len(function_ids))
+        rows = self._reader().execute(
+            f"SELECT run_id, function_id, events FROM runs WHERE function_id IN ({marks}) "
+            f"AND started_at IS NOT NULL AND status NOT IN {FINISHED_SQL}",
+            tuple(function_ids),
+        )
+        return [(r[0], r[1], bytes(r[2])) for r in rows]
+
     async def load_run_state(self, run_id: str) -> RunState | None:
         db = self._reader()
         row = db.execute(
             f"SELECT {RUN_COLUMNS}, events, max_attempts, request_version, force_step_plan, "
-            "coalesce_key FROM runs WHERE run_id = ?",
+            "coalesce_key, admitted_at FROM runs WHERE run_id = ?",
             (run_id,),
         ).fetchone()
         if row is None:
@@ -209,6 +241,7 @@ class SQLiteStore:
             coalesce_key=row[13],
             steps=steps,
             pending=pending,
+            admitted_at=row[14],
         )
 
     async def load_jobs(self) -> list[Job]:
@@ -269,7 +302,7 @@ class SQLiteStore:
             where.append("created_at < ?")
             args.append(created_before)
         if unfinished:
-            where.append("status NOT IN ('Completed', 'Failed', 'Cancelled')")
+            where.append(f"status NOT IN {FINISHED_SQL}")
         if statuses is not None:
             where.append(f"status IN ({', '.join('?' * len(statuses)) or 'NULL'})")
             args.extend(statuses)

@@ -9,7 +9,17 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine.records import Job, Pause, PauseKind, Run, RunStatus, StoredEvent
+from mainspring.engine.records import (
+    FINISHED_STATUSES,
+    Hold,
+    HoldKind,
+    Job,
+    Pause,
+    PauseKind,
+    Run,
+    RunStatus,
+    StoredEvent,
+)
 from mainspring.engine.store.contract import NewRun
 from mainspring.protocol.match_keys import value_key
 
@@ -17,7 +27,14 @@ RUN_COLUMNS = (
     "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at"
 )
 _UPDATABLE = frozenset(
-    {"status", "request_version", "force_step_plan", "started_at", "coalesce_key"}
+    {"status", "request_version", "force_step_plan", "started_at", "coalesce_key", "admitted_at"}
+)
+#: SQL list of the finished statuses, for ``status NOT IN (...)``.
+FINISHED_SQL = "(" + ", ".join(f"'{status}'" for status in FINISHED_STATUSES) + ")"
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
+    "max_attempts, created_at, admitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -86,17 +103,17 @@ class SQLiteTx:
 
     def create_run(self, run: NewRun) -> bool:
         cur = self._db.execute(
-            "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
-            "max_attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            _INSERT_RUN,
             (
                 run.run_id,
                 run.function_id,
                 run.event_id,
                 run.events_json,
                 run.idempotency_key,
-                RunStatus.SCHEDULED.value,
+                RunStatus.QUEUED.value,
                 run.max_attempts,
                 run.created_at,
+                run.created_at if run.admitted else None,
             ),
         )
         return cur.rowcount == 1
@@ -185,13 +202,14 @@ class SQLiteTx:
     ) -> bool:
         cur = self._db.execute(
             "UPDATE runs SET status = ?, output = ?, error = ?, ended_at = ? "
-            "WHERE run_id = ? AND status NOT IN ('Completed', 'Failed', 'Cancelled')",
+            f"WHERE run_id = ? AND status NOT IN {FINISHED_SQL}",
             (status.value, output, error, at, run_id),
         )
         if cur.rowcount != 1:
             return False
         self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
         self._db.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM flow_holds WHERE run_id = ?", (run_id,))
         if grouped:
             self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
         return True
@@ -312,3 +330,62 @@ class SQLiteTx:
                 job_id,
             ),
         )
+
+    # -- flow control ------------------------------------------------------------------
+
+    def get_cell(self, key: str, now: int) -> tuple[int, str | None] | None:
+        row = self._db.execute(
+            "SELECT tat, run_id FROM flow_cells WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def put_cell(self, key: str, tat: int, run_id: str | None, expires_at: int) -> None:
+        self._db.execute(
+            "INSERT INTO flow_cells (key, tat, run_id, expires_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, run_id = excluded.run_id, "
+            "expires_at = excluded.expires_at",
+            (key, tat, run_id, expires_at),
+        )
+
+    def get_hold(self, kind: HoldKind, key: str) -> Hold | None:
+        row = self._db.execute(
+            "SELECT run_id, since, size FROM flow_holds WHERE kind = ? AND key = ?",
+            (kind.value, key),
+        ).fetchone()
+        return None if row is None else Hold(kind, key, row[0], row[1], row[2])
+
+    def put_hold(self, hold: Hold) -> None:
+        self._db.execute(
+            "INSERT INTO flow_holds (kind, key, run_id, since, size) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET run_id = excluded.run_id, "
+            "since = excluded.since, size = excluded.size",
+            (hold.kind.value, hold.key, hold.run_id, hold.since, hold.size),
+        )
+
+    def close_hold(self, kind: HoldKind, run_id: str) -> bool:
+        cur = self._db.execute(
+            "DELETE FROM flow_holds WHERE run_id = ? AND kind = ?", (run_id, kind.value)
+        )
+        return cur.rowcount > 0
+
+    def add_run_event(self, dedupe_key: str, event_id: str, run_id: str) -> bool:
+        cur = self._db.execute(
+            "INSERT INTO run_events (dedupe_key, event_id, run_id) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (dedupe_key, event_id, run_id),
+        )
+        return cur.rowcount == 1
+
+    def append_run_event(self, run_id: str, event_json: bytes, hold_key: str) -> int:
+        # The events column is a JSON array: splice the new event in before its "]".
+        self._db.execute(
+            "UPDATE runs SET events = substr(events, 1, length(events) - 1) || "
+            "CAST(',' AS BLOB) || ? || CAST(']' AS BLOB) WHERE run_id = ?",
+            (event_json, run_id),
+        )
+        row = self._db.execute(
+            "UPDATE flow_holds SET size = size + 1 WHERE kind = ? AND key = ? AND run_id = ? "
+            "RETURNING size",
+            (HoldKind.BATCH.value, hold_key, run_id),
+        ).fetchone()
+        return 0 if row is None else int(row[0])

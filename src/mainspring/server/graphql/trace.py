@@ -29,6 +29,7 @@ class SpanStatus(enum.Enum):
     WAITING = "WAITING"
     QUEUED = "QUEUED"
     CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
 
 
 class StepOp(enum.Enum):
@@ -45,7 +46,8 @@ _STEP_OPS = {
 }
 
 _RUN_SPAN_STATUS = {
-    RunStatus.SCHEDULED: SpanStatus.QUEUED,
+    RunStatus.QUEUED: SpanStatus.QUEUED,
+    RunStatus.SKIPPED: SpanStatus.SKIPPED,
     RunStatus.RUNNING: SpanStatus.RUNNING,
     RunStatus.COMPLETED: SpanStatus.COMPLETED,
     RunStatus.FAILED: SpanStatus.FAILED,

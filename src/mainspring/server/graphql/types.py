@@ -34,7 +34,8 @@ class FunctionRunStatus(enum.Enum):
 
 
 RUN_STATUS: dict[RunStatus, FunctionRunStatus] = {
-    RunStatus.SCHEDULED: FunctionRunStatus.QUEUED,
+    RunStatus.QUEUED: FunctionRunStatus.QUEUED,
+    RunStatus.SKIPPED: FunctionRunStatus.SKIPPED,
     RunStatus.RUNNING: FunctionRunStatus.RUNNING,
     RunStatus.COMPLETED: FunctionRunStatus.COMPLETED,
     RunStatus.FAILED: FunctionRunStatus.FAILED,

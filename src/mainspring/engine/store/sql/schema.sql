@@ -25,7 +25,10 @@ CREATE TABLE IF NOT EXISTS runs (
     coalesce_key    TEXT,
     created_at      INTEGER NOT NULL,
     started_at      INTEGER,
-    ended_at        INTEGER
+    ended_at        INTEGER,
+    -- When the run passed its start gates (its batch or debounce closed, its throttle
+    -- let it through); NULL while it waits for them. Runs without gates: created_at.
+    admitted_at     INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
 
@@ -106,3 +109,33 @@ CREATE TABLE IF NOT EXISTS apps (
     body        BLOB NOT NULL,
     synced_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Flow control (engine/flow). GCRA cells of throttles, rate limits and idempotency keys:
+-- the theoretical arrival time of the next run for one key.
+CREATE TABLE IF NOT EXISTS flow_cells (
+    key         TEXT PRIMARY KEY,      -- "{control}:{function id}:{evaluated key}"
+    tat         INTEGER NOT NULL,
+    run_id      TEXT,                  -- the run that last went through (for skip reasons)
+    expires_at  INTEGER NOT NULL       -- past it, the cell is as good as absent
+) WITHOUT ROWID;
+
+-- One run per (kind, key): an open batch, a pending debounce, a singleton's holder.
+-- Released by closing it (the run starts) or when the run finishes.
+CREATE TABLE IF NOT EXISTS flow_holds (
+    kind        TEXT NOT NULL,         -- batch | debounce | singleton
+    key         TEXT NOT NULL,         -- "{function id}:{evaluated key}"
+    run_id      TEXT NOT NULL,
+    since       INTEGER NOT NULL,      -- first event of a batch or debounce; a holder's start
+    size        INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (kind, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS flow_holds_by_run ON flow_holds (run_id);
+
+-- Every event of a batch run, in order (runs.event_id is the first): an event's runs
+-- include the batch it went into, and an event id joins at most one batch per function.
+CREATE TABLE IF NOT EXISTS run_events (
+    dedupe_key  TEXT PRIMARY KEY,      -- "{function id}:{event id}"
+    event_id    TEXT NOT NULL,         -- internal id
+    run_id      TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_events_by_event ON run_events (event_id);
