@@ -233,6 +233,41 @@ async def failing(ctx: inngest.Context) -> None:
     raise ValueError(f"failed for {ctx.event.data['who']}")
 
 
+async def _on_failure_error(ctx: inngest.Context) -> dict[str, object]:
+    """The failure event's error as the handler reads it."""
+    data = ctx.event.data
+    error = data["error"]
+    assert isinstance(error, Mapping), data
+    return {"function_id": data["function_id"], "run_id": data["run_id"], "error": dict(error)}
+
+
+@client.create_function(
+    fn_id="fail-last",
+    retries=1,
+    on_failure=_on_failure_error,
+    trigger=_event("official/fail-last"),
+)
+async def fail_last(ctx: inngest.Context) -> None:
+    """Raises outside any step on every attempt: the last one's error fails the run."""
+    raise ValueError(f"broke at attempt {ctx.attempt}")
+
+
+async def _step_broke() -> None:
+    raise ValueError("step broke")
+
+
+@client.create_function(
+    fn_id="step-fail-last",
+    retries=0,
+    on_failure=_on_failure_error,
+    trigger=_event("official/step-fail-last"),
+)
+async def step_fail_last(ctx: inngest.Context) -> None:
+    """The step fails on its last attempt (StepFailed); the StepError the SDK raises from
+    its memo is left uncaught, so the run fails with the step's error."""
+    await ctx.step.run("broken", _step_broke)
+
+
 # --- send_event ------------------------------------------------------------------------------
 
 
@@ -280,6 +315,8 @@ functions: list[inngest.Function[Any]] = [
     retry_after,
     step_error,
     failing,
+    fail_last,
+    step_fail_last,
     sender,
     receiver,
     big_steps,

@@ -204,6 +204,41 @@ def failing(ctx: inngest.ContextSync) -> None:
     raise ValueError(f"failed for {ctx.event.data['who']}")
 
 
+def _on_failure_error(ctx: inngest.ContextSync) -> dict[str, object]:
+    """The failure event's error as the handler reads it."""
+    data = ctx.event.data
+    error = data["error"]
+    assert isinstance(error, Mapping), data
+    return {"function_id": data["function_id"], "run_id": data["run_id"], "error": dict(error)}
+
+
+@client.create_function(
+    fn_id="fail-last",
+    retries=1,
+    on_failure=_on_failure_error,
+    trigger=_event("flask/fail-last"),
+)
+def fail_last(ctx: inngest.ContextSync) -> None:
+    """Raises outside any step on every attempt: the last one's error fails the run."""
+    raise ValueError(f"broke at attempt {ctx.attempt}")
+
+
+def _step_broke() -> None:
+    raise ValueError("step broke")
+
+
+@client.create_function(
+    fn_id="step-fail-last",
+    retries=0,
+    on_failure=_on_failure_error,
+    trigger=_event("flask/step-fail-last"),
+)
+def step_fail_last(ctx: inngest.ContextSync) -> None:
+    """The step fails on its last attempt (StepFailed); the StepError the SDK raises from
+    its memo is left uncaught, so the run fails with the step's error."""
+    ctx.step.run("broken", _step_broke)
+
+
 # --- send_event ------------------------------------------------------------------------------
 
 
@@ -232,6 +267,8 @@ functions: list[inngest.Function[Any]] = [
     step_error,
     non_retriable,
     failing,
+    fail_last,
+    step_fail_last,
     sender,
     receiver,
 ]

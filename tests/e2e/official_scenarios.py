@@ -14,6 +14,7 @@ import pytest
 from tests.e2e.support import FINISHED, OfficialServers
 
 __all__ = [
+    "test_a_failure_on_the_last_attempt_reaches_the_run_and_on_failure",
     "test_invoke",
     "test_non_retriable_error_fails_the_run_at_once",
     "test_on_failure_handler_runs_with_the_failure_event",
@@ -121,12 +122,8 @@ def test_non_retriable_error_fails_the_run_at_once(servers: OfficialServers) -> 
     assert run["error"]["message"] == "give up at attempt 0"
 
 
-@pytest.mark.slow
-def test_on_failure_handler_runs_with_the_failure_event(servers: OfficialServers) -> None:
-    run = servers.finished_run(servers.send(f"{servers.prefix}/failing", {"who": "bob"}))
-    assert run["status"] == "Failed", run
-    assert run["error"]["name"] == "ValueError"
-    assert run["error"]["message"] == "failed for bob"
+def _failure_handler_run(servers: OfficialServers, run_id: str) -> dict[str, Any]:
+    """The finished run of the on-failure handler started by ``run_id``'s failure event."""
     deadline = time.monotonic() + 10
     failed: list[dict[str, Any]] = []
     while not failed:
@@ -134,10 +131,19 @@ def test_on_failure_handler_runs_with_the_failure_event(servers: OfficialServers
         events = httpx.get(
             f"{servers.url}/v1/events", params={"name": "inngest/function.failed"}, timeout=5
         ).json()["data"]
-        failed = [e for e in events if e["data"].get("run_id") == run["run_id"]]
+        failed = [e for e in events if e["data"].get("run_id") == run_id]
         time.sleep(0.1)
     [event] = failed
-    handler = servers.finished_run(event["internal_id"])
+    return servers.finished_run(event["internal_id"])
+
+
+@pytest.mark.slow
+def test_on_failure_handler_runs_with_the_failure_event(servers: OfficialServers) -> None:
+    run = servers.finished_run(servers.send(f"{servers.prefix}/failing", {"who": "bob"}))
+    assert run["status"] == "Failed", run
+    assert run["error"]["name"] == "ValueError"
+    assert run["error"]["message"] == "failed for bob"
+    handler = _failure_handler_run(servers, run["run_id"])
     assert handler["function_id"] == f"{servers.app_id}-failing-failure"
     assert handler["status"] == "Completed", handler
     assert handler["output"] == {
@@ -146,6 +152,39 @@ def test_on_failure_handler_runs_with_the_failure_event(servers: OfficialServers
         "run_id": run["run_id"],
         "error": "failed for bob",
         "original": {"who": "bob"},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("function", "message", "code"),
+    [
+        # retries=1: attempt 0 fails and is retried (after the 0.2 s test backoff), then
+        # attempt 1, the last, fails the run with its own error.
+        ("fail-last", "broke at attempt 1", "unknown"),
+        # The step fails for good (StepFailed) and the function re-raises the StepError.
+        ("step-fail-last", "step broke", "step_errored"),
+    ],
+    ids=["function-body", "step-re-raised"],
+)
+def test_a_failure_on_the_last_attempt_reaches_the_run_and_on_failure(
+    servers: OfficialServers, function: str, message: str, code: str
+) -> None:
+    """The SDK's error body (``{code, message, name, stack}``) is the run's error and the
+    ``data.error`` the on-failure handler reads, stack and all (protocol §3.4, §8.4)."""
+    run = servers.finished_run(servers.send(f"{servers.prefix}/{function}", {}), timeout=15)
+    assert run["status"] == "Failed", run
+    error = run["error"]
+    assert (error["name"], error["message"], error["code"]) == ("ValueError", message, code)
+    assert error["stack"].startswith("Traceback (most recent call last):"), error
+    assert error["stack"].rstrip().endswith(f"ValueError: {message}"), error
+    handler = _failure_handler_run(servers, run["run_id"])
+    assert handler["function_id"] == f"{servers.app_id}-{function}-failure"
+    assert handler["status"] == "Completed", handler
+    assert handler["output"] == {
+        "function_id": f"{servers.app_id}-{function}",
+        "run_id": run["run_id"],
+        "error": {"error": message, **error},
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 
 import pytest
 
@@ -56,7 +57,7 @@ async def test_limit_one_never_overlaps_two_step_calls(
         (entry.started_at or 0, entry.ended_at) for history in histories for entry in history
     )
     assert len(recorded) == 15
-    for (_, end), (start, _) in zip(recorded, recorded[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(recorded):
         assert start >= end
 
 

@@ -57,10 +57,18 @@ async def test_invoke_timeout(make_engine: EngineFactory) -> None:
         await wait_for_pauses(engine, run.id)
         clock.advance(31)  # past the invoke timeout, before the child's 60 s sleep ends
         done = await engine.wait(run.id, timeout=5)
+        [step] = [h for h in await engine.history(run.id) if h.op == "InvokeFunction"]
     assert done.status == "Completed", done.error
     assert done.output == {
         "caught": "InngestInvokeTimeoutError",
         "message": "Timed out waiting for invoked function to complete",
+    }
+    # The memo the engine wrote has the reference's shape, with a null stack.
+    assert step.error == {
+        "name": "InngestInvokeTimeoutError",
+        "message": "Timed out waiting for invoked function to complete",
+        "stack": None,
+        "error": "Timed out waiting for invoked function to complete",
     }
 
 

@@ -563,7 +563,27 @@ def test_failure_round_trip_non_retriable() -> None:
     failure = Failure(error=ErrorPayload(name="NonRetriableError", message="no"), retriable=False)
     reply = response_to_http(failure)
     assert (reply.status, reply.headers[h.NO_RETRY]) == (400, "true")
+    # No stack: the key is still there, null, as the official SDKs write it.
+    assert orjson.loads(reply.body) == {"name": "NonRetriableError", "message": "no", "stack": None}
     assert _through_http(failure) == failure
+
+
+def test_error_payload_wire_form_always_has_a_stack() -> None:
+    assert ErrorPayload(name="E", message="m").to_wire() == {
+        "name": "E",
+        "message": "m",
+        "stack": None,
+    }
+    full = ErrorPayload(name="E", message="m", stack="tb", code="c", data=[1], cause={"x": 1})
+    assert full.to_wire() == {
+        "name": "E",
+        "message": "m",
+        "stack": "tb",
+        "code": "c",
+        "data": [1],
+        "cause": {"x": 1},
+    }
+    assert ErrorPayload.from_wire(full.to_wire()) == full
 
 
 def test_failure_round_trip_retry_after() -> None:
@@ -605,12 +625,25 @@ def test_missing_sdk_header_is_a_wire_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "problem"),
-    [(200, "200 body is not valid JSON"), (206, "206 body"), (500, "HTTP 500 error body")],
+    ("status", "problem"), [(200, "200 body is not valid JSON"), (206, "206 body")]
 )
 def test_non_json_bodies_are_wire_errors(status: int, problem: str) -> None:
     with pytest.raises(WireError, match=problem):
         _parse(status, b"<html>Bad Gateway</html>")
+
+
+@pytest.mark.parametrize("status", [400, 500])
+def test_an_sdk_error_body_that_is_not_json_is_the_message(status: int) -> None:
+    found = _parse(status, b"  ValueError: boom\nat handler  ", x_inngest_no_retry="true")
+    assert found == Failure(
+        error=ErrorPayload(name="Error", message="ValueError: boom\nat handler"), retriable=False
+    )
+
+
+def test_a_long_error_body_that_is_not_json_is_cut() -> None:
+    found = _parse(500, b"x" * 100_000)
+    assert isinstance(found, Failure)
+    assert found.error.message == "x" * 32 * 1024
 
 
 def test_complete_keeps_the_output_bytes() -> None:
@@ -666,7 +699,7 @@ def test_step_failed_error_and_userland() -> None:
                 id=A,
                 name="",
                 display_name="Pay",
-                error=ErrorPayload(name="E", message="m", data={"k": 1}),
+                error=ErrorPayload(name="E", message="m", data={"k": 1}, cause="x"),
                 user_id="pay",
                 index=3,
             )
@@ -719,6 +752,25 @@ def test_bad_opcodes_are_named(body: Any, problem: str) -> None:
         ("plain text error", ErrorPayload(name="Error", message="plain text error")),
         (None, ErrorPayload(name="Error", message="the function failed with HTTP 500")),
         ({}, ErrorPayload(name="Error", message="")),
+        # An error encoded once more, whole or under `error`/`body`, as the reference reads it.
+        (
+            '{"name": "ValueError", "message": "twice", "stack": "tb"}',
+            ErrorPayload(name="ValueError", message="twice", stack="tb"),
+        ),
+        (
+            {"error": '{"name": "E", "message": "nested text"}'},
+            ErrorPayload(name="E", message="nested text"),
+        ),
+        (
+            {"body": '{"name": "B", "message": "body text"}'},
+            ErrorPayload(name="B", message="body text"),
+        ),
+        ({"body": "not json"}, ErrorPayload(name="Error", message="")),
+        # The ts SDK's nested cause is kept as it came.
+        (
+            {"name": "E", "message": "outer", "cause": {"name": "Inner", "message": "root"}},
+            ErrorPayload(name="E", message="outer", cause={"name": "Inner", "message": "root"}),
+        ),
     ],
 )
 def test_failure_error_extraction(body: Any, expected: ErrorPayload) -> None:

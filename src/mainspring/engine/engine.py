@@ -283,6 +283,7 @@ class Engine:
         self._adopt_runs(result.created)
         for run_id in result.skipped:
             self._executor.forget_run(run_id)
+            self._admission.run_finished(run_id)
         for job in result.jobs:
             self._queue.push(job)
         for job in result.moved:

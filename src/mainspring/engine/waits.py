@@ -27,9 +27,11 @@ from mainspring.sdk.event import Event
 #: Sleeps and waits are capped at 366 days (protocol §8.1).
 MAX_WAIT_MS = 366 * 86_400_000
 
+#: Errors the engine writes itself carry ``stack: null``, as every stored error does.
 INVOKE_TIMEOUT_ERROR = {
     "name": "InngestInvokeTimeoutError",
     "message": "Timed out waiting for invoked function to complete",
+    "stack": None,
     "error": "Timed out waiting for invoked function to complete",
 }
 
@@ -138,8 +140,8 @@ def create_invoke(unit: Unit, state: OpsState, op: StepOp) -> ErrorPayload | Non
         return None
     if unit.emitter.function(target) is None:
         # The reference finishes such an invoke at once with this error (§8.5).
-        missing = {"name": "Error", "message": f"could not find function with ID: {target}"}
-        memo = orjson.dumps({"error": missing})
+        missing = ErrorPayload(name="Error", message=f"could not find function with ID: {target}")
+        memo = orjson.dumps({"error": missing.to_wire()})
         record_and_discover(
             unit, state, op.id, memo, op.display_name, op.op.value, op.parallel_mode
         )
@@ -229,8 +231,11 @@ def resume(unit: Unit) -> None:
     event = data.get("event") or {}
     if data.get("kind") == PauseKind.INVOKE.value:
         finished = event.get("data") or {}
-        if finished.get("error") is not None:
-            memo = orjson.dumps({"error": finished["error"]})
+        error = finished.get("error")
+        if error is not None:
+            if isinstance(error, dict):
+                error = {"stack": None, **error}  # as the child's run error has it
+            memo = orjson.dumps({"error": error})
         else:
             memo = orjson.dumps({"data": finished.get("result")})
         _resolve(unit, memo, "InvokeFunction")

@@ -66,22 +66,28 @@ class CallRequest:
 
 @dataclasses.dataclass(slots=True)
 class ErrorPayload:
-    """A serialised error: ``{name, message, stack?, code?, data?}``."""
+    """A serialised error: ``{name, message, stack, code?, data?, cause?}``.
+
+    ``stack`` is always written, ``null`` when there is none, as the reference server
+    writes the errors it stores (SDKs read it as optional, so answers may carry it too).
+    ``cause`` is an SDK's nested error (the ts SDK sends one), kept as it came.
+    """
 
     name: str
     message: str
     stack: str | None = None
     code: str | None = None
     data: Any = None
+    cause: Any = None
 
     def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "message": self.message}
-        if self.stack is not None:
-            out["stack"] = self.stack
+        out: dict[str, Any] = {"name": self.name, "message": self.message, "stack": self.stack}
         if self.code is not None:
             out["code"] = self.code
         if self.data is not None:
             out["data"] = self.data  # a parsed JSON value, as from_wire keeps it
+        if self.cause is not None:
+            out["cause"] = self.cause
         return out
 
     @classmethod
@@ -96,6 +102,7 @@ class ErrorPayload:
             stack=stack if isinstance(stack, str) else None,
             code=code if isinstance(code, str) else None,
             data=value.get("data"),
+            cause=value.get("cause"),
         )
 
 

@@ -9,7 +9,8 @@ directions are here so that the two ends cannot drift apart:
 
 Parsing is strict because its input is untrusted: every problem raises :class:`WireError`
 naming the field, which the SDK answers with a 4xx and the executor records as a failed,
-retriable attempt. Unknown keys are ignored so newer peers keep working.
+retriable attempt. Unknown keys are ignored so newer peers keep working. The one lenient
+part is an SDK's error body (4xx/5xx): whatever its form, it is the error to report.
 """
 
 from __future__ import annotations
@@ -415,17 +416,48 @@ def _timing(value: Any) -> tuple[int, int] | None:
     return None
 
 
+#: How much of an error body that is not JSON becomes the error's message.
+_MAX_ERROR_TEXT: Final = 32 * 1024
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """``text`` parsed, if it is the JSON of an object (an error encoded once more)."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _failure_error(value: Any, status: int) -> ErrorPayload:
-    """The error of a function-level failure: top level, or a nested ``error``/``body``."""
+    """The error of a function-level failure (§3.4): the body's ``{name, message, stack}``,
+    or one nested under ``error``/``body``; either may also come as the JSON text of an
+    object. A body that is plain text is the message."""
+    if isinstance(value, str):
+        value = _json_object(value) or value
     if isinstance(value, dict):
         if "name" not in value and "message" not in value:
             for key in ("error", "body"):
-                if isinstance(value.get(key), dict):
-                    return _error_payload(value[key])
+                nested = value.get(key)
+                if isinstance(nested, str):
+                    nested = _json_object(nested)
+                if isinstance(nested, dict):
+                    return _error_payload(nested)
         return _error_payload(value)
     if isinstance(value, str) and value:
         return ErrorPayload(name="Error", message=value)
     return ErrorPayload(name="Error", message=f"the function failed with HTTP {status}")
+
+
+def _error_body(body: bytes) -> Any:
+    """A 4xx/5xx body: its JSON value, or its text when it is not JSON (an SDK's error
+    must reach the run even when it is not the JSON the protocol asks for)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[: _MAX_ERROR_TEXT * 4].decode("utf-8", "replace").strip()[:_MAX_ERROR_TEXT]
 
 
 def _unwrap_stream(body: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -492,7 +524,7 @@ def response_from_http(
         no_retry_ops = no_retry is not None and no_retry.strip().lower() == "true"
         return Ops(ops=ops, retry_after=retry_after, no_retry=no_retry_ops)
     if 400 <= status <= 599:
-        error = _failure_error(_loads(body, f"HTTP {status} error body"), status)
+        error = _failure_error(_error_body(body), status)
         # The header is authoritative when present; absent means retry (§3.4).
         retriable = no_retry is None or no_retry.strip().lower() != "true"
         return Failure(

@@ -222,11 +222,18 @@ def create_app(
             return reply({"error": "event not found"}, 404)
         return reply({"data": _event_data(event)})
 
+    async def run_data(run: Run) -> dict[str, Any]:
+        data = _run_data(run)
+        if not run.status.finished:
+            # What flow control holds it back for (a slot, a throttle, a batch, a debounce).
+            data["waiting_for"] = await engine.waiting_for(run.id)
+        return data
+
     async def event_runs(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
         runs = await engine.runs(request.path_params["event_id"])
-        return reply({"data": [_run_data(r) for r in runs]})
+        return reply({"data": [await run_data(r) for r in runs]})
 
     async def get_run(request: Request) -> Response:
         if (denied := refused(request)) is not None:
@@ -235,7 +242,7 @@ def create_app(
             run = await engine.run(request.path_params["run_id"])
         except MainspringError:
             return reply({"error": "run not found"}, 404)
-        return reply({"data": _run_data(run)})
+        return reply({"data": await run_data(run)})
 
     async def cancel_run(request: Request) -> Response:
         if (denied := refused(request)) is not None:

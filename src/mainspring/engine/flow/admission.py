@@ -95,6 +95,8 @@ class Admission:
         #: Tickets waiting for a slot, by run id.
         self._waiting: dict[str, Ticket] = {}
         self._lines: dict[str, _Line] = {}
+        #: The throttle key each job out of its line belongs to, by job id.
+        self._out: dict[str, str] = {}
         #: Runs a throttle holds back: (key, limit, since, retry time), by run id.
         self._throttled: dict[str, tuple[str, str, int, int]] = {}
         self._seq = itertools.count()
@@ -154,6 +156,9 @@ class Admission:
         (False: the job is held here, or dropped because its run will never start)."""
         run = await self._runs.load(job.run_id)
         if run is None or run.status.finished:
+            key = self._out.pop(job.id, None)
+            if key is not None:
+                self._next_in_line(key)  # it was a throttle's next: let the line move
             return True  # the executor drops the job
         flow = self._flow(run)
         if flow is None:
@@ -233,12 +238,16 @@ class Admission:
             return _Gate.PASSED  # the executor fails the run: its function is gone
         throttled = flow.throttle
         order = run.created_at - flow.priority_ms
-        line = None if throttled is None else self._lines.get(throttled.key)
-        if line is not None and line.out not in (None, job.id):
-            # Others wait for this throttle already: take a place in their line.
-            heapq.heappush(line.waiting, (order, run.run_id, next(self._seq), job))
-            self._note_throttled(run.run_id, flow, None)
-            return _Gate.DELAYED
+        if throttled is not None:
+            line = self._lines.setdefault(throttled.key, _Line())
+            if line.out not in (None, job.id):
+                # Another run of this throttle is being let through or waits for its time:
+                # take a place in the line behind it (one gate at a time keeps the order).
+                heapq.heappush(line.waiting, (order, run.run_id, next(self._seq), job))
+                self._note_throttled(run.run_id, flow, None)
+                return _Gate.DELAYED
+            line.out = job.id
+            self._out[job.id] = throttled.key
         config = function.config.flow
         event = run.events[0]
         now = self._clock.now_ms()
@@ -270,34 +279,36 @@ class Admission:
             return _Gate.PASSED, 0
 
         gate, retry_at = await self._store.transact(unit)
-        if gate is _Gate.DELAYED and throttled is not None:
-            line = self._lines.setdefault(throttled.key, _Line())
-            line.out = job.id
+        if gate is _Gate.DELAYED:
+            # Still out of its line: it comes back when the throttle allows.
             self._queue.push(dataclasses.replace(job, run_at=retry_at))
             self._note_throttled(run_id, flow, retry_at)
             return gate
+        if throttled is not None:
+            self._next_in_line(throttled.key)
+        self._throttled.pop(run_id, None)
         if gate is _Gate.GONE:
             self._runs.forget_run(run_id)
             return gate
         run.admitted_at = now
-        self._throttled.pop(run_id, None)
         if config.batch_events is not None:
             # Its events are final now: the next load reads them all.
             self._runs.forget_run(run_id)
-        if throttled is not None:
-            self._next_in_line(throttled.key)
         return gate
 
     def _next_in_line(self, key: str) -> None:
         line = self._lines.get(key)
         if line is None:
             return
+        if line.out is not None:
+            self._out.pop(line.out, None)
         line.out = None
         if not line.waiting:
             del self._lines[key]
             return
         job = heapq.heappop(line.waiting)[3]
         line.out = job.id
+        self._out[job.id] = key
         self._queue.push(dataclasses.replace(job, run_at=self._clock.now_ms()))
 
     def _note_throttled(self, run_id: str, flow: RunFlow, retry_at: int | None) -> None:

@@ -67,7 +67,8 @@ def schedule(
             if added.filled is not None:
                 outcome.moved.append(added.filled)
         return outcome
-    if not tx.create_run(dataclasses.replace(run, admitted=not _gated(function))):
+    run = dataclasses.replace(run, admitted=not _gated(function))
+    if not tx.create_run(run):
         return outcome  # the same event id started this function already
     why = _turned_away(tx, function, wire, run.run_id, now, invoked)
     job = start

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from mainspring.engine.executor import FUNCTION_ERROR_OP
+from mainspring.engine.flow.skips import FLOW_STEP_ID, SKIPPED_OP, WAITING_OP
 from mainspring.engine.records import Job, JobKind, PauseKind, Run, RunStatus, StepAttempt
 from mainspring.protocol.opcodes import Opcode
 
@@ -151,8 +152,37 @@ _ATTEMPT_OPS = frozenset({Opcode.STEP_ERROR.value, FUNCTION_ERROR_OP})
 FUNCTION_SPAN_NAME = "Function error"
 
 
+def _flow_span(run: Run, parent: str, entry: StepAttempt) -> Span:
+    """Flow control's word on the run: what holds it back now, or why it was skipped."""
+    skipped = entry.op == SKIPPED_OP
+    info = entry.error if skipped else entry.output
+    message = info.get("message") if isinstance(info, dict) else None
+    if skipped:
+        name = f"Skipped: {info.get('name')}" if isinstance(info, dict) else "Skipped"
+    else:
+        what = info.get("waiting_for") if isinstance(info, dict) else None
+        name = f"Waiting for {what}" if isinstance(what, str) else "Waiting"
+    return Span(
+        span_id=f"{run.id}:{entry.step_id}",
+        run_id=run.id,
+        name=name if message is None else f"{name} ({message})",
+        status=SpanStatus.SKIPPED if skipped else SpanStatus.QUEUED,
+        attempts=0,
+        queued_at=entry.started_at if entry.started_at is not None else entry.ended_at,
+        started_at=None,
+        ended_at=entry.ended_at if skipped else None,
+        output_id=_ref(run.id, entry).encode(),
+        step_id=entry.step_id,
+        step_op=None,
+        is_root=False,
+        parent_span_id=parent,
+    )
+
+
 def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) -> Span:
     last = entries[-1]
+    if step_id == FLOW_STEP_ID and last.op in (SKIPPED_OP, WAITING_OP):
+        return _flow_span(run, parent, last)
     unresolved = last.op in _ATTEMPT_OPS  # only failed attempts so far
     if not unresolved:
         status = SpanStatus.FAILED if last.op == Opcode.STEP_FAILED.value else SpanStatus.COMPLETED
