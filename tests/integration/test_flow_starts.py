@@ -283,3 +283,42 @@ async def test_singleton_cancel_replaces_the_running_run(make_engine: EngineFact
 
 async def _running(engine: inngest.Engine, run_id: str) -> bool:
     return await _status(engine, run_id) == "Running"
+
+
+async def test_an_invoke_of_a_skipped_run_fails_at_once(make_engine: EngineFactory) -> None:
+    """A parent is told when the singleton skips the child it invoked: its invoke raises
+    instead of waiting for its timeout."""
+    client = inngest.Client(app_id="flow")
+    gate, going = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        going.set()
+        await gate.wait()
+
+    @client.create_function(
+        fn_id="child",
+        trigger=inngest.TriggerEvent(event="child"),
+        singleton=inngest.Singleton(mode="skip"),
+    )
+    async def child(ctx: inngest.Context) -> str:
+        await ctx.step.run("hold", hold)
+        return "child"
+
+    @client.create_function(fn_id="parent", trigger=inngest.TriggerEvent(event="parent"))
+    async def parent(ctx: inngest.Context) -> str:
+        try:
+            await ctx.step.invoke("call", function=child, timeout=datetime.timedelta(hours=1))
+        except inngest.StepError as exc:
+            return f"{exc.name}: {exc.message}"
+        return "invoked"
+
+    async with make_engine(client, [child, parent]) as engine:
+        [running] = await runs_of(engine, await engine.send(_events("child", {})))
+        await asyncio.wait_for(going.wait(), 5)
+        [run] = await runs_of(engine, await engine.send(_events("parent", {})))
+        done = await engine.wait(run.id, timeout=5)
+        gate.set()
+        await engine.wait(running.id, timeout=5)
+    assert done.status == "Completed", done.error
+    assert isinstance(done.output, str)
+    assert done.output.startswith("SingletonRunning: singleton: run ")

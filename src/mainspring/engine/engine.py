@@ -23,12 +23,13 @@ from typing import Any
 import httpx
 import orjson
 
-from mainspring.engine import cron
+from mainspring.engine import cron, finished
 from mainspring.engine.apps import AppRegistry
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
+from mainspring.engine.dispatch import Dispatcher
 from mainspring.engine.executor import Executor
-from mainspring.engine.flow.admission import Admission, Verdict
+from mainspring.engine.flow.admission import Admission
 from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP, describe_hold
 from mainspring.engine.http_transport import AiohttpCallClient, HttpTransport
 from mainspring.engine.intake import (
@@ -68,9 +69,6 @@ def _ms(moment: datetime.datetime) -> int:
         moment = moment.astimezone()
     return int(moment.timestamp() * 1000)
 
-
-#: Follow-up jobs a worker runs itself before handing the run back to the queue.
-_MAX_INLINE_JOBS = 64
 
 #: How long a call may run sequential steps before answering (see ``chain_seconds``).
 DEFAULT_CHAIN_SECONDS = 0.02
@@ -173,12 +171,14 @@ class Engine:
             functions=self.functions,
             runs=self._executor,
         )
-        self._concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)
-        self._dispatcher: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._dispatcher = Dispatcher(
+            queue=self._queue,
+            admission=self._admission,
+            clock=self.clock,
+            concurrency=concurrency,
+            run_job=self._run_job,
+        )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._running_jobs: set[str] = set()
         #: Ids of the cron jobs in the store (one per cron trigger).
         self._cron_ids: set[str] = set()
         self._running = False
@@ -215,42 +215,19 @@ class Engine:
             if job.kind is not JobKind.CRON or job.id in self._cron_ids:
                 self._queue.push(job)
         self._running = True
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        self._dispatcher.start()
 
     async def stop(self) -> None:
         """Stop taking jobs, cancel calls in flight (they re-run on the next start)."""
         if not self._running:
             return
         self._running = False
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
-        for task in list(self._in_flight):
-            task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await self._dispatcher.stop()
         await self._transport.close()
         if self._calls is not None:
             await self._calls.close()
         self.client.attach_sender(None)
         await self._store.close()
-
-    async def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
-        admission = self._admission
-        while True:
-            await self._slots.acquire()
-            while True:
-                job = await self._queue.get()
-                # Flow control decides without I/O whenever it can, so that a backlog held
-                # on one key costs no task and never delays the jobs behind it.
-                verdict = admission.check(job) if admission.enabled else Verdict.GO
-                if verdict is Verdict.DUPLICATE:
-                    logger.warning("job %s is already running; skipped a duplicate", job.id)
-                elif verdict is not Verdict.HELD:
-                    break
-            task = loop.create_task(self._run(job, verdict))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
 
     def _sync_crons(self, tx: Tx) -> list[Job]:
         """Keep one job per cron trigger: add new schedules, drop removed ones.
@@ -370,57 +347,11 @@ class Engine:
         self._apply_intake(result)
         self._queue.push(following)
 
-    async def _admitted(self, job: Job, verdict: Verdict | None) -> bool:
-        """Whether flow control lets ``job`` call now (``verdict``: already checked)."""
-        admission = self._admission
-        if not admission.enabled:
-            return True
-        if verdict is None:
-            verdict = admission.check(job)
-        if verdict is Verdict.SLOW:
-            return await admission.admit(job)
-        return verdict is Verdict.GO
-
-    async def _run(self, job: Job, verdict: Verdict = Verdict.GO) -> None:
-        if job.id in self._running_jobs:
-            # Never run one job twice at once; the running copy re-queues it if needed.
-            logger.warning("job %s is already running; skipped a duplicate", job.id)
-            self._slots.release()
-            return
-        next_job: Job | None = job
-        checked: Verdict | None = verdict
-        try:
-            for _ in range(_MAX_INLINE_JOBS):
-                if next_job is None:
-                    return
-                job = next_job
-                if not await self._admitted(job, checked):
-                    return  # held by flow control, which queues it again when it may go
-                self._running_jobs.add(job.id)
-                next_job = None
-                try:
-                    if job.kind is JobKind.CRON:
-                        await self._fire_cron(job)
-                    else:
-                        next_job = await self._executor.run_job(job)
-                finally:
-                    self._running_jobs.discard(job.id)
-                    # The run's next call may keep this call's concurrency slots (then
-                    # flow control lets it through when asked).
-                    self._admission.done(job, next_job)
-                checked = None
-            if next_job is not None:
-                self._queue.push(next_job)  # let other runs have a turn
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # The job stays in the database; retry it in memory after a pause so a
-            # transient store fault does not stall the run until the next restart.
-            logger.exception("job %s of run %s failed; retrying", job.id, job.run_id)
-            job.run_at = self.clock.now_ms() + 1000
-            self._queue.push(job)
-        finally:
-            self._slots.release()
+    async def _run_job(self, job: Job) -> Job | None:
+        if job.kind is JobKind.CRON:
+            await self._fire_cron(job)
+            return None
+        return await self._executor.run_job(job)
 
     # -- events ----------------------------------------------------------------------
 
@@ -467,46 +398,12 @@ class Engine:
         output: bytes | None,
         error: dict[str, Any] | None,
     ) -> list[Job]:
-        """Publish ``inngest/function.finished`` (+ ``.failed`` / ``.cancelled``) in the
-        finishing unit (protocol §8.4).
-
-        They start functions (on-failure handlers, ``function.finished`` triggers) and
-        resume a parent waiting on an invoke; when nothing can listen they are not stored.
-        A run started by one of them (an on-failure handler, any listener on
-        ``inngest/function.failed``) announces nothing, as in the reference: a listener
-        that fails would otherwise start itself again, forever.
-        """
-        if run.events[0].get("name") in (
-            consts.FUNCTION_FAILED_EVENT,
-            consts.FUNCTION_FINISHED_EVENT,
-        ):
-            return []
-        meta = run.events[0].get("data", {}).get("_inngest") or {}
-        correlation_id = meta.get("correlation_id") if isinstance(meta, dict) else None
-        names = [consts.FUNCTION_FINISHED_EVENT]
-        if status is RunStatus.FAILED:
-            names.append(consts.FUNCTION_FAILED_EVENT)
-        elif status is RunStatus.CANCELLED:
-            names.append(consts.FUNCTION_CANCELLED_EVENT)
-        if correlation_id is None and not any(self._index.listens(name) for name in names):
-            return []
-        data: dict[str, Any] = {
-            "function_id": run.function_id,
-            "run_id": run.run_id,
-            "event": run.events[0],
-            "events": run.events,
-            "_inngest": {"status": status.value},
-        }
-        if correlation_id is not None:
-            data["correlation_id"] = correlation_id
-        if error is not None:
-            data["error"] = {"error": error.get("message", ""), **error}
-        else:
-            data["result"] = None if output is None else orjson.loads(output)
-        internal = [Event(name=consts.FUNCTION_FINISHED_EVENT, data=data)]
-        # The run id as event id dedupes these if a run were finalised twice.
-        internal.extend(Event(name=name, data=data, id=run.run_id) for name in names[1:])
-        return self.emit(tx, internal)
+        """Publish the run's finish events in the finishing unit (see
+        :mod:`mainspring.engine.finished`); returns the jobs they queue."""
+        internal = finished.announcements(
+            run.function_id, run.run_id, run.events, status, output, error, self._index.listens
+        )
+        return self.emit(tx, internal) if internal else []
 
     def _settled(self, run_id: str) -> None:
         self._admission.run_finished(run_id)

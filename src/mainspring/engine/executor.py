@@ -60,6 +60,9 @@ _ENGINE_JOBS = {
     JobKind.PAUSE_TIMEOUT: waits.pause_timeout,
 }
 
+#: Ops of a response that are not steps.
+_NOT_STEPS = frozenset({Opcode.RUN_COMPLETE, Opcode.DISCOVERY_REQUEST})
+
 #: ``op`` of a history entry for a failed call of the function itself (not of one step).
 FUNCTION_ERROR_OP = "FunctionError"
 
@@ -359,9 +362,23 @@ class Executor:
         ops = [op for op in response.ops if op.op not in LAZY_OPS]
         # RunComplete: the function returned right after the steps of this response.
         complete = next((op for op in ops if op.op is Opcode.RUN_COMPLETE), None)
-        ops = [op for op in ops if op.op is not Opcode.RUN_COMPLETE]
+        # DiscoveryRequest: a checkpointing SDK ran out of its max runtime and asks to be
+        # called again (protocol §13); steps it reports alongside queue that call anyway.
+        rediscover = any(op.op is Opcode.DISCOVERY_REQUEST for op in ops)
+        ops = [op for op in ops if op.op not in _NOT_STEPS]
         if not ops and complete is not None:
             self._finish(unit, RunStatus.COMPLETED, output=complete.data or b"null")
+            return
+        if not ops and rediscover:
+            unit.enqueue(
+                Job(
+                    id=f"{run.run_id}-rediscover",
+                    run_id=run.run_id,
+                    kind=JobKind.DISCOVER,
+                    run_at=unit.now,
+                )
+            )
+            unit.settle_jobs(keep_current=False)
             return
         if not ops:
             self._finish(

@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mainspring.engine import finished
 from mainspring.engine.flow import batching, debounce, idempotency, rate_limit, singleton, skips
 from mainspring.engine.records import Job, StoredEvent
 from mainspring.engine.store.contract import NewRun, Tx
@@ -122,18 +123,7 @@ def _tell_parent(
     emit: Emit,
 ) -> list[Job]:
     """Finish the parent's invoke of a skipped child with the reason."""
-    meta = (event.get("data") or {}).get("_inngest") or {}
-    correlation_id = meta.get("correlation_id") if isinstance(meta, dict) else None
-    if correlation_id is None:
+    if finished.correlation_id(event) is None:
         return []
-    error = {"error": why.message, **why.to_wire()}
-    data = {
-        "function_id": function.id,
-        "run_id": run.run_id,
-        "event": event,
-        "events": [event],
-        "correlation_id": correlation_id,
-        "error": error,
-        "_inngest": {"status": "Skipped"},
-    }
+    data = finished.finished_data(function.id, run.run_id, [event], "Skipped", None, why.to_wire())
     return emit(tx, [Event(name=consts.FUNCTION_FINISHED_EVENT, data=data)])
