@@ -246,3 +246,70 @@ async def test_a_hot_key_never_starves_a_cold_one(make_engine: EngineFactory) ->
 
 async def _started(started: list[str], count: int) -> bool:
     return len(started) >= count
+
+
+async def test_an_env_scoped_limit_is_shared_by_the_functions_that_name_its_key(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="flow")
+    spans = Spans()
+    shared = inngest.Concurrency(limit=1, key="'openai'", scope="env")
+
+    @client.create_function(
+        fn_id="first", trigger=inngest.TriggerEvent(event="ai"), concurrency=[shared]
+    )
+    async def first(ctx: inngest.Context) -> str:
+        return await ctx.step.run("call", spans.step, "first", "openai")
+
+    @client.create_function(
+        fn_id="second", trigger=inngest.TriggerEvent(event="ai"), concurrency=[shared]
+    )
+    async def second(ctx: inngest.Context) -> str:
+        return await ctx.step.run("call", spans.step, "second", "openai")
+
+    async with make_engine(client, [first, second]) as engine:
+        ids = await engine.send([inngest.Event(name="ai") for _ in range(3)])
+        runs = [run for event_id in ids for run in await engine.runs(event_id)]
+        done = await all_finished(engine, runs)
+    assert len(done) == 6
+    assert all(d.status == "Completed" for d in done)
+    assert spans.peak == {"openai": 1}
+
+
+async def test_a_queued_run_can_be_cancelled_and_never_runs(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="flow")
+    gate, going = asyncio.Event(), asyncio.Event()
+    ran: list[int] = []
+
+    async def hold() -> None:
+        going.set()
+        await gate.wait()
+
+    @client.create_function(
+        fn_id="cancellable",
+        trigger=inngest.TriggerEvent(event="c"),
+        concurrency=[inngest.Concurrency(limit=1)],
+    )
+    async def fn(ctx: inngest.Context) -> None:
+        n: int = ctx.event.data["n"]
+        if n == 0:
+            await ctx.step.run("hold", hold)
+        await ctx.step.run("mark", lambda: ran.append(n))
+
+    async with make_engine(client, [fn]) as engine:
+        runs = await runs_of(engine, await engine.send(inngest.Event(name="c", data={"n": 0})))
+        await asyncio.wait_for(going.wait(), 5)
+        runs += await runs_of(
+            engine, await engine.send([inngest.Event(name="c", data={"n": n}) for n in (1, 2)])
+        )
+        await until(lambda: _waiting(engine, runs[1].id), what="run 1 to wait for its slot")
+        assert await engine.cancel(runs[1].id)
+        assert await engine.waiting_for(runs[1].id) is None
+        gate.set()
+        done = await all_finished(engine, runs)
+    assert [d.status for d in done] == ["Completed", "Cancelled", "Completed"]
+    assert ran == [0, 2]
+
+
+async def _waiting(engine: inngest.Engine, run_id: str) -> bool:
+    return await engine.waiting_for(run_id) is not None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pathlib
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
-from mainspring.engine.records import Job, JobKind, RunStatus, StoredEvent
+from mainspring.engine.records import Hold, HoldKind, Job, JobKind, RunStatus, StoredEvent
 from mainspring.engine.store.contract import NewRun, Store, Tx
 from mainspring.engine.store.sqlite import SQLiteStore
 
@@ -140,3 +142,63 @@ async def test_a_failing_unit_is_undone_alone(store: Store) -> None:
     assert results[0] is True
     assert isinstance(results[1], RuntimeError)
     assert [j.id for j in await store.load_jobs()] == ["good"]
+
+
+async def test_flow_cells_expire_and_are_purged(store: Store) -> None:
+    await store.transact(lambda tx: tx.put_cell("rate:f:", 100, "r1", 100))
+    assert await store.transact(lambda tx: tx.get_cell("rate:f:", 99)) == (100, "r1")
+    assert await store.transact(lambda tx: tx.get_cell("rate:f:", 100)) is None
+    await store.transact(lambda tx: tx.put_cell("rate:f:", 300, "r2", 300))
+    assert await store.transact(lambda tx: tx.get_cell("rate:f:", 200)) == (300, "r2")
+    assert await store.transact(lambda tx: tx.purge_cells(299)) == 0
+    assert await store.transact(lambda tx: tx.purge_cells(300)) == 1
+
+
+async def test_holds_are_closed_by_their_run_and_released_when_it_finishes(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    hold = Hold(HoldKind.DEBOUNCE, "f:k", "r1", since=5)
+    await store.transact(lambda tx: tx.put_hold(hold))
+    assert await store.transact(lambda tx: tx.get_hold(HoldKind.DEBOUNCE, "f:k")) == hold
+    assert await store.transact(lambda tx: tx.get_hold(HoldKind.BATCH, "f:k")) is None
+    assert await store.holds_for_run("r1") == [hold]
+    assert not await store.transact(lambda tx: tx.close_hold(HoldKind.BATCH, "r1"))
+    assert await store.transact(lambda tx: tx.close_hold(HoldKind.DEBOUNCE, "r1"))
+    assert await store.holds_for_run("r1") == []
+    singleton = Hold(HoldKind.SINGLETON, "f:", "r1", since=6)
+    await store.transact(lambda tx: tx.put_hold(singleton))
+    await store.transact(
+        lambda tx: tx.finish_run("r1", RunStatus.COMPLETED, output=b"1", error=None, at=9)
+    )
+    assert await store.transact(lambda tx: tx.get_hold(HoldKind.SINGLETON, "f:")) is None
+
+
+async def test_a_batch_run_takes_events_and_lists_under_each(store: Store) -> None:
+    first = StoredEvent("e1", "k1", "go", {}, 1, 1)
+    second = StoredEvent("e2", "k2", "go", {}, 2, 2)
+    for event in (first, second):
+        await store.transact(lambda tx, event=event: tx.insert_event(event))
+    await store.transact(lambda tx: tx.create_run(new_run(key="fn:batch:r1")))
+    await store.transact(lambda tx: tx.put_hold(Hold(HoldKind.BATCH, "f:", "r1", since=1)))
+    assert await store.transact(lambda tx: tx.add_run_event("f:k1", "e1", "r1"))
+    assert await store.transact(lambda tx: tx.add_run_event("f:k2", "e2", "r1"))
+    assert not await store.transact(lambda tx: tx.add_run_event("f:k2", "e2", "r1"))
+    size = await store.transact(lambda tx: tx.append_run_event("r1", second.wire_json(), "f:"))
+    assert size == 2
+    state = await store.load_run_state("r1")
+    assert state is not None
+    assert [e["name"] for e in orjson.loads(state.events_json)] == ["go", "go"]
+    assert [r.id for r in await store.runs_for_event("e2")] == ["r1"]
+    assert [r.id for r in await store.runs_for_event("e1")] == ["r1"]
+
+
+async def test_started_runs_and_admission(store: Store) -> None:
+    gated = dataclasses.replace(new_run("r2", "fn:e2"), admitted=False)
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    await store.transact(lambda tx: tx.create_run(gated))
+    assert [s.admitted_at for s in [await store.load_run_state(r) for r in ("r1", "r2")] if s] == [
+        1,
+        None,
+    ]
+    await store.transact(lambda tx: tx.update_run("r2", admitted_at=7, started_at=8))
+    assert await store.started_runs(["app-fn"]) == [("r2", "app-fn", gated.events_json)]
+    assert await store.started_runs([]) == []

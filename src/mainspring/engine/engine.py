@@ -70,6 +70,9 @@ def _ms(moment: datetime.datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+#: How often expired flow-control cells are deleted.
+PURGE_EVERY_SECONDS = 3600
+
 #: How long a call may run sequential steps before answering (see ``chain_seconds``).
 DEFAULT_CHAIN_SECONDS = 0.02
 
@@ -179,6 +182,7 @@ class Engine:
             run_job=self._run_job,
         )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._upkeep: asyncio.Task[None] | None = None
         #: Ids of the cron jobs in the store (one per cron trigger).
         self._cron_ids: set[str] = set()
         self._running = False
@@ -216,18 +220,33 @@ class Engine:
                 self._queue.push(job)
         self._running = True
         self._dispatcher.start()
+        self._upkeep = asyncio.get_running_loop().create_task(self._purge_expired())
 
     async def stop(self) -> None:
         """Stop taking jobs, cancel calls in flight (they re-run on the next start)."""
         if not self._running:
             return
         self._running = False
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            await asyncio.gather(self._upkeep, return_exceptions=True)
         await self._dispatcher.stop()
         await self._transport.close()
         if self._calls is not None:
             await self._calls.close()
         self.client.attach_sender(None)
         await self._store.close()
+
+    async def _purge_expired(self) -> None:
+        """Delete flow-control cells past their time, now and then every hour (a day's
+        idempotency keys would otherwise pile up)."""
+        while True:
+            now = self.clock.now_ms()
+            try:
+                await self._store.transact(lambda tx: tx.purge_cells(now))
+            except Exception:  # upkeep only: expired cells read as absent anyway
+                logger.exception("purging expired flow-control cells failed")
+            await asyncio.sleep(PURGE_EVERY_SECONDS)
 
     def _sync_crons(self, tx: Tx) -> list[Job]:
         """Keep one job per cron trigger: add new schedules, drop removed ones.

@@ -347,6 +347,9 @@ class SQLiteTx:
             (key, tat, run_id, expires_at),
         )
 
+    def purge_cells(self, now: int) -> int:
+        return self._db.execute("DELETE FROM flow_cells WHERE expires_at <= ?", (now,)).rowcount
+
     def get_hold(self, kind: HoldKind, key: str) -> Hold | None:
         row = self._db.execute(
             "SELECT run_id, since, size FROM flow_holds WHERE kind = ? AND key = ?",
