@@ -175,8 +175,7 @@ async def test_holds_are_closed_by_their_run_and_released_when_it_finishes(store
 async def test_a_batch_run_takes_events_and_lists_under_each(store: Store) -> None:
     first = StoredEvent("e1", "k1", "go", {}, 1, 1)
     second = StoredEvent("e2", "k2", "go", {}, 2, 2)
-    for event in (first, second):
-        await store.transact(lambda tx, event=event: tx.insert_event(event))
+    await store.transact(lambda tx: [tx.insert_event(e) for e in (first, second)])
     await store.transact(lambda tx: tx.create_run(new_run(key="fn:batch:r1")))
     await store.transact(lambda tx: tx.put_hold(Hold(HoldKind.BATCH, "f:", "r1", since=1)))
     assert await store.transact(lambda tx: tx.add_run_event("f:k1", "e1", "r1"))
