@@ -78,9 +78,11 @@ async def test_held_and_skipped_runs_in_rest_and_graphql(tmp_path: pathlib.Path)
         async with engine:
             synced = await http.put("http://app/api/inngest")
             assert synced.status_code == 200, synced.text
-            await _send(http, "flow/held", {"account": "acme"})
+            first = await _send(http, "flow/held", {"account": "acme"})
             second = await _send(http, "flow/held", {"account": "acme"})
             await asyncio.sleep(0.2)
+            # Its first call is out (its step runs): running, though nothing is recorded.
+            [going] = (await http.get(f"http://server/v1/events/{first}/runs")).json()["data"]
             [queued] = (await http.get(f"http://server/v1/events/{second}/runs")).json()["data"]
             detail = (await http.get(f"http://server/v1/runs/{queued['run_id']}")).json()["data"]
             held = await _gql(
@@ -99,6 +101,8 @@ async def test_held_and_skipped_runs_in_rest_and_graphql(tmp_path: pathlib.Path)
             )
             gate.set()
             await engine.wait(queued["run_id"], timeout=5)
+    assert going["status"] == "Running"
+    assert going["run_started_at"] is not None
     assert queued["status"] == "Queued"
     assert detail["waiting_for"]["waiting_for"] == "concurrency"
     assert detail["waiting_for"]["key"] == "event.data.account = 'acme'"

@@ -17,7 +17,7 @@ import asyncio
 import datetime
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -72,6 +72,12 @@ def _ms(moment: datetime.datetime) -> int:
 
 #: How often expired flow-control cells are deleted.
 PURGE_EVERY_SECONDS = 3600
+
+
+def partial_purge(now: int) -> Callable[[Tx], int]:
+    """The unit that deletes flow-control cells expired at ``now``."""
+    return lambda tx: tx.purge_cells(now)
+
 
 #: How long a call may run sequential steps before answering (see ``chain_seconds``).
 DEFAULT_CHAIN_SECONDS = 0.02
@@ -241,9 +247,8 @@ class Engine:
         """Delete flow-control cells past their time, now and then every hour (a day's
         idempotency keys would otherwise pile up)."""
         while True:
-            now = self.clock.now_ms()
             try:
-                await self._store.transact(lambda tx: tx.purge_cells(now))
+                await self._store.transact(partial_purge(self.clock.now_ms()))
             except Exception:  # upkeep only: expired cells read as absent anyway
                 logger.exception("purging expired flow-control cells failed")
             await asyncio.sleep(PURGE_EVERY_SECONDS)
@@ -438,10 +443,17 @@ class Engine:
         found = await self._store.get_run(run_id)
         if found is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
-        active = self._executor.active(run_id)
-        if active is not None and not found.status.finished and active.status != found.status:
+        return self._current(found)
+
+    def _current(self, stored: Run) -> Run:
+        """A run as stored, or as it is now when its first call is out (it is running,
+        which the store records with the call's answer)."""
+        if stored.status.finished:
+            return stored
+        active = self._executor.active(stored.id)
+        if active is not None and active.status != stored.status:
             return active.snapshot()
-        return found
+        return stored
 
     async def history(self, run_id: str) -> list[StepAttempt]:
         """The run's steps in the order they ended, failed attempts included; while flow
@@ -539,7 +551,7 @@ class Engine:
     async def runs(self, event_id: str) -> list[Run]:
         """The runs an event (by the id ``send`` returned) started."""
         self._require_running()
-        return await self._store.runs_for_event(event_id)
+        return [self._current(run) for run in await self._store.runs_for_event(event_id)]
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: it takes no further step. False if it had already finished."""

@@ -169,6 +169,11 @@ class Executor:
                 run, job, lambda unit: self._finish(unit, RunStatus.CANCELLED, error=late)
             )
         started = self._clock.now_ms()
+        first = run.started_at is None
+        if first:
+            # Running from the moment its first call goes out (recorded with its answer).
+            run.started_at = started
+            run.status = RunStatus.RUNNING
         request = CallRequest(
             fn_id=run.function_id,
             event=run.events[0],
@@ -192,7 +197,9 @@ class Executor:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
-        return await self._record(run, job, lambda unit: self._apply(unit, response, started))
+        return await self._record(
+            run, job, lambda unit: self._apply(unit, response, started, first=first)
+        )
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run now; False if it had already finished (or does not exist).
@@ -278,10 +285,10 @@ class Executor:
 
     # -- applying a response -------------------------------------------------------
 
-    def _apply(self, unit: Unit, response: CallResponse, started: int) -> None:
+    def _apply(self, unit: Unit, response: CallResponse, started: int, *, first: bool) -> None:
         run, job = unit.run, unit.job
         unit.started = started
-        if run.started_at is None:
+        if first:
             unit.run_fields.update(status=RunStatus.RUNNING.value, started_at=started)
 
             def mark_started() -> None:
