@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import itertools
 
 import pytest
@@ -313,3 +314,28 @@ async def test_a_queued_run_can_be_cancelled_and_never_runs(make_engine: EngineF
 
 async def _waiting(engine: inngest.Engine, run_id: str) -> bool:
     return await engine.waiting_for(run_id) is not None
+
+
+async def test_a_parallel_groups_steps_take_slots_too(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="flow")
+    spans = Spans()
+
+    @client.create_function(
+        fn_id="fan",
+        trigger=inngest.TriggerEvent(event="fan"),
+        concurrency=[inngest.Concurrency(limit=2)],
+    )
+    async def fn(ctx: inngest.Context) -> tuple[str, ...]:
+        return await ctx.group.parallel(
+            tuple(
+                functools.partial(ctx.step.run, f"p{i}", spans.step, f"p{i}", "fan", 0.05)
+                for i in range(5)
+            )
+        )
+
+    async with make_engine(client, [fn]) as engine:
+        [run] = await runs_of(engine, await engine.send(inngest.Event(name="fan")))
+        done = await engine.wait(run.id, timeout=10)
+    assert done.status == "Completed", done.error
+    assert done.output == [f"p{i}" for i in range(5)]
+    assert spans.peak == {"fan": 2}

@@ -92,8 +92,9 @@ class Admission:
         self._granted: set[str] = set()
         #: Run-level slots, by run id: held from a run's first call until it finishes.
         self._run_slots: dict[str, Slot] = {}
-        #: Tickets waiting for a slot, by run id.
-        self._waiting: dict[str, Ticket] = {}
+        #: Tickets waiting for a slot, by run id and job id (a parallel group's planned
+        #: steps may wait side by side).
+        self._waiting: dict[str, dict[str, Ticket]] = {}
         self._lines: dict[str, _Line] = {}
         #: The throttle key each job out of its line belongs to, by job id.
         self._out: dict[str, str] = {}
@@ -178,7 +179,7 @@ class Admission:
         if self._slots.acquire(ticket, self._clock.now_ms()):
             self._hold(ticket)
             return Verdict.GO
-        self._waiting[run.run_id] = ticket
+        self._waiting.setdefault(run.run_id, {})[job.id] = ticket
         return Verdict.HELD
 
     def _hold(self, ticket: Ticket) -> None:
@@ -214,8 +215,7 @@ class Admission:
 
     def run_finished(self, run_id: str) -> None:
         """The run is over: its run-level slot frees, and nothing of it waits any more."""
-        waiting = self._waiting.pop(run_id, None)
-        if waiting is not None:
+        for waiting in self._waiting.pop(run_id, {}).values():
             self._slots.forget(waiting)
         self._throttled.pop(run_id, None)
         slot = self._run_slots.pop(run_id, None)
@@ -224,7 +224,11 @@ class Admission:
 
     def _wake(self, granted: list[Ticket]) -> None:
         for ticket in granted:
-            self._waiting.pop(ticket.job.run_id, None)
+            tickets = self._waiting.get(ticket.job.run_id)
+            if tickets is not None:
+                tickets.pop(ticket.job.id, None)
+                if not tickets:
+                    del self._waiting[ticket.job.run_id]
             self._hold(ticket)
             self._granted.add(ticket.job.id)
             self._queue.push_front(ticket.job)
@@ -323,7 +327,8 @@ class Admission:
 
     def waiting_for(self, run_id: str) -> dict[str, Any] | None:
         """Why the run's next call has not gone yet, if flow control holds it."""
-        ticket = self._waiting.get(run_id)
+        tickets = self._waiting.get(run_id)
+        ticket = None if not tickets else next(iter(tickets.values()))
         if ticket is not None and ticket.blocked_on is not None:
             slot = next(s for s in ticket.slots if s.key == ticket.blocked_on)
             level = "run" if slot is ticket.run_slot else "step"
