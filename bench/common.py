@@ -16,18 +16,39 @@ N_LONG: Final = 10_000  # (d) sequential steps in one run (Mainspring only)
 N_EVENTS: Final = 20_000  # (g) events sent through POST /e/ that trigger nothing
 N_EVENTS_TRIGGERED: Final = 2_000  # (h) events sent through POST /e/, each starting a run
 EVENT_BATCH: Final = 100  # (g), (h) events per POST /e/ request
+# Flow control (bench/flow_workloads.py).
+N_KEYED_RUNS: Final = 10_000  # (i) one-step runs, spread over N_KEYS keys
+N_KEYS: Final = 100  # (i) concurrency keys
+KEY_LIMIT: Final = 2  # (i), (j) Concurrency(limit=KEY_LIMIT, key="event.data.key")
+N_HOT_RUNS: Final = 10_000  # (j) runs queued on the hot key
+N_COLD_EVENTS: Final = 5  # (j) events on cold keys, timed one by one
+N_BATCHED_EVENTS: Final = 1_000  # (k) events into a batched function
+BATCH_MAX_SIZE: Final = 100  # (k) Batch(max_size=...)
+SEND_SIZE: Final = 100  # (i), (j), (k) events per engine.send
 
 # Measurement method: WARMUP unmeasured runs, then the median of REPS measured runs.
 WARMUP: Final = 1
 REPS: Final = 3
 
-Workload = Literal["a", "b", "c", "d", "e", "f", "g", "h"]
-Metric = Literal["per_step", "total", "throughput", "rss", "max_wake_lateness"]
-Unit = Literal["ms/step", "ms", "runs/s", "MB", "events/s"]
+Workload = Literal["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
+Metric = Literal[
+    "per_step",
+    "total",
+    "throughput",
+    "rss",
+    "max_wake_lateness",
+    "baseline_throughput",
+    "ratio",
+    "median_latency",
+    "max_latency",
+]
+Unit = Literal["ms/step", "ms", "runs/s", "MB", "events/s", "x"]
 
-WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d", "e", "f")
+WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "d", "e", "f", "i", "j", "k")
 #: The run-lifecycle workloads, run by bench/lifecycle.py in processes of their own.
 LIFECYCLE: Final[tuple[Workload, ...]] = ("e", "f")
+#: The flow-control workloads (bench/flow_workloads.py); `--only flow` selects them.
+FLOW: Final[tuple[Workload, ...]] = ("i", "j", "k")
 #: The workloads of `run.py --http` (bench/http_workloads.py): server and app on uvicorn.
 HTTP_WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c", "g", "h")
 
@@ -40,6 +61,9 @@ DESCRIPTIONS: Final[dict[Workload, str]] = {
     "f": "1,000 waiting runs resumed by 1,000 events",
     "g": f"{N_EVENTS:,} events in batches of {EVENT_BATCH}, no trigger",
     "h": f"{N_EVENTS_TRIGGERED:,} events in batches of {EVENT_BATCH}, each starts a run",
+    "i": f"{N_KEYED_RUNS:,} one-step runs on {N_KEYS} keys, limit {KEY_LIMIT} per key",
+    "j": f"a cold key's start behind {N_HOT_RUNS:,} runs queued on a hot key",
+    "k": f"{N_BATCHED_EVENTS:,} events into batches of {BATCH_MAX_SIZE}",
 }
 
 

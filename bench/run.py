@@ -2,12 +2,13 @@
 """Benchmark Mainspring's embedded engine against DBOS Transact, in one process; or, with
 --http, Mainspring's server and apps over loopback HTTP against Restate.
 
-    python bench/run.py [--json FILE] [--only a,b,c,d,e,f] [--skip-peers] [--workdir DIR]
+    python bench/run.py [--json FILE] [--only a,...,f,i,j,k|flow] [--skip-peers] [--workdir DIR]
     python bench/run.py --http [--json FILE] [--only a,b,c,g,h] [--skip-peers] [--workdir DIR]
 
 Runs the selected workloads on Mainspring (durability "full", then "normal"), then (a)-(c) on
 DBOS with a SQLite system database, prints a comparison table and optionally writes the records
-as JSON. With --http: (a)-(c) with our SDK and with the official `inngest` SDK against our server,
+as JSON; the flow-control workloads (i)-(k) run on Mainspring alone (`--only flow` selects
+them). With --http: (a)-(c) with our SDK and with the official `inngest` SDK against our server,
 then on Restate, and event ingestion (g, h). See bench/README.md.
 """
 
@@ -19,9 +20,6 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
-import os
-import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,6 +37,7 @@ if importlib.util.find_spec("mainspring") is None and (ROOT / "src").is_dir():
 
 from bench.common import (  # noqa: E402
     DESCRIPTIONS,
+    FLOW,
     HTTP_WORKLOADS,
     LIFECYCLE,
     N_LONG,
@@ -49,6 +48,7 @@ from bench.common import (  # noqa: E402
     Record,
     Workload,
 )
+from bench.machine import print_machine_facts  # noqa: E402
 
 if TYPE_CHECKING:
     from bench.mainspring_workloads import Durability
@@ -126,7 +126,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only",
         metavar="a,b,c,...",
         help="comma-separated workloads to run (default: all of the suite: "
-        f"{','.join(WORKLOADS)}, or {','.join(HTTP_WORKLOADS)} with --http)",
+        f"{','.join(WORKLOADS)}, or {','.join(HTTP_WORKLOADS)} with --http); "
+        f"'flow' stands for the flow-control workloads {','.join(FLOW)}",
     )
     parser.add_argument(
         "--skip-peers",
@@ -144,6 +145,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     selected = (
         list(suite) if args.only is None else [w.strip() for w in args.only.split(",") if w.strip()]
     )
+    if not args.http and "flow" in selected:
+        selected = [w for w in selected if w != "flow"] + list(FLOW)
     unknown = [w for w in selected if w not in suite]
     if unknown or not selected:
         other = (
@@ -151,75 +154,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             if args.http
             else f" ({','.join(sorted(set(HTTP_WORKLOADS) - set(suite)))} need --http)"
         )
-        parser.error(f"--only takes a comma-separated subset of {','.join(suite)}{other}")
+        alias = "" if args.http else " or 'flow'"
+        parser.error(f"--only takes a comma-separated subset of {','.join(suite)}{alias}{other}")
     args.workloads = [w for w in suite if w in selected]
     return args
-
-
-# --- machine facts -------------------------------------------------------------------------
-
-
-def _nproc() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _filesystem(path: Path) -> str:
-    """Filesystem type and device of the mount holding `path` (Linux), else 'unknown'."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    best = ("", "unknown")
-    resolved = str(path.resolve())
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        device, mountpoint, fstype = parts[0], parts[1], parts[2]
-        inside = resolved == mountpoint or resolved.startswith(mountpoint.rstrip("/") + "/")
-        if inside and len(mountpoint) >= len(best[0]):
-            best = (mountpoint, f"{fstype} ({device} on {mountpoint})")
-    return best[1]
-
-
-def print_machine_facts(workdir: Path, *, http: bool = False) -> None:
-    print("machine:")
-    print(f"  python   {platform.python_implementation()} {platform.python_version()}")
-    print(f"  sqlite   {sqlite3.sqlite_version} (Python's sqlite3 module)")
-    print(f"  nproc    {_nproc()} (cpu_count {os.cpu_count()}), {_cpu_model()}")
-    print(f"  platform {platform.platform()}")
-    print(f"  workdir  {workdir} on {_filesystem(workdir)}")
-    try:
-        dbos = f"dbos {importlib.metadata.version('dbos')}"
-    except importlib.metadata.PackageNotFoundError:
-        dbos = "dbos not installed"
-    if not http:
-        print(f"  peers    {dbos}")
-        return
-    from bench import http_workloads
-
-    print(f"  http     {http_workloads.versions()}")
 
 
 # --- running -------------------------------------------------------------------------------
 
 
-def _attempt(results: Results, workload: Workload, system: str, fn: Callable[[], Record]) -> None:
+def _attempt(
+    results: Results, workload: Workload, system: str, fn: Callable[[], Record | list[Record]]
+) -> None:
     try:
-        results.records.append(fn())
+        got = fn()
+        results.records.extend(got if isinstance(got, list) else [got])
     except Exception as exc:
         results.failed = True
         results.errors[(workload, system)] = f"{type(exc).__name__}: {exc}"
@@ -257,6 +206,46 @@ def run_mainspring(workloads: Sequence[Workload], workdir: Path, results: Result
                 results, workload, system, functools.partial(msw.run, workload, durability, workdir)
             )
     return systems
+
+
+def run_flow(workloads: Sequence[Workload], workdir: Path, results: Results) -> None:
+    """Run the flow-control workloads (i)-(k) on Mainspring, durability "full" then "normal"."""
+    todo = [w for w in workloads if w in FLOW]
+    if not todo:
+        return
+    durabilities: tuple[Durability, ...] = ("full", "normal")
+    print("\nmainspring flow control (embedded engine; durability 'full', then 'normal')")
+    try:
+        from bench import flow_workloads as flw
+        from bench import mainspring_workloads as msw
+
+        flw.check_api()
+    except (ImportError, AttributeError) as exc:
+        reason = f"unavailable: {type(exc).__name__}: {exc}"
+        print(f"  flow control {reason}")
+        results.failed = True
+        for workload in todo:
+            for durability in durabilities:
+                results.errors[(workload, f"mainspring-{durability}")] = reason
+        return
+    for workload in todo:
+        for durability in durabilities:
+            system = msw.system_name(durability)
+            _attempt(
+                results, workload, system, functools.partial(flw.run, workload, durability, workdir)
+            )
+
+
+def print_flow_table(workloads: Sequence[Workload], results: Results) -> None:
+    todo = [w for w in workloads if w in FLOW]
+    if not todo:
+        return
+    try:
+        from bench import flow_workloads as flw
+    except ImportError:
+        return  # run_flow said why
+    header, rows = flw.table(results.records, results.errors, todo)
+    _print_rows(header, rows)
 
 
 def run_lifecycle(workloads: Sequence[Workload], workdir: Path, results: Results) -> None:
@@ -510,7 +499,6 @@ def print_table(
             f"(d)/(a) per-step ratio, {N_LONG:,} vs {N_SEQ} steps: {', '.join(parts)} "
             f"(target <= {D_OVER_A_TARGET}x)"
         )
-    _print_errors(results)
 
 
 def _print_rows(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -618,13 +606,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_machine_facts(workdir)
         print(f"method: median of {REPS} measured runs after {WARMUP} warm-up")
         results = Results()
-        core = [w for w in workloads if w not in LIFECYCLE]
+        core = [w for w in workloads if w not in LIFECYCLE and w not in FLOW]
         ms_systems = run_mainspring(core, workdir, results)
         show_dbos = not args.skip_peers and run_dbos(core, workdir, results)
         run_lifecycle(workloads, workdir, results)
+        run_flow(workloads, workdir, results)
     if core:
         print_table(core, ms_systems, show_dbos, results)
     print_lifecycle_table(results)
+    print_flow_table(workloads, results)
+    _print_errors(results)
     _write_json(args.json, results)
     return 1 if results.failed else 0
 

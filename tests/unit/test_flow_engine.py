@@ -172,3 +172,24 @@ def test_a_forgotten_ticket_is_never_granted() -> None:
     assert not slots.acquire(kept, 0)
     slots.forget(gone)
     assert slots.release([a], 1) == [kept]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"user": "u-1"},
+        {"user": 7},
+        {"user": 7.5},
+        {"user": True},
+        {"user": None},
+        {"user": [1, "a"]},
+        {"user": {"id": 1}},
+        {},
+        {"other": 1},
+    ],
+)
+def test_a_plain_field_path_reads_what_cel_would(data: dict[str, object]) -> None:
+    """``event.data.user`` is read without CEL; ``(event.data.user)`` goes through it."""
+    event = {"name": "e", "data": data}
+    assert key_value("event.data.user", event) == key_value("(event.data.user)", event)
+    assert key_value("event.name", event) == key_value("(event.name)", event) == "e"

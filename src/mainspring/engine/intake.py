@@ -303,7 +303,7 @@ def write_intake(
         # Runs start after the pauses this event resumed, so it cannot cancel them.
         for planned in runs_of.get(event.internal_id, ()):
             run, job = planned.run, planned.job
-            if not planned.function.config.flow.empty:
+            if flow_schedule.decides(planned.function):
                 if not _schedule(tx, planned, event, now, emit, result):
                     continue
             elif tx.create_run(run):

@@ -14,7 +14,7 @@ from typing import Any
 
 from mainspring.engine.flow import priority
 from mainspring.engine.flow.gcra import Rate
-from mainspring.engine.flow.keys import key_value, scoped
+from mainspring.engine.flow.keys import key_value
 from mainspring.sdk.flow import Concurrency, FlowConfig
 
 
@@ -55,20 +55,22 @@ class RunFlow:
 
 def _slot(function_id: str, limit: Concurrency, event: Mapping[str, Any]) -> Slot:
     scope = limit.scope or "fn"
-    if scope == "fn":
-        key = scoped("fn", function_id, limit.key, event)
-    else:
-        key = f"{scope}:{key_value(limit.key, event)}"
-    label = (
-        f"{scope} scope" if limit.key is None else f"{limit.key} = {key_value(limit.key, event)!r}"
-    )
-    return Slot(key, limit.limit, label)
+    value = key_value(limit.key, event)  # once: CEL is the costly part of a run's flow
+    if scope != "fn":
+        return Slot(f"{scope}:{value}", limit.limit, f"{limit.key} = {value!r}")
+    if limit.key is None:
+        return Slot(f"fn:{function_id}", limit.limit, "fn scope")
+    return Slot(f"fn:{function_id}:{value}", limit.limit, f"{limit.key} = {value!r}")
 
 
-def _label(expression: str | None, event: Mapping[str, Any]) -> str:
+def _keyed(
+    control: str, function_id: str, expression: str | None, event: Mapping[str, Any]
+) -> tuple[str, str]:
+    """A control's key for this run and its label for messages (the key evaluated once)."""
     if expression is None:
-        return "the function"
-    return f"{expression} = {key_value(expression, event)!r}"
+        return f"{control}:{function_id}", "the function"
+    value = key_value(expression, event)
+    return f"{control}:{function_id}:{value}", f"{expression} = {value!r}"
 
 
 def holds_back(flow: FlowConfig) -> bool:
@@ -99,17 +101,14 @@ def run_flow(function_id: str, flow: FlowConfig, event: Mapping[str, Any]) -> Ru
     run_slot = None
     if flow.run_concurrency is not None:
         limit = flow.run_concurrency
-        run_slot = Slot(
-            scoped("run", function_id, limit.key, event), limit.limit, _label(limit.key, event)
-        )
+        key, label = _keyed("run", function_id, limit.key, event)
+        run_slot = Slot(key, limit.limit, label)
     throttled = None
     if flow.throttle is not None:
         throttle = flow.throttle
-        throttled = Throttled(
-            scoped("throttle", function_id, throttle.key, event),
-            Rate.throttle(throttle.limit, throttle.period_ms(), throttle.burst or 1),
-            _label(throttle.key, event),
-        )
+        key, label = _keyed("throttle", function_id, throttle.key, event)
+        rate = Rate.throttle(throttle.limit, throttle.period_ms(), throttle.burst or 1)
+        throttled = Throttled(key, rate, label)
     return RunFlow(
         slots=_merged([_slot(function_id, limit, event) for limit in flow.concurrency]),
         run_slot=run_slot,

@@ -42,6 +42,20 @@ class Outcome:
     moved: list[Job] = dataclasses.field(default_factory=list)
 
 
+def decides(function: Function[Any]) -> bool:
+    """Whether the function's runs need :func:`schedule` (a control that acts when a run
+    is created); functions with only concurrency limits or a priority need nothing here."""
+    flow = function.config.flow
+    return (
+        flow.rate_limit is not None
+        or flow.idempotency is not None
+        or flow.debounce is not None
+        or flow.batch_events is not None
+        or flow.singleton is not None
+        or flow.throttle is not None
+    )
+
+
 def _gated(function: Function[Any]) -> bool:
     flow = function.config.flow
     return flow.throttle is not None or flow.debounce is not None
