@@ -40,5 +40,5 @@ def check(
         "IdempotencyKeyUsed",
         ErrorCode.IDEMPOTENCY_KEY_USED,
         f"idempotency key {expression} = {value!r} was already used{holder} in the last "
-        f"24h; it is free again from {decision.retry_at} (epoch ms)",
+        f"24h; it is free again from {skips.moment(decision.retry_at)}",
     )

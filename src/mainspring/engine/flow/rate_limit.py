@@ -33,9 +33,12 @@ def check(
         tx.put_cell(key, decision.tat, run_id, decision.tat)
         return None
     where = "" if limit.key is None else f" for {limit.key} = {key_value(limit.key, event)!r}"
+    rate = Rate.rate_limit(limit.limit, period)
+    spacing = format_duration(max(1, round(rate.emission_ms)))
     return skips.reason(
         "RateLimited",
         ErrorCode.RATE_LIMITED,
-        f"rate limit of {limit.limit} per {format_duration(period)}{where} reached; "
-        f"the next run may start from {decision.retry_at} (epoch ms)",
+        f"rate limit of {limit.limit} per {format_duration(period)}{where} reached (runs are "
+        f"spread evenly: one every {spacing}, up to {rate.capacity} at once); the next run "
+        f"may start from {skips.moment(decision.retry_at)}",
     )

@@ -8,6 +8,7 @@ holds: :func:`describe_hold`)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,14 @@ from mainspring.sdk.flow import FlowConfig
 SKIPPED_OP = "Skipped"
 WAITING_OP = "Waiting"
 FLOW_STEP_ID = "flow"
+
+
+def moment(ms: int | None) -> str:
+    """An epoch-ms time as users read it (ISO 8601, UTC, to the millisecond)."""
+    if ms is None:
+        return "an unknown time"
+    at = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def reason(name: str, code: ErrorCode, message: str) -> ErrorPayload:
@@ -68,7 +77,7 @@ def describe_hold(
                 "until": until,
                 "message": (
                     f"batch filling: {hold.size} of {batch.max_size} events; it starts when "
-                    f"full or at {until} (epoch ms)"
+                    f"full or at {moment(until)}"
                 ),
             }
         if hold.kind is HoldKind.DEBOUNCE and flow.debounce is not None:
@@ -78,7 +87,7 @@ def describe_hold(
                 "since": hold.since,
                 "until": start_at,
                 "message": (
-                    f"debounced: starts at {start_at} (epoch ms) unless another event for "
+                    f"debounced: starts at {moment(start_at)} unless another event for "
                     "the same key comes first"
                 ),
             }
