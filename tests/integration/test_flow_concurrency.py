@@ -339,3 +339,42 @@ async def test_a_parallel_groups_steps_take_slots_too(make_engine: EngineFactory
     assert done.status == "Completed", done.error
     assert done.output == [f"p{i}" for i in range(5)]
     assert spans.peak == {"fan": 2}
+
+
+async def test_a_run_held_past_its_start_timeout_is_cancelled_at_the_deadline(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="flow")
+    clock = inngest.ManualClock()
+    gate, going = asyncio.Event(), asyncio.Event()
+    ran: list[int] = []
+
+    async def hold() -> None:
+        going.set()
+        await gate.wait()
+
+    @client.create_function(
+        fn_id="deadline",
+        trigger=inngest.TriggerEvent(event="d"),
+        concurrency=[inngest.Concurrency(limit=1)],
+        timeouts=inngest.Timeouts(start=datetime.timedelta(seconds=10)),
+    )
+    async def fn(ctx: inngest.Context) -> None:
+        n: int = ctx.event.data["n"]
+        if n == 0:
+            await ctx.step.run("hold", hold)
+        await ctx.step.run("mark", lambda: ran.append(n))
+
+    async with make_engine(client, [fn], clock=clock) as engine:
+        [blocker] = await runs_of(engine, await engine.send(inngest.Event(name="d", data={"n": 0})))
+        await asyncio.wait_for(going.wait(), 5)
+        [held] = await runs_of(engine, await engine.send(inngest.Event(name="d", data={"n": 1})))
+        await until(lambda: _waiting(engine, held.id), what="the run to wait for its slot")
+        clock.advance(11)
+        cancelled = await engine.wait(held.id, timeout=5)  # the blocker still holds the slot
+        gate.set()
+        assert (await engine.wait(blocker.id, timeout=5)).status == "Completed"
+    assert cancelled.status == "Cancelled"
+    assert cancelled.error is not None
+    assert cancelled.error["message"] == "the run did not start within 10s"
+    assert ran == [0]

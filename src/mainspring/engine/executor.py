@@ -168,6 +168,10 @@ class Executor:
             return await self._record(
                 run, job, lambda unit: self._finish(unit, RunStatus.CANCELLED, error=late)
             )
+        if job.kind is JobKind.TIMEOUT:
+            # A deadline the run met (it started in time): nothing to call.
+            await self._store.transact(lambda tx: tx.delete_job(job.id))
+            return None
         started = self._clock.now_ms()
         first = run.started_at is None
         if first:
@@ -224,7 +228,14 @@ class Executor:
         limits = timeouts.to_wire()
         now = self._clock.now_ms()
         start = function.config.timeout_ms("start")
-        if start is not None and run.started_at is None and now - run.created_at > start:
+        # A start deadline's own job (queued with the run) fires at the deadline, whatever
+        # holds the run back (a concurrency limit, a throttle).
+        start_job = job.kind is JobKind.TIMEOUT and (job.data or {}).get("timeout") == "start"
+        if (
+            start is not None
+            and run.started_at is None
+            and (start_job or now - run.created_at > start)
+        ):
             return ErrorPayload(
                 name="FunctionTimeoutError",
                 message=f"the run did not start within {limits['start']}",
@@ -233,7 +244,7 @@ class Executor:
         if (
             finish is not None
             and run.started_at is not None
-            and (job.kind is JobKind.TIMEOUT or now - run.started_at > finish)
+            and ((job.kind is JobKind.TIMEOUT and not start_job) or now - run.started_at > finish)
         ):
             return ErrorPayload(
                 name="FunctionTimeoutError",
