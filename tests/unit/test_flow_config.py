@@ -22,13 +22,13 @@ from mainspring.sdk.flow import (
     Concurrency,
     Debounce,
     FlowConfig,
-    OptionError,
     Priority,
     RateLimit,
     RunConcurrency,
     Singleton,
     Throttle,
 )
+from mainspring.sdk.option_base import OptionError
 
 BAD_CEL = "event.data.("
 

@@ -30,7 +30,6 @@ from mainspring.sdk.flow import (
     Concurrency,
     Debounce,
     FlowConfig,
-    OptionError,
     Priority,
     RateLimit,
     RunConcurrency,
@@ -38,6 +37,7 @@ from mainspring.sdk.flow import (
     Throttle,
 )
 from mainspring.sdk.function import Function
+from mainspring.sdk.option_base import OptionError
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
 

@@ -17,19 +17,22 @@ exactly as the reference SDK sends it (periods as the largest whole unit: ``"1m"
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import types
-import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import pydantic
 
 from mainspring.errors import FunctionConfigInvalidError
-from mainspring.protocol.durations import DurationError, format_duration, to_ms
-from mainspring.protocol.expressions import ExpressionError, compile_expression
-
-Duration = int | datetime.timedelta | str
+from mainspring.protocol.durations import format_duration, to_ms
+from mainspring.sdk.option_base import (
+    Duration,
+    Option,
+    OptionError,
+    at_least,
+    check_expression,
+    checked_duration_ms,
+    show,
+)
 
 _SECOND = 1_000
 _DAY = 86_400_000
@@ -51,144 +54,7 @@ DEBOUNCE_TIMEOUT_MS = (_SECOND, 7 * _DAY)
 BATCH_TIMEOUT_MS = (_SECOND, 60 * _SECOND)
 
 
-class OptionError(FunctionConfigInvalidError):
-    """An option refused one of its fields.
-
-    ``option`` is the class name, ``field`` the attribute (``None`` for the option as a
-    whole) and ``problem`` what is wrong, kept apart so the registration parser can name
-    the wire field (``batchEvents.maxSize``) instead of the attribute (``Batch.max_size``).
-    """
-
-    def __init__(self, option: str, field: str | None, problem: str) -> None:
-        super().__init__(f"{option}.{field}: {problem}" if field else f"{option}: {problem}")
-        self.option = option
-        self.field = field
-        self.problem = problem
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.option, self.field, self.problem))
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(value).__name__} {text}"
-
-
-def _show_duration(value: object) -> str:
-    return f"{value} ms" if isinstance(value, int) else repr(value)
-
-
-def _span(ms: int) -> str:
-    """A bound as people write it: ``7d`` rather than ``1w``."""
-    return f"{ms // _DAY}d" if ms >= _DAY and ms % _DAY == 0 else format_duration(ms)
-
-
-def _duration_ms(option: str, field: str, value: Duration, bounds: tuple[int, int]) -> int:
-    """``value`` in whole milliseconds, checked to lie within ``bounds``."""
-    try:
-        ms = to_ms(value)
-    except DurationError as exc:
-        raise OptionError(option, field, str(exc)) from None
-    whole = round(ms)
-    if abs(ms - whole) > 1e-6:
-        raise OptionError(
-            option, field, f"{_show_duration(value)} is not a whole number of milliseconds"
-        )
-    low, high = bounds
-    if not low <= whole <= high:
-        raise OptionError(
-            option,
-            field,
-            f"{_show_duration(value)} is out of range: must be from {_span(low)} to {_span(high)}",
-        )
-    return whole
-
-
-def _expression(option: str, field: str | None, source: str | None) -> None:
-    if source is None:
-        return
-    if not source.strip():
-        raise OptionError(option, field, "must be a non-empty CEL expression")
-    try:
-        compile_expression(source)
-    except ExpressionError as exc:
-        raise OptionError(option, field, str(exc)) from None
-
-
-def _at_least(option: str, field: str, value: int, low: int) -> int:
-    if value < low:
-        raise OptionError(option, field, f"must be at least {low}, got {value}")
-    return value
-
-
-def _expected(annotation: Any) -> str:
-    """What a field's annotation accepts, in words."""
-    args = (
-        typing.get_args(annotation)
-        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
-        else (annotation,)
-    )
-    args = tuple(arg for arg in args if arg is not type(None))
-    if datetime.timedelta in args:
-        return (
-            "a duration (whole milliseconds as an int, a timedelta or a time string such as '1m')"
-        )
-    if len(args) == 1 and typing.get_origin(args[0]) is Literal:
-        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(args[0]))
-    if args == (int,):
-        return "an int"
-    if args == (str,):
-        return "a string"
-    return " or ".join(getattr(arg, "__name__", str(arg)) for arg in args)
-
-
-def _from_validation_error(cls: type[_Option], exc: pydantic.ValidationError) -> OptionError:
-    """The first problem pydantic found, as an :class:`OptionError` in our words."""
-    option = cls.__name__
-    details = exc.errors(include_url=False)
-    if not details:  # pragma: no cover - pydantic always reports at least one
-        return OptionError(option, None, str(exc))
-    first = details[0]
-    loc = first.get("loc") or ()
-    field = str(loc[0]) if loc else None
-    kind = first.get("type")
-    info = cls.model_fields.get(field) if field is not None else None
-    if kind == "missing":
-        problem = "is required"
-    elif kind == "extra_forbidden":
-        problem = f"is not an option of {option} (it takes {', '.join(cls.model_fields)})"
-    elif info is not None:
-        problem = f"expected {_expected(info.annotation)}, got {_show(first.get('input'))}"
-    else:
-        problem = str(first.get("msg"))
-    return OptionError(option, field, problem)
-
-
-class _Option(pydantic.BaseModel):
-    """Base of the options: strict types, frozen, unknown fields refused, and every
-    problem raised as :class:`OptionError` (a ``FunctionConfigInvalidError``)."""
-
-    model_config = pydantic.ConfigDict(frozen=True, strict=True, extra="forbid")
-
-    def __init__(self, /, *args: Any, **data: Any) -> None:
-        if args:
-            raise OptionError(
-                type(self).__name__, None, f"takes keyword arguments only, got {len(args)}"
-            )
-        try:
-            super().__init__(**data)
-        except pydantic.ValidationError as exc:
-            raise _from_validation_error(type(self), exc) from None
-
-    @classmethod
-    def wire_field(cls, field: str | None) -> str | None:
-        """The registration (JSON) name of attribute ``field``."""
-        return field
-
-
-class Concurrency(_Option):
+class Concurrency(Option):
     """At most ``limit`` step calls of the function in flight at once.
 
     ``key`` (CEL on ``event``) gives each distinct value its own limit;
@@ -204,12 +70,12 @@ class Concurrency(_Option):
     @pydantic.field_validator("limit")
     @classmethod
     def _check_limit(cls, value: int) -> int:
-        return _at_least("Concurrency", "limit", value, 1)
+        return at_least("Concurrency", "limit", value, 1)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("Concurrency", "key", value)
+        check_expression("Concurrency", "key", value)
         return value
 
     @pydantic.model_validator(mode="after")
@@ -227,7 +93,7 @@ class Concurrency(_Option):
         return out
 
 
-class RunConcurrency(_Option):
+class RunConcurrency(Option):
     """At most ``limit`` *runs* of the function going at once, sleeping and waiting ones
     included: a run holds its slot from its first call until it finishes (protocol §10's
     ``{"fn": [...]}`` form). ``key`` (CEL on ``event``) gives each value its own limit."""
@@ -238,12 +104,12 @@ class RunConcurrency(_Option):
     @pydantic.field_validator("limit")
     @classmethod
     def _check_limit(cls, value: int) -> int:
-        return _at_least("RunConcurrency", "limit", value, 1)
+        return at_least("RunConcurrency", "limit", value, 1)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("RunConcurrency", "key", value)
+        check_expression("RunConcurrency", "key", value)
         return value
 
     def to_wire(self) -> dict[str, Any]:
@@ -254,7 +120,7 @@ class RunConcurrency(_Option):
         return out
 
 
-class Throttle(_Option):
+class Throttle(Option):
     """Start at most ``limit`` runs per ``period`` (per ``key`` value), ``burst`` of them
     at once; runs over the limit are delayed, never dropped. ``period`` is 1s to 7d;
     ``burst`` defaults to 1 (``None`` means the default, as in the reference SDK)."""
@@ -267,17 +133,17 @@ class Throttle(_Option):
     @pydantic.field_validator("limit")
     @classmethod
     def _check_limit(cls, value: int) -> int:
-        return _at_least("Throttle", "limit", value, 1)
+        return at_least("Throttle", "limit", value, 1)
 
     @pydantic.field_validator("period")
     @classmethod
     def _check_period(cls, value: Duration) -> int:
-        return _duration_ms("Throttle", "period", value, THROTTLE_PERIOD_MS)
+        return checked_duration_ms("Throttle", "period", value, THROTTLE_PERIOD_MS)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("Throttle", "key", value)
+        check_expression("Throttle", "key", value)
         return value
 
     @pydantic.field_validator("burst", mode="before")
@@ -289,7 +155,7 @@ class Throttle(_Option):
     @pydantic.field_validator("burst")
     @classmethod
     def _check_burst(cls, value: int) -> int:
-        return _at_least("Throttle", "burst", value, 1)
+        return at_least("Throttle", "burst", value, 1)
 
     def period_ms(self) -> int:
         return int(to_ms(self.period))
@@ -305,7 +171,7 @@ class Throttle(_Option):
         return out
 
 
-class RateLimit(_Option):
+class RateLimit(Option):
     """Start at most ``limit`` runs per ``period`` (per ``key`` value); events over the
     limit start nothing (their runs are recorded as skipped). ``period`` is 1s to 24h."""
 
@@ -316,17 +182,17 @@ class RateLimit(_Option):
     @pydantic.field_validator("limit")
     @classmethod
     def _check_limit(cls, value: int) -> int:
-        return _at_least("RateLimit", "limit", value, 1)
+        return at_least("RateLimit", "limit", value, 1)
 
     @pydantic.field_validator("period")
     @classmethod
     def _check_period(cls, value: Duration) -> int:
-        return _duration_ms("RateLimit", "period", value, RATE_LIMIT_PERIOD_MS)
+        return checked_duration_ms("RateLimit", "period", value, RATE_LIMIT_PERIOD_MS)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("RateLimit", "key", value)
+        check_expression("RateLimit", "key", value)
         return value
 
     def period_ms(self) -> int:
@@ -339,7 +205,7 @@ class RateLimit(_Option):
         return out
 
 
-class Debounce(_Option):
+class Debounce(Option):
     """Start one run, with the latest event, once no matching event (per ``key`` value)
     came for ``period`` (1s to 7d); ``timeout`` (1s to 7d, not shorter than ``period``)
     caps how long the run may be put off."""
@@ -351,19 +217,19 @@ class Debounce(_Option):
     @pydantic.field_validator("period")
     @classmethod
     def _check_period(cls, value: Duration) -> int:
-        return _duration_ms("Debounce", "period", value, DEBOUNCE_PERIOD_MS)
+        return checked_duration_ms("Debounce", "period", value, DEBOUNCE_PERIOD_MS)
 
     @pydantic.field_validator("timeout")
     @classmethod
     def _check_timeout(cls, value: Duration | None) -> int | None:
         if value is None:
             return None
-        return _duration_ms("Debounce", "timeout", value, DEBOUNCE_TIMEOUT_MS)
+        return checked_duration_ms("Debounce", "timeout", value, DEBOUNCE_TIMEOUT_MS)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("Debounce", "key", value)
+        check_expression("Debounce", "key", value)
         return value
 
     @pydantic.model_validator(mode="after")
@@ -394,7 +260,7 @@ class Debounce(_Option):
         return out
 
 
-class Batch(_Option):
+class Batch(Option):
     """Run once for up to ``max_size`` events (2 to 10,000; per ``key`` value), or for those
     that came within ``timeout`` (1s to 60s, required) of the first; ``ctx.events`` holds
     them in order. Events for which ``if_exp`` is false run alone at once."""
@@ -420,18 +286,18 @@ class Batch(_Option):
     def _check_timeout(cls, value: Duration | None) -> int | None:
         if value is None:
             return None
-        return _duration_ms("Batch", "timeout", value, BATCH_TIMEOUT_MS)
+        return checked_duration_ms("Batch", "timeout", value, BATCH_TIMEOUT_MS)
 
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("Batch", "key", value)
+        check_expression("Batch", "key", value)
         return value
 
     @pydantic.field_validator("if_exp")
     @classmethod
     def _check_if(cls, value: str | None) -> str | None:
-        _expression("Batch", "if_exp", value)
+        check_expression("Batch", "if_exp", value)
         return value
 
     @pydantic.model_validator(mode="after")
@@ -459,7 +325,7 @@ class Batch(_Option):
         return out
 
 
-class Priority(_Option):
+class Priority(Option):
     """``run`` (CEL on ``event``) gives a number of seconds: a run's work is queued as if
     it had arrived that much earlier (later for a negative number), within ±12 h. Not
     allowed together with batching."""
@@ -469,14 +335,14 @@ class Priority(_Option):
     @pydantic.field_validator("run")
     @classmethod
     def _check_run(cls, value: str | None) -> str | None:
-        _expression("Priority", "run", value)
+        check_expression("Priority", "run", value)
         return value
 
     def to_wire(self) -> dict[str, Any]:
         return {} if self.run is None else {"run": self.run}
 
 
-class Singleton(_Option):
+class Singleton(Option):
     """At most one unfinished run (per ``key`` value): a new run is skipped
     (``mode="skip"``) or replaces the one going on, which is cancelled (``"cancel"``)."""
 
@@ -486,7 +352,7 @@ class Singleton(_Option):
     @pydantic.field_validator("key")
     @classmethod
     def _check_key(cls, value: str | None) -> str | None:
-        _expression("Singleton", "key", value)
+        check_expression("Singleton", "key", value)
         return value
 
     def to_wire(self) -> dict[str, Any]:
@@ -529,7 +395,7 @@ class FlowConfig:
                 f"{where}: at most {MAX_CONCURRENCY_LIMITS} {what}, got {len(self.concurrency)}"
             )
         if self.idempotency is not None:
-            _expression("idempotency", None, self.idempotency)
+            check_expression("idempotency", None, self.idempotency)
         if self.batch_events is None:
             return
         clashes = [
@@ -590,7 +456,7 @@ _NO_FLOW = FlowConfig()
 
 def _of(option: str, value: object, kind: type[Any], expected: str) -> None:
     if value is not None and not isinstance(value, kind):
-        raise FunctionConfigInvalidError(f"{option}: expected {expected}, got {_show(value)}")
+        raise FunctionConfigInvalidError(f"{option}: expected {expected}, got {show(value)}")
 
 
 def _split_concurrency(
@@ -603,7 +469,7 @@ def _split_concurrency(
     if not isinstance(concurrency, Sequence) or isinstance(concurrency, str | bytes):
         raise FunctionConfigInvalidError(
             "concurrency: expected a list of Concurrency or RunConcurrency, "
-            f"got {_show(concurrency)}"
+            f"got {show(concurrency)}"
         )
     steps: list[Concurrency] = []
     runs: list[RunConcurrency] = []
@@ -614,8 +480,7 @@ def _split_concurrency(
             runs.append(item)
         else:
             raise FunctionConfigInvalidError(
-                f"concurrency[{position}]: expected Concurrency or RunConcurrency, "
-                f"got {_show(item)}"
+                f"concurrency[{position}]: expected Concurrency or RunConcurrency, got {show(item)}"
             )
     if len(runs) > 1:
         raise FunctionConfigInvalidError(
