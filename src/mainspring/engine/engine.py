@@ -30,7 +30,7 @@ from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.dispatch import Dispatcher
 from mainspring.engine.executor import Executor
 from mainspring.engine.flow.admission import Admission
-from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP, describe_hold
+from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP
 from mainspring.engine.http_transport import AiohttpCallClient, HttpTransport
 from mainspring.engine.intake import (
     IntakeResult,
@@ -481,19 +481,7 @@ class Engine:
         """What flow control holds the run back for (a concurrency slot, a throttle, its
         batch filling, a debounce), with the limit and the key; None if nothing."""
         self._require_running()
-        found = self._admission.waiting_for(run_id)
-        if found is not None:
-            return found
-        holds = await self._store.holds_for_run(run_id)
-        if not holds:
-            return None
-        run = await self._store.get_run(run_id)
-        function = None if run is None else self.functions.get(run.function_id)
-        if run is None or function is None or run.status.finished:
-            return None
-        jobs = await self._store.jobs_for_run(run_id)
-        start = next((job.run_at for job in jobs if job.kind is JobKind.START), None)
-        return describe_hold(function.config.flow, holds, start)
+        return await self._admission.waiting_for(run_id)
 
     async def jobs(self, run_id: str) -> list[Job]:
         """The run's queued work, soonest first: planned steps, sleeps' wake-ups, waits'

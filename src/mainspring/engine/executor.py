@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine import waits
+from mainspring.engine import deadlines, waits
 from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
 from mainspring.engine.queue import JobQueue
@@ -163,7 +163,9 @@ class Executor:
             return await self._record(run, job, _ENGINE_JOBS[job.kind])
         if job.kind is JobKind.CANCEL:
             return await self._record(run, job, self._cancel)
-        late = self._overdue(run, job)
+        late = deadlines.overdue(
+            self._emitter.function(run.function_id), run, job, self._clock.now_ms()
+        )
         if late is not None:
             return await self._record(
                 run, job, lambda unit: self._finish(unit, RunStatus.CANCELLED, error=late)
@@ -218,39 +220,6 @@ class Executor:
         job = Job(id=f"{run_id}-cancel-now", run_id=run_id, kind=JobKind.CANCEL, run_at=0)
         await self._record(run, job, self._cancel)
         return True
-
-    def _overdue(self, run: ActiveRun, job: Job) -> ErrorPayload | None:
-        """Why the run must be cancelled instead of called, if it is past a timeout."""
-        function = self._emitter.function(run.function_id)
-        timeouts = None if function is None else function.config.timeouts
-        if function is None or timeouts is None:
-            return None
-        limits = timeouts.to_wire()
-        now = self._clock.now_ms()
-        start = function.config.timeout_ms("start")
-        # A start deadline's own job (queued with the run) fires at the deadline, whatever
-        # holds the run back (a concurrency limit, a throttle).
-        start_job = job.kind is JobKind.TIMEOUT and (job.data or {}).get("timeout") == "start"
-        if (
-            start is not None
-            and run.started_at is None
-            and (start_job or now - run.created_at > start)
-        ):
-            return ErrorPayload(
-                name="FunctionTimeoutError",
-                message=f"the run did not start within {limits['start']}",
-            )
-        finish = function.config.timeout_ms("finish")
-        if (
-            finish is not None
-            and run.started_at is not None
-            and ((job.kind is JobKind.TIMEOUT and not start_job) or now - run.started_at > finish)
-        ):
-            return ErrorPayload(
-                name="FunctionTimeoutError",
-                message=f"the run did not finish within {limits['finish']}",
-            )
-        return None
 
     def _cancel(self, unit: Unit) -> None:
         why = (unit.job.data or {}).get("reason")
@@ -344,18 +313,10 @@ class Executor:
 
     def _arm_finish_timeout(self, unit: Unit, started: int) -> None:
         """Cancel the run at ``started + timeouts.finish`` unless it is over by then."""
-        function = self._emitter.function(unit.run.function_id)
-        finish = None if function is None else function.config.timeout_ms("finish")
-        if finish is None:
-            return
-        run_id = unit.run.run_id
-        job = Job(
-            id=f"{run_id}-finish-timeout",
-            run_id=run_id,
-            kind=JobKind.TIMEOUT,
-            run_at=started + finish,
+        job = deadlines.finish_deadline(
+            self._emitter.function(unit.run.function_id), unit.run, started
         )
-        if unit.tx.enqueue(job):
+        if job is not None and unit.tx.enqueue(job):
             unit.jobs.append(job)
 
     def _retry(self, unit: Unit, retry_after: datetime.datetime | None) -> None:

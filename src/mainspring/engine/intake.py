@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import ulid
 
+from mainspring.engine import deadlines
 from mainspring.engine.flow import schedule as flow_schedule
 from mainspring.engine.records import Job, JobKind, Pause, PauseKind, StoredEvent
 from mainspring.engine.store.contract import NewRun, Tx
@@ -313,25 +314,10 @@ def write_intake(
                 continue
             for pause in plan.cancels.get(run.run_id, ()):
                 tx.create_pause(pause)
-            deadline = start_deadline(planned.function, run)
+            deadline = deadlines.start_deadline(planned.function, run)
             if deadline is not None and tx.enqueue(deadline):
                 result.resumed.append(deadline)
     return result
-
-
-def start_deadline(function: Function[Any], run: NewRun) -> Job | None:
-    """The job that cancels a run not started within ``timeouts.start`` (§10), queued with
-    the run so that it fires even while flow control holds the run back."""
-    start = function.config.timeout_ms("start")
-    if start is None:
-        return None
-    return Job(
-        id=f"{run.run_id}-start-timeout",
-        run_id=run.run_id,
-        kind=JobKind.TIMEOUT,
-        run_at=run.created_at + start,
-        data={"timeout": "start"},
-    )
 
 
 def _schedule(

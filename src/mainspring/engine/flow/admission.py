@@ -325,8 +325,25 @@ class Admission:
 
     # -- what a run waits for ----------------------------------------------------------
 
-    def waiting_for(self, run_id: str) -> dict[str, Any] | None:
-        """Why the run's next call has not gone yet, if flow control holds it."""
+    async def waiting_for(self, run_id: str) -> dict[str, Any] | None:
+        """What holds the run back, if flow control does: a concurrency slot or a throttle
+        (held here), or its batch filling or its debounce (from the store's holds)."""
+        found = self._held_back(run_id)
+        if found is not None:
+            return found
+        holds = await self._store.holds_for_run(run_id)
+        if not holds:
+            return None
+        run = await self._store.get_run(run_id)
+        function = None if run is None else self._functions.get(run.function_id)
+        if run is None or function is None or run.status.finished:
+            return None
+        jobs = await self._store.jobs_for_run(run_id)
+        start = next((job.run_at for job in jobs if job.kind is JobKind.START), None)
+        return skips.describe_hold(function.config.flow, holds, start)
+
+    def _held_back(self, run_id: str) -> dict[str, Any] | None:
+        """Why the run's next call has not gone yet, if it waits here."""
         tickets = self._waiting.get(run_id)
         ticket = None if not tickets else next(iter(tickets.values()))
         if ticket is not None and ticket.blocked_on is not None:
