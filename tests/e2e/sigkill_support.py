@@ -9,8 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import IO
+from collections.abc import Callable, Mapping, Sequence
+from typing import IO, Any
 
 #: How often waits look again.
 POLL = 0.005
@@ -132,3 +132,74 @@ def in_flight(lines: list[Line]) -> dict[StepKey, Line]:
         elif key in flying and flying[key].nonce == line.nonce:
             del flying[key]
     return flying
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """A step as the database recorded it."""
+
+    op: str
+    memo: Any
+    nonce: str | None  # a StepRun's; None for steps the engine finishes itself
+    started_at: int | None
+    ended_at: int
+
+
+@dataclasses.dataclass(frozen=True)
+class KillPoint:
+    """What the executions check needs of a kill: which process died, and the steps
+    recorded when it did."""
+
+    label: str
+    incarnation: int
+    steps: Mapping[StepKey, Recorded]
+
+
+def check_executions(
+    lines: Sequence[Line],
+    final: Mapping[StepKey, Recorded],
+    kills: Sequence[KillPoint],
+    context: str,
+) -> list[str]:
+    """No handler ran after its step was recorded, and memos recorded at a kill never
+    changed: each recorded ``StepRun`` names one execution whose start and end are logged;
+    any other execution of it ran in an earlier process, killed before the step was
+    recorded. Returns those re-runs (killed in flight, not recorded), for the log."""
+    killed_at = {kill.incarnation: kill for kill in kills}
+    reruns: list[str] = []
+    for key, rec in sorted(final.items()):
+        for kill in kills:
+            snap = kill.steps.get(key)
+            if snap is not None:
+                assert snap == rec, f"{key}: changed after kill {kill.label}: {snap} {rec}"
+        if rec.op != "StepRun":
+            continue
+        execs = [ln for ln in lines if (ln.run_key, ln.step) == key]
+        starts = [ln for ln in execs if ln.what == "start"]
+        ends = [ln for ln in execs if ln.what == "end"]
+        assert len({ln.nonce for ln in starts}) == len(starts), f"{key}: {execs}"
+        assert len({ln.nonce for ln in ends}) == len(ends), f"{key}: {execs}"
+        assert {ln.nonce for ln in ends} <= {ln.nonce for ln in starts}, f"{key}: {execs}"
+        per_incarnation = [ln.incarnation for ln in starts]
+        assert len(set(per_incarnation)) == len(per_incarnation), (
+            f"{key} ran twice in one process: {execs}\n{context}"
+        )
+        kept = [ln for ln in ends if ln.nonce == rec.nonce]
+        assert kept, f"{key}: recorded nonce {rec.nonce} matches no execution: {execs}"
+        kept_in = kept[0].incarnation
+        for ln in starts:
+            if ln.nonce == rec.nonce:
+                continue
+            # Another execution: only in an earlier process, killed before the step was
+            # recorded.
+            assert ln.incarnation < kept_in, f"{key}: ran after the kept one: {execs}\n{context}"
+            earlier = killed_at.get(ln.incarnation)
+            assert earlier is not None, f"{key}: ran twice: {execs}\n{context}"
+            assert key not in earlier.steps, f"{key}: re-ran though recorded: {execs}\n{context}"
+            reruns.append(f"{key[0]}/{key[1]} (incarnation {ln.incarnation})")
+        for kill in kills:
+            if key in kill.steps:
+                assert kept_in <= kill.incarnation, f"{key}: {execs}"
+                later = [ln for ln in starts if ln.incarnation > kill.incarnation]
+                assert not later, f"{key}: ran after kill {kill.label}: {execs}\n{context}"
+    return reruns

@@ -61,7 +61,18 @@ from typing import Any
 import pytest
 
 from tests.e2e import flow_sigkill_app as app
-from tests.e2e.sigkill_support import POLL, Effects, Incarnation, Line, StepKey, in_flight, now_ms
+from tests.e2e.sigkill_support import (
+    POLL,
+    Effects,
+    Incarnation,
+    KillPoint,
+    Line,
+    Recorded,
+    StepKey,
+    check_executions,
+    in_flight,
+    now_ms,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -140,15 +151,6 @@ class RunRow:
     @property
     def tags(self) -> list[str]:
         return [str(e["data"]["tag"]) for e in self.events]
-
-
-@dataclasses.dataclass(frozen=True)
-class Recorded:
-    op: str
-    memo: Any
-    nonce: str | None  # a StepRun's; None for a sleep
-    started_at: int | None
-    ended_at: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -730,40 +732,8 @@ def _check_executions(scenario: Scenario, final: Snapshot) -> None:
     expected_steps.update({(f"whole:{tag}", "nap"): "Sleep" for tag in WHOLE_TAGS})
     assert {key: rec.op for key, rec in final.steps.items()} == expected_steps, context
     assert {(ln.run_key, ln.step) for ln in all_lines} <= set(expected_steps)
-    killed_at = {kill.incarnation: kill for kill in scenario.kills}
-    reruns: list[str] = []
-    for key, rec in sorted(final.steps.items()):
-        for kill in scenario.kills:
-            snap = kill.snap.steps.get(key)
-            if snap is not None:
-                assert snap == rec, f"{key}: changed after kill {kill.label}: {snap} {rec}"
-        if rec.op != "StepRun":
-            continue
-        execs = [ln for ln in all_lines if (ln.run_key, ln.step) == key]
-        starts = [ln for ln in execs if ln.what == "start"]
-        ends = [ln for ln in execs if ln.what == "end"]
-        assert len({ln.nonce for ln in starts}) == len(starts), f"{key}: {execs}"
-        assert len({ln.nonce for ln in ends}) == len(ends), f"{key}: {execs}"
-        assert {ln.nonce for ln in ends} <= {ln.nonce for ln in starts}, f"{key}: {execs}"
-        per_incarnation = [ln.incarnation for ln in starts]
-        assert len(set(per_incarnation)) == len(per_incarnation), (
-            f"{key} ran twice in one process: {execs}\n{context}"
-        )
-        kept = [ln for ln in ends if ln.nonce == rec.nonce]
-        assert kept, f"{key}: recorded nonce {rec.nonce} matches no execution: {execs}"
-        kept_in = kept[0].incarnation
-        for ln in starts:
-            if ln.nonce == rec.nonce:
-                continue
-            # Another execution: only in an earlier process, killed before the step was
-            # recorded.
-            assert ln.incarnation < kept_in, f"{key}: ran after the kept one: {execs}\n{context}"
-            earlier = killed_at.get(ln.incarnation)
-            assert earlier is not None, f"{key}: ran twice: {execs}\n{context}"
-            assert key not in earlier.snap.steps, (
-                f"{key}: re-ran though recorded: {execs}\n{context}"
-            )
-            reruns.append(f"{key[0]}/{key[1]} (incarnation {ln.incarnation})")
+    kills = [KillPoint(k.label, k.incarnation, k.snap.steps) for k in scenario.kills]
+    reruns = check_executions(all_lines, final.steps, kills, context)
     # The first batch's handler ran once where the last kill caught it, and once more after.
     first = (app.batch_key(BATCHES[0]), "work")
     ran_in = [ln.incarnation for ln in _executions(scenario, first) if ln.what == "start"]
