@@ -147,3 +147,23 @@ async def wait_for_job(engine: mainspring.Engine, run_id: str, kind: str) -> Non
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"run {run_id} never queued a {kind} job")
+
+
+async def until_idle(engine: mainspring.Engine, timeout: float = 5.0) -> None:
+    """Until no job but cron ticks is left in the store: every run has finished and
+    started nothing more. A check that something ran once waits for this, not for the
+    first arrival, so that a second arrival has had its chance to show."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        row = (
+            engine._store._reader()
+            .execute("SELECT count(*) FROM jobs WHERE kind != 'cron'")
+            .fetchone()
+        )
+        if row[0] == 0:
+            return
+        assert time.monotonic() < deadline, f"{row[0]} jobs still queued after {timeout} s"
+        await asyncio.sleep(0.01)

@@ -2,11 +2,15 @@
 
     mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
                    [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
-    mainspring start --signing-key KEY --event-key KEY [same options]
+    mainspring start --signing-key KEY [--signing-key-fallback KEY] --event-key KEY
+                     [same options]
 
 ``dev`` starts the server (event API, registration, REST) with no keys; ``start`` requires
 the event key on ``/e`` and the signing key (as a bearer token) on every other route, and
-signs its calls to apps. ``MODULE:ATTR``
+signs its calls to apps. During a key rotation the fallback key's bearer tokens are
+accepted too. The keys default to ``INNGEST_SIGNING_KEY``, ``INNGEST_SIGNING_KEY_FALLBACK``
+and ``INNGEST_EVENT_KEY``; they are checked before anything starts, and a malformed one
+stops the command with exit code 2. ``MODULE:ATTR``
 names a list of functions to run in the server's own process (their module's ``Client``
 is used); ``-u URL`` names an app serving functions over HTTP, which the server asks to
 sync (a ``PUT`` on its URL) once it is up.
@@ -19,6 +23,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -27,8 +32,10 @@ import httpx
 import uvicorn
 
 from mainspring.engine.engine import Engine
+from mainspring.protocol import signing
 from mainspring.sdk.client import Client
 from mainspring.sdk.function import Function
+from mainspring.server import keys
 from mainspring.server.app import create_app
 
 logger = logging.getLogger("mainspring.cli")
@@ -102,6 +109,7 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
         dev=dev,
         event_keys=frozenset(getattr(args, "event_key", None) or ()),
         signing_key=None if dev else args.signing_key,
+        signing_key_fallback=None if dev else args.signing_key_fallback,
         start_options={
             "host": args.host,
             "port": args.port,
@@ -143,16 +151,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     dev_cmd = commands.add_parser("dev", help="run the development server (no keys)")
     start_cmd = commands.add_parser("start", help="run the server with keys required")
-    start_cmd.add_argument("--signing-key", required=True, help="signs calls, guards the API")
     start_cmd.add_argument(
-        "--event-key", action="append", required=True, help="accepted by POST /e/{key}"
+        "--signing-key",
+        default=os.environ.get("INNGEST_SIGNING_KEY"),
+        help=f"signs calls, guards the API: {signing.SIGNING_KEY_FORM} (INNGEST_SIGNING_KEY)",
+    )
+    start_cmd.add_argument(
+        "--signing-key-fallback",
+        default=os.environ.get("INNGEST_SIGNING_KEY_FALLBACK"),
+        help="also guards the API, during a rotation (INNGEST_SIGNING_KEY_FALLBACK)",
+    )
+    start_cmd.add_argument(
+        "--event-key",
+        action="append",
+        help=f"accepted by POST /e/{{key}}: {keys.EVENT_KEY_FORM}; repeatable (INNGEST_EVENT_KEY)",
     )
     for cmd in (dev_cmd, start_cmd):
         _server_options(cmd)
     args = parser.parse_args(argv)
+    if args.command == "start":
+        _check_keys(start_cmd, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     serve_engine(args, dev=args.command == "dev")
     return 0
+
+
+def _check_keys(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop (exit code 2, naming the option and the expected form) on a missing or
+    malformed key, before anything starts: no request can then meet a bad key."""
+    if args.signing_key is None:
+        command.error("--signing-key is required (or set INNGEST_SIGNING_KEY)")
+    if not args.event_key:
+        env_key = os.environ.get("INNGEST_EVENT_KEY")
+        if env_key is None:
+            command.error("--event-key is required (or set INNGEST_EVENT_KEY)")
+        args.event_key = [env_key]
+    for option, key in (
+        ("--signing-key", args.signing_key),
+        ("--signing-key-fallback", args.signing_key_fallback),
+    ):
+        if key is None:
+            continue
+        try:
+            signing.check_signing_key(key)
+        except signing.SigningKeyError as exc:
+            command.error(
+                f"{option}: expected {signing.SIGNING_KEY_FORM}, got {keys.describe(key)}: {exc}"
+            )
+    for key in args.event_key:
+        try:
+            keys.check_event_key(key)
+        except ValueError as exc:
+            command.error(f"--event-key: {exc}")
 
 
 def _server_options(dev_cmd: argparse.ArgumentParser) -> None:

@@ -20,7 +20,7 @@ import pytest
 import mainspring as inngest
 from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.server.app import create_app
-from tests.conftest import EngineFactory, run_to_end
+from tests.conftest import EngineFactory, run_to_end, until_idle
 from tests.integration.loopback_app import SDK, Answer, Call, LoopbackApp, Reply, running
 
 TRACEBACK = 'Traceback (most recent call last):\n  File "app.py", line 3\nValueError: boom\n'
@@ -105,10 +105,7 @@ async def test_a_function_level_failure_is_the_run_error_and_the_failure_events_
             run = await run_to_end(engine, inngest.Event(name="go", data={"order": 7}), timeout=5)
             shown = (await api.get(f"/v1/runs/{run.id}")).json()["data"]
             history = await engine.history(run.id)
-            for _ in range(300):
-                if seen:
-                    break
-                await asyncio.sleep(0.01)
+            await until_idle(engine)  # the handler ran, and nothing runs it again
             [failed] = await engine.events(name="inngest/function.failed")
     assert run.status == "Failed"
     assert run.error == error

@@ -4,7 +4,8 @@
   does for the same options.
 - The server parses every form of them from a register body into the function's
   ``FlowConfig``: what our SDK or the official one sends comes back equal.
-- A malformed value is a 400 naming the function id and the field, never a 500.
+- A malformed value is a 400 naming the function id and the field (the message names its
+  whole JSON path, ``functions[1].throttle.period``), never a 500.
 """
 
 from __future__ import annotations
@@ -645,8 +646,9 @@ def test_malformed_values_fail_naming_the_function_and_field(
     ok = _function() | {"id": "app-ok"}
     with pytest.raises(RegistrationError) as info:
         parse_registration(_body(ok, _function(**fields)))
-    assert str(info.value) == "At least one function is invalid"
     assert list(info.value.errors) == ["app-f"]
+    # The message names the whole JSON path of the field.
+    assert str(info.value) == f"functions[1].{info.value.errors['app-f']}"
     assert info.value.errors["app-f"].startswith(problem), info.value.errors["app-f"]
 
 
@@ -665,8 +667,8 @@ async def test_the_server_answers_400_naming_the_function_and_field(
             )
             assert answer.status_code == 400, (name, answer.text)
             body = answer.json()
-            assert body["error"] == "At least one function is invalid", name
             assert list(body["data"]) == ["app-f"], name
+            assert body["error"] == f"functions[0].{body['data']['app-f']}", name
             assert body["data"]["app-f"].startswith(problem), (name, body["data"])
         # Several bad functions: each is named with its own problem; nothing is registered.
         answer = await http.post(
@@ -680,6 +682,10 @@ async def test_the_server_answers_400_naming_the_function_and_field(
             ),
         )
         assert answer.status_code == 400
+        assert answer.json()["error"] == (
+            'functions[0].throttle.limit: expected an integer, got "a" '
+            "(1 more invalid function: app-g)"
+        )
         assert answer.json()["data"] == {
             "app-f": 'throttle.limit: expected an integer, got "a"',
             "app-g": "concurrency.fn: expected an array of at most one limit, got 3",

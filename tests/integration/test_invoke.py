@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, run_to_end, wait_for_pauses
+from tests.conftest import EngineFactory, run_to_end, until_idle, wait_for_pauses
 
 
 def build(client: inngest.Client) -> list[inngest.Function[object]]:
@@ -116,9 +114,6 @@ async def test_function_finished_can_trigger_another_function(make_engine: Engin
 
     async with make_engine(client, [work, audit]) as engine:
         run = await run_to_end(engine, inngest.Event(name="go"))
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        await until_idle(engine)  # the listener ran, and nothing runs it again
     assert run.status == "Completed"
     assert seen == [7]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, log_calls, run_to_end
+from tests.conftest import EngineFactory, log_calls, run_to_end, until_idle
 from tests.integration.test_parallel import Recorder
 
 
@@ -348,10 +347,7 @@ async def test_on_failure_runs_once_with_the_original_event_and_error(
     async with make_engine(client, [fn]) as engine:
         run = await run_to_end(engine, inngest.Event(name="go", data={"order": 7}))
         assert run.status == "Failed"
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        await until_idle(engine)  # the handler ran, and nothing runs it again
     assert len(seen) == 1, seen
     data = seen[0]
     assert data["function_id"] == "onfail-f"

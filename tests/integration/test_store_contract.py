@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from mainspring.engine.records import Hold, HoldKind, Job, JobKind, RunStatus, StoredEvent
+from mainspring.engine.records import (
+    Hold,
+    HoldKind,
+    Job,
+    JobKind,
+    Pause,
+    PauseKind,
+    RunStatus,
+    StoredEvent,
+)
 from mainspring.engine.store.contract import NewRun, Store, Tx
 from mainspring.engine.store.sqlite import SQLiteStore
 
@@ -201,3 +210,43 @@ async def test_started_runs_and_admission(store: Store) -> None:
     await store.transact(lambda tx: tx.update_run("r2", admitted_at=7, started_at=8))
     assert await store.started_runs(["app-fn"]) == [("r2", "app-fn", gated.events_json)]
     assert await store.started_runs([]) == []
+
+
+def pause(pause_id: str = "r1:s1", *, expires_at: int = 100) -> Pause:
+    return Pause(
+        id=pause_id,
+        run_id="r1",
+        step_id=pause_id.partition(":")[2],
+        kind=PauseKind.WAIT,
+        event_name="approved",
+        expression=None,
+        match_path=None,
+        match_value=None,
+        expires_at=expires_at,
+        data={"timeout_job": "t1"},
+        created_at=1,
+    )
+
+
+async def test_a_pause_is_claimed_once(store: Store) -> None:
+    """Claiming consumes the pause: of two claims (an event and the timeout, two events),
+    in one unit or in two, exactly one gets it, and no later event finds it."""
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    assert await store.transact(lambda tx: tx.create_pause(pause()))
+    assert not await store.transact(lambda tx: tx.create_pause(pause()))  # one per step
+    event = {"name": "approved", "data": {}}
+    [found] = await store.transact(lambda tx: tx.pauses_for_event("approved", event, 50))
+    assert found == pause()
+    # Past its expiry no event matches it (the timeout job may still claim it).
+    assert await store.transact(lambda tx: tx.pauses_for_event("approved", event, 100)) == []
+    claimed = await store.transact(lambda tx: [tx.claim_pause("r1:s1"), tx.claim_pause("r1:s1")])
+    assert claimed == [pause(), None]
+    assert await store.transact(lambda tx: tx.claim_pause("r1:s1")) is None
+    assert await store.transact(lambda tx: tx.pauses_for_event("approved", event, 50)) == []
+    # Two units racing, submitted together: the first wins.
+    await store.transact(lambda tx: tx.create_pause(pause("r1:s2")))
+    first, second = await asyncio.gather(
+        store.transact(lambda tx: tx.claim_pause("r1:s2")),
+        store.transact(lambda tx: tx.claim_pause("r1:s2")),
+    )
+    assert (first, second) == (pause("r1:s2"), None)

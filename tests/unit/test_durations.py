@@ -50,3 +50,8 @@ def test_format_rejects_negative_and_garbage() -> None:
         format_duration(-5)
     with pytest.raises(DurationError):
         format_duration(True)
+
+
+def test_a_time_string_longer_than_any_schedule_is_an_error_not_infinity() -> None:
+    with pytest.raises(DurationError, match="longer than any schedule"):
+        parse_duration_ms("9" * 400 + "s")

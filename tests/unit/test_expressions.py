@@ -442,3 +442,34 @@ def test_interpolated_condition_evaluates_like_the_original(source: str) -> None
     ]
     assert [a for a, _ in outcomes] == [b for _, b in outcomes]
     assert any(a is True for a, _ in outcomes) or "missing" in source  # not all vacuous
+
+
+@pytest.mark.parametrize(
+    "source",
+    ['"a" + ".b" * 20_000', '"(" * 300 + "1" + ")" * 300'],
+    ids=["member-chain", "nesting"],
+)
+def test_expressions_too_deep_for_the_parser_are_refused_not_crashing(source: str) -> None:
+    """The Rust parser's stack overflows (the process dies) on a long enough member chain:
+    such expressions are refused before it sees them. In a child process, so that a
+    regression kills it rather than the test run."""
+    script = (
+        "from mainspring.protocol.expressions import ExpressionError, compile_expression\n"
+        "try:\n"
+        f"    compile_expression({source})\n"
+        "except ExpressionError as exc:\n"
+        "    print(exc.reason)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("too complex to parse"), done.stdout
+
+
+def test_literals_do_not_count_toward_the_parser_bounds() -> None:
+    # An event's values are spliced into wait conditions as literals, of any size.
+    value = "(" * 1000 + "." * 5000
+    assert compile_expression(f"async.data.a == {value!r}").matches(
+        {"async": {"data": {"a": value}}}
+    )

@@ -10,6 +10,7 @@ import pytest
 from mainspring.protocol.signing import (
     SignatureError,
     SigningKeyError,
+    check_signing_key,
     hashed_key,
     keys_match,
     sign,
@@ -235,5 +236,8 @@ def test_keys_match_refuses_anything_else(presented: str) -> None:
 
 
 def test_keys_match_rejects_a_malformed_configured_key() -> None:
+    """A malformed key never matches and never raises: servers refuse it at start-up
+    (``check_signing_key``), and no request can reach a key-parsing error."""
+    assert keys_match(KEY, "signkey-prod-xyz") is False
     with pytest.raises(SigningKeyError):
-        keys_match(KEY, "signkey-prod-xyz")
+        check_signing_key("signkey-prod-xyz")

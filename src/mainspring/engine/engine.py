@@ -459,7 +459,18 @@ class Engine:
         """The run's steps in the order they ended, failed attempts included; while flow
         control holds the run back, a last ``Waiting`` entry says for what."""
         self._require_running()
-        entries = await self._store.history(run_id)
+        return await self._with_waiting(run_id, await self._store.history(run_id))
+
+    async def histories(self, runs: Sequence[Run]) -> dict[str, list[StepAttempt]]:
+        """:meth:`history` of each run, their steps read at once (in one query)."""
+        self._require_running()
+        found = await self._store.histories([run.id for run in runs])
+        for run in runs:  # a finished run is held back by nothing
+            if not run.status.finished:
+                found[run.id] = await self._with_waiting(run.id, found[run.id])
+        return found
+
+    async def _with_waiting(self, run_id: str, entries: list[StepAttempt]) -> list[StepAttempt]:
         waiting = await self.waiting_for(run_id)
         if waiting is not None:
             since = waiting.get("since")
@@ -489,6 +500,11 @@ class Engine:
         self._require_running()
         return await self._store.jobs_for_run(run_id)
 
+    async def jobs_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[Job]]:
+        """:meth:`jobs` of each run, read at once (runs with none are left out)."""
+        self._require_running()
+        return await self._store.jobs_for_runs(run_ids)
+
     async def events(
         self, *, name: str | None = None, limit: int = 100, before: str | None = None
     ) -> list[StoredEvent]:
@@ -507,13 +523,16 @@ class Engine:
         limit: int = 100,
         after: str | None = None,
         newest_first: bool = True,
+        function_ids: Sequence[str] | None = None,
     ) -> list[Run]:
         """A page of runs in creation order (newest first by default), optionally of one
-        function, in some statuses, created in ``[created_after, created_before)``;
-        ``after`` is the id of the last run of the previous page."""
+        function or of any of ``function_ids``, in some statuses, created in
+        ``[created_after, created_before)``; ``after`` is the id of the last run of the
+        previous page. One query, whatever the number of functions."""
         self._require_running()
         return await self._store.find_runs(
             function_id=function_id,
+            function_ids=function_ids,
             statuses=None if statuses is None else [s.value for s in statuses],
             created_after=None if created_after is None else _ms(created_after),
             created_before=None if created_before is None else _ms(created_before),
@@ -540,6 +559,12 @@ class Engine:
         """The runs an event (by the id ``send`` returned) started."""
         self._require_running()
         return [self._current(run) for run in await self._store.runs_for_event(event_id)]
+
+    async def runs_for_events(self, event_ids: Sequence[str]) -> dict[str, list[Run]]:
+        """:meth:`runs` of each event, read at once (events with none are left out)."""
+        self._require_running()
+        found = await self._store.runs_for_events(event_ids)
+        return {event: [self._current(run) for run in runs] for event, runs in found.items()}
 
     async def cancel(self, run_id: str) -> bool:
         """Cancel a run: it takes no further step. False if it had already finished."""

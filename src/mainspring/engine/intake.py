@@ -22,6 +22,7 @@ from mainspring.errors import EventInvalidError
 from mainspring.protocol import consts
 from mainspring.protocol.durations import parse_duration_ms
 from mainspring.protocol.expressions import Expression, compile_expression, interpolate
+from mainspring.protocol.json_depth import nests_deeper
 from mainspring.protocol.match_keys import equality_key
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
@@ -31,6 +32,13 @@ from mainspring.sdk.triggers import TriggerEvent
 MAX_EVENT_BYTES = 512 * 1024
 MAX_EVENTS_PER_SEND = 5000
 MAX_EVENT_NAME = 512
+MAX_EVENT_ID = 512
+#: How deep a sent event's data may nest: well under the 254 levels orjson writes back,
+#: with room for the envelopes the data is answered in (``{"data": [{"data": ...}]}``).
+MAX_DATA_DEPTH = 100
+#: A sent ``ts`` is epoch milliseconds from 1980 up to 2100 (protocol §8.3); 0 is "now".
+MIN_EVENT_TS = 315_532_800_000
+MAX_EVENT_TS = 4_102_444_800_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -134,15 +142,28 @@ def validate_events(
             raise EventInvalidError(f"{where}: expected an Event, got {type(item).__name__}")
         if not item.name or not isinstance(item.name, str):
             raise EventInvalidError(f"{where}: the name is required")
-        where = f"event {index} ({item.name!r})"
+        if item.ts and not MIN_EVENT_TS <= item.ts < MAX_EVENT_TS:
+            raise EventInvalidError(
+                f"{where}: ts: {item.ts} is not epoch milliseconds from 1980 to 2100"
+            )
+        where = f"event {index} ({item.name[:100]!r})"
         if len(item.name) > MAX_EVENT_NAME:
             raise EventInvalidError(f"{where}: the name is longer than {MAX_EVENT_NAME} characters")
+        if len(item.id) > MAX_EVENT_ID:
+            raise EventInvalidError(f"{where}: id: longer than {MAX_EVENT_ID} characters")
         if not allow_internal and item.name.startswith(consts.INTERNAL_EVENT_PREFIX):
             raise EventInvalidError(f"{where}: names starting with 'inngest/' are reserved")
+        # Internal events carry a run's output, already bounded by the encoder's own limit.
+        depth = None if allow_internal else MAX_DATA_DEPTH
+        too_deep = f"{where}: data: nests deeper than {MAX_DATA_DEPTH} levels"
         try:
             data_json = orjson.dumps(dict(item.data), option=orjson.OPT_NON_STR_KEYS)
         except TypeError as exc:
+            if depth is not None and nests_deeper(item.data, depth):
+                raise EventInvalidError(too_deep) from exc
             raise EventInvalidError(f"{where}: data is not JSON: {exc}") from exc
+        if depth is not None and nests_deeper(item.data, depth, data_json):
+            raise EventInvalidError(too_deep)
         size = len(data_json) + len(item.name) + len(item.id)
         # Internal events carry a run's output: they are as large as the run allows.
         if size > MAX_EVENT_BYTES and not allow_internal:

@@ -1,52 +1,92 @@
 """Functions an app registers over HTTP (``POST /fn/register``, protocol §1.3).
 
 A registered function becomes an ordinary :class:`~mainspring.sdk.function.Function` whose
-handler is never called in this process: the engine calls its serve URL instead. Keys are
-matched case-insensitively, as the reference server's JSON decoding does (the Python SDK
-sends ``appname``, the TypeScript one ``appName``); unknown keys are ignored.
+handler is never called in this process: the engine calls its serve URL instead.
 
-Flow-control fields (``concurrency``, ``throttle``, ``rateLimit``, ``debounce``,
-``batchEvents``, ``priority``, ``idempotency``, ``singleton``) become the function's
-:class:`~mainspring.sdk.flow.FlowConfig`, checked with the reference server's rules; a
-malformed value fails the registration with the function id and the field named
-(``{"app-f": "throttle.period: '0s' is out of range ..."}``), never a server error.
+The whole body is checked against the shapes of §1.3, field by field, with the reference
+server's JSON decoding (:mod:`~mainspring.engine.registration_schema`: keys matched
+case-insensitively, the Python SDK sending ``appname`` and the TypeScript one ``appName``;
+``null`` as absent; unknown keys ignored) and its rules (at most 10 distinct triggers,
+CEL that compiles, cron that parses and fires, jitter from 1s to 5m, at most 5 cancel
+conditions, and the flow-control rules of :mod:`~mainspring.engine.registration_flow`).
+
+A body that is not right raises :class:`RegistrationError`, never another exception. Its
+message names the JSON path of the first bad field
+(``functions[0].steps.step.runtime.url: expected a string, got 5``); its ``errors`` map each
+invalid function, by id (``functions[i]`` when it has no usable one), to its first problem
+with the path inside the function (``{"app-f": "throttle.period: '0s' is out of range:
+must be from 1s to 7d"}``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
+import re
+import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from mainspring.errors import FunctionConfigInvalidError
+import orjson
+
+from mainspring.engine.registration_flow import parse_flow
+from mainspring.engine.registration_schema import (
+    MAX_DEPTH,
+    MAX_NAME_CHARS,
+    Invalid,
+    Node,
+    array,
+    at,
+    check_depth,
+    choice,
+    duration_ms,
+    expression,
+    integer,
+    join,
+    obj,
+    show,
+    string,
+    url,
+)
 from mainspring.protocol import consts
-from mainspring.protocol.durations import DurationError, parse_duration_ms
+from mainspring.protocol.cron import CronError, parse_cron
 from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.context import Context
-from mainspring.sdk.flow import (
-    Batch,
-    Concurrency,
-    Debounce,
-    FlowConfig,
-    Priority,
-    RateLimit,
-    RunConcurrency,
-    Singleton,
-    Throttle,
-)
 from mainspring.sdk.function import Function
-from mainspring.sdk.option_base import OptionError
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
+
+#: Most triggers and cancel conditions per function (protocol §1.3).
+MAX_TRIGGERS = 10
+MAX_CANCELS = 5
+#: Cron jitter bounds, in milliseconds.
+JITTER_MS = (1_000, 300_000)
+
+_NO_FUNCTIONS = "No functions registered within your app"
+_APP_SCHEMES = ("http", "https", "ws", "wss")
+_HTTP_SCHEMES = ("http", "https")
+#: Optional string labels of the body.
+_LABELS = ("appVersion", "sdk", "v", "framework", "deployId", "idempotencyKey")
+_CAPABILITIES = ("in_band_sync", "trust_probe", "connect")
+# `*` is a trailing wildcard, allowed only right after `/` or `.` (protocol §10).
+_WILDCARD = re.compile(r"[^*]*[/.]\*")
+# An IANA zone name: letters, digits, `_+-`, in `/`-separated parts.
+_ZONE = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 
 
 class RegistrationError(ValueError):
-    """A register request the server refuses; ``errors`` lists problems per function."""
+    """A register request the server refuses.
 
-    def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
+    The message names the JSON path of the first bad field; ``errors`` maps each invalid
+    function (by id, or ``functions[i]``) to its problem; ``path`` is the first bad field's
+    path (empty when the body is not an object).
+    """
+
+    def __init__(
+        self, message: str, errors: Mapping[str, str] | None = None, *, path: str = ""
+    ) -> None:
         super().__init__(message)
         self.errors = dict(errors or {})
+        self.path = path
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,323 +104,326 @@ async def _remote_handler(ctx: Context) -> None:
     raise RuntimeError("a registered function runs in its app, not in the server")
 
 
-def _get(obj: Mapping[str, Any], key: str) -> Any:
-    """A key, matched case-insensitively."""
-    if key in obj:
-        return obj[key]
-    lower = key.lower()
-    for name, value in obj.items():
-        if isinstance(name, str) and name.lower() == lower:
-            return value
-    return None
+# -- the body ----------------------------------------------------------------------------
 
 
-def _triggers(raw: Any) -> list[Trigger]:
-    if not isinstance(raw, list) or not raw:
-        raise FunctionConfigInvalidError("at least one trigger is required")
-    triggers: list[Trigger] = []
-    for item in raw:
-        if not isinstance(item, Mapping):
-            raise FunctionConfigInvalidError(f"trigger {item!r} is not an object")
-        if _get(item, "event"):
-            triggers.append(
-                TriggerEvent(event=_get(item, "event"), expression=_get(item, "expression"))
-            )
-        elif _get(item, "cron"):
-            triggers.append(TriggerCron(cron=_get(item, "cron"), jitter=_get(item, "jitter")))
-        else:
-            raise FunctionConfigInvalidError(f"trigger {dict(item)!r} has neither event nor cron")
-    return triggers
+@dataclasses.dataclass(frozen=True, slots=True)
+class _App:
+    name: str
+    url: str
+    sdk: str
 
 
-# -- flow control (protocol §1.3, §10) -------------------------------------------------------
-
-
-def _show(value: Any) -> str:
-    """A received JSON value, short, as JSON spells it."""
-    try:
-        text = json.dumps(value, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _bad(path: str, problem: str) -> FunctionConfigInvalidError:
-    return FunctionConfigInvalidError(f"{path}: {problem}")
-
-
-#: How a wire value is read: ``int`` (a JSON integer), ``str``, ``duration`` (a time
-#: string), ``lower`` (a string matched case-insensitively).
-_Kind = Literal["int", "str", "duration", "lower"]
-
-
-def _value(path: str, value: Any, kind: _Kind) -> Any:
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _bad(path, f"expected an integer, got {_show(value)}")
-        return value
-    if not isinstance(value, str):
-        expected = "a time string such as '1m'" if kind == "duration" else "a string"
-        raise _bad(path, f"expected {expected}, got {_show(value)}")
-    return value.lower() if kind == "lower" else value
-
-
-def _option(
-    path: str,
-    raw: Any,
-    cls: type[Any],
-    fields: Mapping[str, tuple[str, _Kind]],
-    **defaults: Any,
-) -> Any:
-    """Build option ``cls`` from the JSON object ``raw``; ``fields`` maps each wire key to
-    the attribute and kind. Every problem names ``path`` and the wire key."""
-    if not isinstance(raw, Mapping):
-        raise _bad(path, f"expected an object, got {_show(raw)}")
-    values = dict(defaults)
-    for wire, (attribute, kind) in fields.items():
-        value = _get(raw, wire)
-        if value is not None:
-            values[attribute] = _value(f"{path}.{wire}", value, kind)
-    try:
-        return cls(**values)
-    except OptionError as exc:
-        field = cls.wire_field(exc.field)
-        raise _bad(f"{path}.{field}" if field else path, exc.problem) from None
-
-
-_LIMIT_FIELDS: Mapping[str, tuple[str, _Kind]] = {
-    "limit": ("limit", "int"),
-    "key": ("key", "str"),
-    "scope": ("scope", "lower"),
-}
-
-
-def _step_limits(path: str, raw: Any) -> list[Concurrency]:
-    if not isinstance(raw, list):
-        raise _bad(path, f"expected an array of limits, got {_show(raw)}")
-    return [
-        _option(f"{path}[{index}]", item, Concurrency, _LIMIT_FIELDS)
-        for index, item in enumerate(raw)
-    ]
-
-
-def _run_limit(path: str, raw: Any) -> RunConcurrency | None:
-    if not isinstance(raw, list):
-        raise _bad(path, f"expected an array of at most one limit, got {_show(raw)}")
-    if len(raw) > 1:
-        raise _bad(path, f"at most one run limit, got {len(raw)}")
-    if not raw:
-        return None
-    item = raw[0]
-    where = f"{path}[0]"
-    if isinstance(item, Mapping):
-        scope = _get(item, "scope")
-        if scope is not None and _value(f"{where}.scope", scope, "lower") != "fn":
-            raise _bad(f"{where}.scope", f"a run limit has the 'fn' scope only, got {_show(scope)}")
-    fields = {name: spec for name, spec in _LIMIT_FIELDS.items() if name != "scope"}
-    limit: RunConcurrency = _option(where, item, RunConcurrency, fields)
-    return limit
-
-
-def _concurrency(raw: Any) -> tuple[list[Concurrency], RunConcurrency | None]:
-    """Every form of protocol §10: ``N``, ``{limit, key?, scope?}``, an array of those,
-    or ``{"fn": [...], "step": [...]}``."""
+def _app(body: Node) -> _App:
+    """The body's own fields (not ``functions``)."""
+    where, raw = body.get("appName")
+    if raw == "" or raw is None:
+        raise Invalid(where, "App ID required")
+    name = string(where, raw)
+    where, raw = body.get("url")
     if raw is None:
-        return [], None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return [_option("concurrency", {"limit": raw}, Concurrency, _LIMIT_FIELDS)], None
-    if isinstance(raw, list):
-        return _step_limits("concurrency", raw), None
-    if not isinstance(raw, Mapping):
-        raise _bad(
-            "concurrency",
-            f"expected an integer, an object or an array of limits, got {_show(raw)}",
-        )
-    split = any(_get(raw, name) is not None for name in ("fn", "step"))
-    if split and _get(raw, "limit") is not None:
-        raise _bad("concurrency", "has both a limit and fn/step limits")
-    if not split:
-        return [_option("concurrency", raw, Concurrency, _LIMIT_FIELDS)], None
-    fn_raw, step_raw = _get(raw, "fn"), _get(raw, "step")
-    run = None if fn_raw is None else _run_limit("concurrency.fn", fn_raw)
-    steps = [] if step_raw is None else _step_limits("concurrency.step", step_raw)
-    return steps, run
+        raise Invalid(where, "is required (the app's serve URL)")
+    app_url = url(where, raw, _APP_SCHEMES)
+    where, raw = body.get("deployType")
+    if raw is not None:
+        choice(where, raw, ("ping", "connect"))
+    labels: dict[str, str] = {}
+    for label in _LABELS:
+        where, raw = body.get(label)
+        if raw is not None:
+            labels[label] = string(where, raw)
+    where, raw = body.get("capabilities")
+    if raw is not None:
+        capabilities = obj(where, raw)
+        for capability in _CAPABILITIES:
+            where, raw = capabilities.get(capability)
+            if raw is not None:
+                string(where, raw)
+    where, raw = body.get("featureObservations")
+    if raw is not None:
+        obj(where, raw)  # telemetry: its content is not read
+    return _App(name, app_url, labels.get("sdk", ""))
 
 
-def _flow(raw: Mapping[str, Any], *, has_cancel: bool) -> FlowConfig:
-    """The flow-control options of one registered function, checked as the reference
-    server does; problems name the wire field (``throttle.period: ...``)."""
-    steps, run = _concurrency(_get(raw, "concurrency"))
-    throttle = rate_limit = debounce = batch = priority = singleton = None
-    if (value := _get(raw, "throttle")) is not None:
-        throttle = _option(
-            "throttle",
-            value,
-            Throttle,
-            {
-                "limit": ("limit", "int"),
-                "period": ("period", "duration"),
-                "burst": ("burst", "int"),
-                "key": ("key", "str"),
-            },
-        )
-    if (value := _get(raw, "rateLimit")) is not None:
-        rate_limit = _option(
-            "rateLimit",
-            value,
-            RateLimit,
-            {"limit": ("limit", "int"), "period": ("period", "duration"), "key": ("key", "str")},
-        )
-    if (value := _get(raw, "debounce")) is not None:
-        debounce = _option(
-            "debounce",
-            value,
-            Debounce,
-            {
-                "period": ("period", "duration"),
-                "key": ("key", "str"),
-                "timeout": ("timeout", "duration"),
-            },
-        )
-    if (value := _get(raw, "batchEvents")) is not None:
-        batch = _option(
-            "batchEvents",
-            value,
-            Batch,
-            {
-                "maxSize": ("max_size", "int"),
-                "timeout": ("timeout", "duration"),
-                "key": ("key", "str"),
-                "if": ("if_exp", "str"),
-            },
-        )
-    if (value := _get(raw, "priority")) is not None:
-        parsed: Priority = _option("priority", value, Priority, {"run": ("run", "str")})
-        priority = parsed if parsed.run is not None else None
-    if (value := _get(raw, "singleton")) is not None:
-        singleton = _option(
-            "singleton",
-            value,
-            Singleton,
-            {"mode": ("mode", "lower"), "key": ("key", "str")},
-            # The reference server's zero value of the mode.
-            mode="skip",
-        )
-    idempotency = _get(raw, "idempotency")
-    if idempotency is not None and not isinstance(idempotency, str):
-        raise _bad("idempotency", f"expected a CEL expression string, got {_show(idempotency)}")
-    flow = FlowConfig(
-        concurrency=tuple(steps),
-        run_concurrency=run,
-        throttle=throttle,
-        rate_limit=rate_limit,
-        debounce=debounce,
-        batch_events=batch,
-        priority=priority,
-        idempotency=idempotency,
-        singleton=singleton,
-    )
-    flow.check(has_cancel=has_cancel, wire=True)
-    return flow
+def _functions(body: Node) -> tuple[str, list[Any]]:
+    where, raw = body.get("functions")
+    if raw is None:
+        raise Invalid(where, _NO_FUNCTIONS)
+    items = array(where, raw, what="an array of functions")
+    if not items:
+        raise Invalid(where, _NO_FUNCTIONS)
+    return where, items
 
 
-# -- the rest of a function ------------------------------------------------------------------
+# -- triggers ----------------------------------------------------------------------------
 
 
-def _duration_ms(value: Any) -> int | None:
-    if value in (None, ""):
+def _cron(where: str, text: str) -> None:
+    """``text`` parses as a 5-field cron (with an optional zone) and fires some day."""
+    stripped = text.strip()
+    if stripped.startswith(("TZ=", "CRON_TZ=")):
+        zone = stripped.partition(" ")[0].split("=", 1)[1]
+        if not _ZONE.fullmatch(zone):
+            raise Invalid(where, f"invalid cron {text!r}: unknown time zone {zone!r}")
+    try:
+        schedule = parse_cron(text)
+    except CronError as exc:
+        raise Invalid(where, str(exc)) from None
+    except (OSError, ValueError):  # a zone name that is a folder of the zone database
+        raise Invalid(where, f"invalid cron {text!r}: unknown time zone") from None
+    try:
+        schedule.next_after(int(time.time() * 1000))
+    except (ValueError, OverflowError):  # croniter finds no date (e.g. the 30th of February)
+        raise Invalid(where, f"invalid cron {text!r}: it never fires") from None
+
+
+def _trigger(node: Node) -> Trigger:
+    event_at, event = node.get("event")
+    cron_at, cron = node.get("cron")
+    expression_at, condition = node.get("expression")
+    jitter_at, jitter = node.get("jitter")
+    if event is not None and cron is not None:
+        raise Invalid(node.path, "has both an event and a cron: a trigger is one or the other")
+    if event is not None:
+        name = string(event_at, event, empty=False)
+        if "*" in name and not _WILDCARD.fullmatch(name):
+            raise Invalid(event_at, f"{show(name)}: '*' may only end the name, after '/' or '.'")
+        if jitter is not None:
+            string(jitter_at, jitter)  # a cron trigger's field: checked, not used
+        text = None if condition is None else expression(expression_at, condition)
+        return TriggerEvent(event=name, expression=text)
+    if cron is not None:
+        schedule = string(cron_at, cron, empty=False)
+        _cron(cron_at, schedule)
+        if condition is not None:
+            string(expression_at, condition)  # an event trigger's field: checked, not used
+        spread = None
+        if jitter is not None:
+            duration_ms(jitter_at, jitter, low=JITTER_MS[0], high=JITTER_MS[1])
+            spread = str(jitter)
+        return TriggerCron(cron=schedule, jitter=spread)
+    raise Invalid(node.path, 'expected an "event" or a "cron" trigger, it has neither')
+
+
+def _triggers(where: str, raw: Any) -> list[Trigger]:
+    if raw is None:
+        raise Invalid(where, "at least one trigger is required")
+    items = array(where, raw, what="an array of triggers", most=MAX_TRIGGERS)
+    if not items:
+        raise Invalid(where, "at least one trigger is required")
+    seen: dict[Trigger, str] = {}
+    for index, item in enumerate(items):
+        trigger = _trigger(obj(at(where, index), item))
+        if trigger in seen:
+            raise Invalid(at(where, index), f"duplicates {seen[trigger]}")
+        seen[trigger] = at(where, index)
+    return list(seen)
+
+
+# -- steps, retries, cancel, timeouts, checkpoint ----------------------------------------
+
+
+def _retries(where: str, raw: Any) -> int:
+    """Retries (not attempts, protocol §1.3), capped as the reference server caps them."""
+    return min(integer(where, raw, low=0), consts.MAX_RETRIES)
+
+
+def _steps(where: str, raw: Any, app_url: str) -> tuple[str, int | None]:
+    """The function's serve URL and its ``steps.step.retries.attempts``."""
+    if raw is None:
+        raise Invalid(where, 'is required: {"step": {"runtime": {"type": "http", "url": ...}}}')
+    steps = obj(where, raw)
+    # A map in the reference server (its keys are data, matched exactly), with one entry.
+    if list(steps.raw) != ["step"]:
+        got = show(list(steps.raw)) if steps.raw else "none"
+        raise Invalid(where, f'expected exactly one entry, "step", got {got}')
+    step = obj(join(where, "step"), steps.raw["step"])
+    for label in ("id", "name"):
+        label_at, value = step.get(label)
+        if value is not None:
+            string(label_at, value)
+    runtime_at, runtime_raw = step.get("runtime")
+    if runtime_raw is None:
+        raise Invalid(runtime_at, 'is required: {"type": "http", "url": ...}')
+    runtime = obj(runtime_at, runtime_raw)
+    kind_at, kind = runtime.get("type")
+    kind = "http" if kind is None else choice(kind_at, kind, ("http", "ws"))
+    url_at, raw_url = runtime.get("url")
+    if raw_url is not None:
+        fn_url = url(url_at, raw_url, _HTTP_SCHEMES if kind == "http" else _APP_SCHEMES)
+    elif kind == "http":
+        raise Invalid(url_at, "is required (the function's serve URL)")
+    else:  # a Connect function: it is reached through its app
+        fn_url = app_url
+    retries_at, retries_raw = step.get("retries")
+    retries = None
+    if retries_raw is not None:
+        attempts_at, attempts = obj(retries_at, retries_raw).get("attempts")
+        if attempts is not None:
+            retries = _retries(attempts_at, attempts)
+    return fn_url, retries
+
+
+def _optional_ms(where: str, raw: Any) -> int | None:
+    """A time string, ``""`` and ``null`` meaning none."""
+    return None if raw is None or raw == "" else int(duration_ms(where, raw))
+
+
+def _cancel(where: str, raw: Any) -> list[Cancel]:
+    if raw is None:
+        return []
+    items = array(where, raw, what="an array of cancel conditions", most=MAX_CANCELS)
+    cancel: list[Cancel] = []
+    for index, item in enumerate(items):
+        node = obj(at(where, index), item)
+        event_at, event = node.get("event")
+        if event is None:
+            raise Invalid(event_at, "is required (the event that cancels the run)")
+        name = string(event_at, event, empty=False)
+        if_at, condition = node.get("if")
+        text = None if condition is None else expression(if_at, condition)
+        timeout = _optional_ms(*node.get("timeout"))
+        cancel.append(Cancel(event=name, if_exp=text, timeout=timeout))
+    return cancel
+
+
+def _timeouts(where: str, raw: Any) -> Timeouts | None:
+    if raw is None:
         return None
-    return int(parse_duration_ms(str(value)))
+    node = obj(where, raw)
+    start, finish = _optional_ms(*node.get("start")), _optional_ms(*node.get("finish"))
+    return Timeouts(
+        start=None if start is None else datetime.timedelta(milliseconds=start),
+        finish=None if finish is None else datetime.timedelta(milliseconds=finish),
+    )
 
 
-def _function(app_name: str, raw: Mapping[str, Any]) -> tuple[Function[Any], str]:
-    full_id = _get(raw, "id")
-    if not isinstance(full_id, str) or not full_id:
-        raise FunctionConfigInvalidError("the function id is required")
-    prefix = f"{app_name}-"
+def _checkpoint(where: str, raw: Any) -> None:
+    """Checked only: checkpointing (protocol §13) is the SDK's business."""
+    if raw is None:
+        return
+    node = obj(where, raw)
+    steps_at, steps = node.get("batch_steps")
+    if steps is not None:
+        integer(steps_at, steps, low=1)
+    for name in ("batch_interval", "max_runtime"):
+        value_at, value = node.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            integer(value_at, value, low=0)  # milliseconds
+        elif value is not None:
+            duration_ms(value_at, value)
+
+
+# -- a function --------------------------------------------------------------------------
+
+
+def _function(app: _App, node: Node) -> tuple[Function[Any], str]:
+    id_at, raw_id = node.get("id")
+    if raw_id is None:
+        raise Invalid(id_at, 'is required (the composite id, "{appName}-{fnId}")')
+    full_id = string(id_at, raw_id, empty=False)
+    prefix = f"{app.name}-"
     local_id = full_id[len(prefix) :] if full_id.startswith(prefix) else full_id
-    name = _get(raw, "name") or full_id
-    steps = _get(raw, "steps")
-    step = _get(steps, "step") if isinstance(steps, Mapping) else None
-    step = step if isinstance(step, Mapping) else {}
-    runtime = _get(step, "runtime")
-    url = _get(runtime, "url") if isinstance(runtime, Mapping) else None
-    if not isinstance(url, str) or not url:
-        raise FunctionConfigInvalidError("steps.step.runtime.url is required")
-    retries_obj = _get(step, "retries")
-    retries = _get(retries_obj, "attempts") if isinstance(retries_obj, Mapping) else None
-    if retries is None:
-        retries = _get(raw, "retries")
-    if retries is not None:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise FunctionConfigInvalidError(f"retries must be a whole number, got {retries!r}")
-        retries = min(retries, consts.MAX_RETRIES)
-    cancel = [
-        Cancel(
-            event=str(_get(c, "event")),
-            if_exp=_get(c, "if"),
-            timeout=_duration_ms(_get(c, "timeout")),
-        )
-        for c in (_get(raw, "cancel") or [])
-        if isinstance(c, Mapping)
-    ]
-    timeouts_raw = _get(raw, "timeouts")
-    timeouts = None
-    if isinstance(timeouts_raw, Mapping):
-        start, finish = (
-            _duration_ms(_get(timeouts_raw, "start")),
-            _duration_ms(_get(timeouts_raw, "finish")),
-        )
-        timeouts = Timeouts(
-            start=None if start is None else datetime.timedelta(milliseconds=start),
-            finish=None if finish is None else datetime.timedelta(milliseconds=finish),
-        )
+    name_at, raw_name = node.get("name")
+    name = full_id if raw_name is None else string(name_at, raw_name) or full_id
+    triggers = _triggers(*node.get("triggers"))
+    fn_url, retries = _steps(*node.get("steps"), app.url)
+    retries_at, fn_retries = node.get("retries")
+    if fn_retries is not None:
+        fn_retries = _retries(retries_at, fn_retries)
+    cancel = _cancel(*node.get("cancel"))
+    timeouts = _timeouts(*node.get("timeouts"))
+    _checkpoint(*node.get("checkpoint"))
+    flow = parse_flow(node, has_cancel=bool(cancel))
     function: Function[Any] = Function(
-        app_id=app_name,
+        app_id=app.name,
         local_id=local_id,
-        name=str(name),
-        triggers=_triggers(_get(raw, "triggers")),
-        retries=retries,
+        name=name,
+        triggers=triggers,
+        # steps.step.retries wins; the function's own is the shorthand (protocol §1.3).
+        retries=fn_retries if retries is None else retries,
         handler=_remote_handler,
         cancel=cancel,
         timeouts=timeouts,
-        flow=_flow(raw, has_cancel=bool(cancel)),
+        flow=flow,
     )
-    return function, url
+    return function, fn_url
+
+
+def _error_key(raw: Any, index: int, errors: Mapping[str, str]) -> str:
+    """A function's key in ``errors``: its id, or ``functions[i]`` without a usable one."""
+    if isinstance(raw, Mapping):
+        _, fn_id = Node("", raw).get("id")
+        if isinstance(fn_id, str) and 0 < len(fn_id) <= MAX_NAME_CHARS and fn_id not in errors:
+            return fn_id
+    return f"functions[{index}]"
+
+
+def _summary(first: str, keys: list[str]) -> str:
+    """The message: the first problem, then which other functions are invalid."""
+    others = keys[1:]
+    if not others:
+        return first
+    listed = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+    plural = "s" if len(others) > 1 else ""
+    return f"{first} ({len(others)} more invalid function{plural}: {listed})"
 
 
 def parse_registration(payload: Any) -> Registration:
-    """Validate a register body; raises :class:`RegistrationError` listing what is wrong."""
+    """Check a register body against protocol §1.3 and build its functions; raises
+    :class:`RegistrationError` naming the path of the first bad field."""
     if not isinstance(payload, Mapping):
-        raise RegistrationError("the register body must be a JSON object")
-    app_name = _get(payload, "appName")
-    if not isinstance(app_name, str) or not app_name:
-        raise RegistrationError("App ID required")
-    url = _get(payload, "url")
-    if not isinstance(url, str) or not url:
-        raise RegistrationError("the app url is required")
-    raw_functions = _get(payload, "functions")
-    if not isinstance(raw_functions, list) or not raw_functions:
-        raise RegistrationError("No functions registered within your app")
+        raise RegistrationError(f"the register body must be a JSON object, got {show(payload)}")
+    body = Node("", payload)
+    try:
+        app = _app(body)
+        functions_at, raw_functions = _functions(body)
+    except Invalid as exc:
+        raise RegistrationError(str(exc), path=exc.path) from None
     functions: list[Function[Any]] = []
     urls: dict[str, str] = {}
+    places: dict[str, str] = {}
     errors: dict[str, str] = {}
+    first: Invalid | None = None
+    first_at = ""
     for index, raw in enumerate(raw_functions):
-        where = str(_get(raw, "id") if isinstance(raw, Mapping) else f"functions[{index}]")
+        where = at(functions_at, index)
+        key = _error_key(raw, index, errors)
         try:
-            if not isinstance(raw, Mapping):
-                raise FunctionConfigInvalidError("a function must be an object")
-            function, function_url = _function(app_name, raw)
-        except (FunctionConfigInvalidError, DurationError, ValueError, TypeError) as exc:
-            errors[where] = str(exc)
-            continue
-        if function.id in urls:
-            errors[where] = "duplicate function id"
+            node = obj("", raw)
+            function, function_url = _function(app, node)
+            if function.id in urls:
+                key = f"functions[{index}]"
+                id_at = node.get("id")[0]
+                raise Invalid(id_at, f"{show(function.id)} is the id of {places[function.id]} too")
+        except Invalid as exc:
+            errors[key] = str(exc)
+            if first is None:
+                first, first_at = exc, where
             continue
         functions.append(function)
         urls[function.id] = function_url
-    if errors:
-        raise RegistrationError("At least one function is invalid", errors)
-    return Registration(
-        app_name, url, str(_get(payload, "sdk") or ""), functions, urls, body=payload
-    )
+        places[function.id] = where
+    if first is not None:
+        path = join(first_at, first.path) if first.path else first_at
+        message = _summary(f"{path}: {first.problem}", list(errors))
+        raise RegistrationError(message, errors, path=path)
+    _storable(payload)
+    return Registration(app.name, app.url, app.sdk, functions, urls, body=payload)
+
+
+def _storable(payload: Mapping[str, Any]) -> None:
+    """The body, kept with the app, encodes as JSON (its unknown keys included)."""
+    try:
+        encoded: bytes | None = orjson.dumps(payload)
+        problem = ""
+    except orjson.JSONEncodeError as exc:  # too deep; or Python values JSON never gives
+        encoded, problem = None, str(exc)
+    # A body with no more brackets than levels allowed cannot nest too deep.
+    if encoded is None or encoded.count(b"[") + encoded.count(b"{") > MAX_DEPTH:
+        try:
+            check_depth(payload)
+        except Invalid as exc:
+            raise RegistrationError(str(exc), path=exc.path) from None
+    if encoded is None:
+        raise RegistrationError(f"the register body cannot be stored as JSON: {problem}")

@@ -46,7 +46,9 @@ def parse_cron(source: str) -> CronSchedule:
         name = prefix.split("=", 1)[1]
         try:
             zone = zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        # A zone name that is a folder of the zone database, or too long for the file
+        # system, fails as OSError.
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise CronError(f"invalid cron {source!r}: unknown time zone {name!r}") from exc
         text = text.strip()
     if len(text.split()) != 5:
@@ -55,4 +57,9 @@ def parse_cron(source: str) -> CronSchedule:
         )
     if not croniter.is_valid(text):
         raise CronError(f"invalid cron {source!r}: a field is out of range or malformed")
-    return CronSchedule(source=source, expression=text, zone=zone)
+    schedule = CronSchedule(source=source, expression=text, zone=zone)
+    try:
+        schedule.next_after(0)  # e.g. "0 0 31 2 *" (31 February) never comes
+    except Exception as exc:  # croniter's CroniterBadDateError and kin
+        raise CronError(f"invalid cron {source!r}: it never fires") from exc
+    return schedule

@@ -27,6 +27,10 @@ class DurationError(ValueError):
     """A duration that is not a time string, a whole number of milliseconds or a timedelta."""
 
 
+class DurationTooLongError(DurationError):
+    """A time string longer than any schedule can be (see :data:`MAX_DURATION_MS`)."""
+
+
 def parse_duration_ms(text: str) -> float:
     """Parse a time string into milliseconds; raises :class:`DurationError` naming it."""
     stripped = text.strip()
@@ -41,7 +45,17 @@ def parse_duration_ms(text: str) -> float:
         raise DurationError(
             f"invalid duration {text!r}: expected a time string such as '30s', '5m', '2h45m', '1d'"
         )
+    if total > MAX_DURATION_MS:
+        raise DurationTooLongError(
+            f"invalid duration {text[:40]!r}: longer than any schedule can be"
+        )
     return total
+
+
+#: Far longer than anything a server can schedule (Go's duration type holds ~292 years;
+#: callers check their own ranges): past it, a time string is an error rather than
+#: infinity or an overflow.
+MAX_DURATION_MS = 10**15
 
 
 def to_ms(value: int | float | datetime.timedelta | str) -> float:

@@ -157,16 +157,53 @@ class Expression:
             return False
 
 
+#: Bounds on what reaches the CEL parser: the Rust parser recurses once per nesting level
+#: and per member access, and a chain of about 20,000 ``.b`` overflows its stack (the
+#: whole process dies); a few thousand are harmless. Literals do not count: an event's
+#: values are spliced into wait conditions as literals of any size.
+MAX_EXPRESSION_DEPTH = 256
+MAX_MEMBER_ACCESSES = 2_048
+
+
+def _too_complex(source: str) -> str | None:
+    """Why ``source`` is refused before parsing, if it is."""
+    depth = deepest = accesses = 0
+    for match in _TOKEN.finditer(source):
+        if match.lastgroup != "other":
+            continue  # spaces, comments, literals, names
+        char = match.group()
+        if char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+        elif char == ".":
+            accesses += 1
+    if deepest > MAX_EXPRESSION_DEPTH:
+        return f"it nests {deepest} levels deep (at most {MAX_EXPRESSION_DEPTH})"
+    if accesses > MAX_MEMBER_ACCESSES:
+        return f"it has {accesses} member accesses (at most {MAX_MEMBER_ACCESSES})"
+    return None
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_expression(source: str) -> Expression:
     """Compile ``source``, raising :class:`ExpressionError` on a syntax error.
 
     Results are cached: functions re-evaluate the same few expressions for every event.
-    Unknown variables and functions are only detected at evaluation time.
+    Unknown variables and functions are only detected at evaluation time. Expressions
+    too large or too deep for the parser are refused before it sees them.
     """
+    if not isinstance(source, str):
+        raise ExpressionError(repr(source), "an expression must be a string")
+    problem = _too_complex(source)
+    if problem is not None:
+        raise ExpressionError(source[:200] + "...", f"too complex to parse: {problem}")
     try:
         program = cel.compile(source)
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # the bindings' Rust panics are BaseExceptions
         raise ExpressionError(source, f"invalid expression: {exc}") from exc
     return Expression(source, program)
 

@@ -115,10 +115,19 @@ def verify(
         raise SignatureError("no signing key is configured to verify the signature")
     matched = False
     for key in keys:
-        # Every key is tried, so the time taken does not tell which one matched.
-        matched |= hmac.compare_digest(_digest(body, key, at), given)
+        # Every key is tried, so the time taken does not tell which one matched. A key
+        # that cannot sign (empty) matches nothing rather than failing the request.
+        try:
+            expected = _digest(body, key, at)
+        except SigningKeyError:
+            continue
+        matched |= hmac.compare_digest(expected, given)
     if not matched:
         raise SignatureError("signature does not match any configured signing key")
+
+
+#: The accepted forms of a signing key, for messages.
+SIGNING_KEY_FORM: Final = "signkey-<env>-<hex> or hex"
 
 
 def _key_parts(key: str) -> tuple[str, str]:
@@ -133,6 +142,15 @@ def _key_parts(key: str) -> tuple[str, str]:
     if len(body) % 2:
         raise SigningKeyError(f"signing key has an odd number of hex digits ({len(body)})")
     return prefix, body
+
+
+def check_signing_key(key: str) -> None:
+    """Raise :class:`SigningKeyError` naming the problem unless ``key`` is a usable
+    signing key (``signkey-<env>-`` optional, then a non-empty even number of hex digits).
+
+    Servers call it when they start, so that no request meets a malformed key.
+    """
+    _key_parts(key)
 
 
 def hashed_key(key: str) -> str:
@@ -150,17 +168,31 @@ def keys_match(presented_bearer: str, configured_key: str) -> bool:
 
     Accepts the hashed key (what the SDKs send) or the raw key, each with or without the
     ``signkey-<env>-`` prefix; a leading ``Bearer `` is tolerated. Comparisons are
-    constant-time. Raises :class:`SigningKeyError` when ``configured_key`` is malformed.
+    constant-time. Total: a malformed ``configured_key`` (which servers refuse at start-up,
+    :func:`check_signing_key`) or an odd token matches nothing, and nothing is raised.
     """
-    _, raw = _key_parts(configured_key)
-    hashed = strip_prefix(hashed_key(configured_key))
+    try:
+        _, raw = _key_parts(configured_key)
+        hashed = strip_prefix(hashed_key(configured_key))
+    except SigningKeyError:
+        return False
     token = presented_bearer.strip()
     if token[:7].lower() == "bearer ":
         token = token[7:].strip()
     token = strip_prefix(token)
     if not token:
         return False
-    given = token.encode("utf-8")
+    given = token.encode("utf-8", "surrogatepass")
     by_hash = hmac.compare_digest(given, hashed.encode("ascii"))
     by_raw = hmac.compare_digest(given, raw.encode("ascii"))
     return by_hash or by_raw
+
+
+def any_key_matches(presented_bearer: str, configured_keys: Sequence[str]) -> bool:
+    """Whether a bearer token authenticates as any of ``configured_keys`` (the primary,
+    then a fallback during a rotation). Every key is compared, whichever matches, so the
+    time taken does not tell which one did."""
+    matched = False
+    for key in configured_keys:
+        matched |= keys_match(presented_bearer, key)
+    return matched

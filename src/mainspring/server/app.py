@@ -1,15 +1,19 @@
 """The server's HTTP API on Starlette: events in (``/e``), apps in (``/fn/register``), runs
-out (``/v1``), state for large runs (``/v0/runs``) — protocol §1.3-§1.4, §2.4, §8.3, §12.
+out (``/v1``), state for large runs (``/v0/runs``) — protocol §1.3-§1.4, §2.4, §8.3, §12 —
+and its description (``/openapi.json``).
 
-Every answer carries ``X-Inngest-Server-Kind``. Bad input gets a 4xx naming the problem;
-the server never answers 500 for it.
+Every answer is JSON and carries ``X-Inngest-Server-Kind``. Bad input gets a 4xx naming
+the problem, before any work where it can be seen early (body caps, list parameters: see
+:mod:`.limits`); an unexpected error is a JSON 500 that keeps the connection (see
+:mod:`.guard`). Stored values are answered whatever they hold.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -17,27 +21,36 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from mainspring.engine.engine import Engine
+from mainspring.engine.intake import MAX_DATA_DEPTH, MAX_EVENTS_PER_SEND
 from mainspring.engine.records import Job, Run, StoredEvent
 from mainspring.engine.remote import RegistrationError, parse_registration
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
+from mainspring.protocol.json_depth import nests_deeper
 from mainspring.sdk.event import Event
 from mainspring.server import graphql as gql
+from mainspring.server import limits
 from mainspring.server.dev_info import dev_server_info
+from mainspring.server.guard import Contained, exception_handlers, json_response
+from mainspring.server.keys import EventKeys, check_signing_keys
+from mainspring.server.limits import Refused
+from mainspring.server.openapi import openapi_document
 
-#: Largest request body accepted (events and registrations), as the reference's cap.
-MAX_BODY_BYTES = 3 * 1024 * 1024
+#: Largest request body accepted (a send of events), as the reference's cap; other routes
+#: have their own caps in :mod:`.limits`.
+MAX_BODY_BYTES = limits.EVENTS_BODY_BYTES
 
 
-def _json(data: Any, status: int = 200, *, kind: str) -> Response:
-    return Response(
-        orjson.dumps(data),
-        status_code=status,
-        media_type="application/json",
-        headers={"x-inngest-server-kind": kind},
-    )
+def _readable(value: Any) -> Any:
+    """``value`` encoded on its own (so that its depth does not add to the envelope's), or
+    ``{"_unreadable": reason}`` when it cannot be: one odd row never fails a listing."""
+    try:
+        return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError as exc:
+        return {"_unreadable": str(exc)}
 
 
 def _run_data(run: Run) -> dict[str, Any]:
@@ -48,8 +61,8 @@ def _run_data(run: Run) -> dict[str, Any]:
         "status": run.status.value,
         "run_started_at": run.started_at,
         "ended_at": run.ended_at,
-        "output": run.output,
-        "error": run.error,
+        "output": _readable(run.output),
+        "error": _readable(run.error),
     }
 
 
@@ -68,10 +81,46 @@ def _event_data(event: StoredEvent) -> dict[str, Any]:
         "internal_id": event.internal_id,
         "id": event.id,
         "name": event.name,
-        "data": event.data,
+        "data": _readable(event.data),
         "ts": event.ts,
         "received_at": event.received_at,
     }
+
+
+def _event_from(item: Any, index: int) -> Event:
+    """One event of a send, each field's type checked; ranges are the intake's (it names
+    ``event <n>: <field>: ...`` the same way)."""
+    where = f"event {index}"
+    if not isinstance(item, dict):
+        raise Refused(400, f"{where}: not a JSON object")
+    name = item.get("name")
+    if name is not None and not isinstance(name, str):
+        raise Refused(400, f"{where}: name: must be a string")
+    data = item.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise Refused(400, f"{where}: data: must be a JSON object")
+    if isinstance(data, dict) and "_inngest" in data:
+        data = {k: v for k, v in data.items() if k != "_inngest"}
+    event_id = item.get("id")
+    if event_id is not None and not isinstance(event_id, str):
+        raise Refused(400, f"{where}: id: must be a string")
+    ts = item.get("ts")
+    if isinstance(ts, float) and math.isfinite(ts) and ts.is_integer():
+        ts = int(ts)
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
+        raise Refused(400, f"{where}: ts: must be a whole number of epoch milliseconds")
+    return Event(name=name or "", data=data or {}, id=event_id or "", ts=ts or 0)
+
+
+class _App(Starlette):
+    """Starlette with :class:`~.guard.Contained` outside its whole middleware stack."""
+
+    def __init__(self, *, kind: str, **options: Any) -> None:
+        self.kind = kind
+        super().__init__(**options)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Contained(super().build_middleware_stack(), kind=self.kind)
 
 
 def create_app(
@@ -80,72 +129,58 @@ def create_app(
     dev: bool = True,
     event_keys: frozenset[str] = frozenset(),
     signing_key: str | None = None,
+    signing_key_fallback: str | None = None,
     start_options: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """The API for ``engine``.
 
     In dev mode any non-empty event key is accepted and nothing is authenticated. Otherwise
     (``mainspring start``) events need one of ``event_keys`` and every other route a
-    ``Bearer`` token matching ``signing_key`` (raw or hashed, protocol §9).
-    ``start_options`` are shown by ``GET /dev`` (how the server was started).
+    ``Bearer`` token matching ``signing_key`` or ``signing_key_fallback`` (raw or hashed,
+    protocol §9). Malformed keys raise :class:`ValueError` here, so that no request can
+    meet one. ``start_options`` are shown by ``GET /dev`` (how the server was started).
     """
     kind = "dev" if dev else "cloud"
+    signing_keys: Sequence[str] = ()
+    accepted = EventKeys(() if dev else event_keys)
+    if not dev and signing_key is not None:
+        signing_keys = [signing_key] + ([signing_key_fallback] if signing_key_fallback else [])
+        check_signing_keys(signing_keys)
+    document = orjson.dumps(openapi_document(authenticated=bool(signing_keys)))
 
     def reply(data: Any, status: int = 200) -> Response:
-        return _json(data, status, kind=kind)
+        return json_response(data, status, kind=kind)
 
     def refused(request: Request) -> Response | None:
-        """401 unless dev mode or the request carries the signing key."""
-        if dev or signing_key is None:
+        """401 unless dev mode or the request carries a signing key."""
+        if not signing_keys:
             return None
         presented = request.headers.get("authorization", "")
-        if presented.lower().startswith("bearer ") and signing.keys_match(
-            presented[7:].strip(), signing_key
+        if presented[:7].lower() == "bearer " and signing.any_key_matches(
+            presented[7:].strip(), signing_keys
         ):
             return None
         return reply({"error": "a valid Authorization: Bearer signing key is required"}, 401)
 
-    async def body_json(request: Request) -> Any:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ValueError(f"the body is {len(body)} bytes, over the {MAX_BODY_BYTES}-byte limit")
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"the body is not valid JSON: {exc}") from exc
-
     async def health(request: Request) -> Response:
         return reply({"status": 200, "message": "OK"})
 
+    async def openapi(request: Request) -> Response:
+        return Response(
+            document, media_type="application/json", headers={"x-inngest-server-kind": kind}
+        )
+
     async def send_events(request: Request) -> Response:
         key = request.path_params["key"]
-        if not key or (not dev and key not in event_keys):
+        if not (key if dev else accepted.accepts(key)):
             return reply({"ids": [], "status": 401, "error": "Event key not found"}, 401)
-        try:
-            payload = await body_json(request)
-        except ValueError as exc:
-            return reply({"ids": [], "status": 400, "error": str(exc)}, 400)
+        # No nesting check on the whole body: the intake checks each event's data, naming it.
+        payload = await limits.read_json(request, limits.EVENTS_BODY_BYTES, depth=None)
         items = payload if isinstance(payload, list) else [payload]
-        events = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                return reply(
-                    {"ids": [], "status": 400, "error": f"event {index}: not a JSON object"}, 400
-                )
-            data = item.get("data")
-            if isinstance(data, dict):
-                data = {k: v for k, v in data.items() if k != "_inngest"}
-            try:
-                events.append(
-                    Event(
-                        name=item.get("name") or "",
-                        data=data or {},
-                        id=str(item.get("id") or ""),
-                        ts=int(item.get("ts") or 0),
-                    )
-                )
-            except (ValueError, TypeError) as exc:
-                return reply({"ids": [], "status": 400, "error": f"event {index}: {exc}"}, 400)
+        if len(items) > MAX_EVENTS_PER_SEND:  # before building any: a 3 MB body holds 200k
+            problem = f"too many events in one send: {len(items)} > {MAX_EVENTS_PER_SEND}"
+            return reply({"ids": [], "status": 400, "error": problem}, 400)
+        events = [_event_from(item, index) for index, item in enumerate(items)]
         try:
             ids = await engine.send(events, id_seed=request.headers.get("x-inngest-event-id-seed"))
         except EventInvalidError as exc:
@@ -158,8 +193,9 @@ def create_app(
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != kind:
             return reply({"error": f"Expected server kind {expected}, got {kind}"}, 400)
+        payload = await limits.read_json(request, limits.REGISTER_BODY_BYTES)
         try:
-            registration = parse_registration(await body_json(request))
+            registration = parse_registration(payload)
             await engine.register_app(registration)
         except RegistrationError as exc:
             return reply({"error": str(exc), "data": exc.errors, "status": 400}, 400)
@@ -173,15 +209,19 @@ def create_app(
     async def invoke(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        try:
-            payload = await body_json(request) if await request.body() else {}
-        except ValueError as exc:
-            return reply({"error": str(exc), "status": 400}, 400)
-        data = payload.get("data") if isinstance(payload, dict) else None
+        payload = await limits.read_json(request, limits.INVOKE_BODY_BYTES, depth=None, empty={})
+        if not isinstance(payload, dict):
+            return reply({"error": "the body must be a JSON object", "status": 400}, 400)
+        data = payload.get("data")
         if data is not None and not isinstance(data, dict):
             return reply({"error": "data must be a JSON object", "status": 400}, 400)
+        if data is not None and nests_deeper(data, MAX_DATA_DEPTH):
+            problem = f"data: nests deeper than {MAX_DATA_DEPTH} levels"
+            return reply({"error": problem, "status": 400}, 400)
         try:
             event_id = await engine.invoke(request.path_params["slug"], data)
+        except EventInvalidError as exc:
+            return reply({"error": str(exc), "status": 400}, 400)
         except MainspringError as exc:
             return reply({"error": str(exc), "status": 404}, 404)
         return reply({"id": event_id, "status": 200})
@@ -207,11 +247,11 @@ def create_app(
     async def list_events(request: Request) -> Response:
         if (denied := refused(request)) is not None:
             return denied
-        try:
-            limit = min(int(request.query_params.get("limit", "100")), 1000)
-        except ValueError:
-            return reply({"error": "limit must be a whole number"}, 400)
-        events = await engine.events(name=request.query_params.get("name"), limit=limit)
+        limit = limits.limit_param(request)
+        before = limits.ulid_param(request, "cursor")
+        events = await engine.events(
+            name=request.query_params.get("name"), limit=limit, before=before
+        )
         return reply({"data": [_event_data(e) for e in events], "metadata": {}})
 
     async def get_event(request: Request) -> Response:
@@ -235,23 +275,19 @@ def create_app(
         runs = await engine.runs(request.path_params["event_id"])
         return reply({"data": [await run_data(r) for r in runs]})
 
-    async def get_run(request: Request) -> Response:
+    async def run_item(request: Request) -> Response:
+        """``GET`` a run, or ``DELETE`` (cancel) it: one route, so that a 405 on this path
+        lists both methods in ``Allow``."""
         if (denied := refused(request)) is not None:
             return denied
         try:
+            if request.method == "DELETE":
+                cancelled = await engine.cancel(request.path_params["run_id"])
+                return reply({"data": {"cancelled": cancelled}})
             run = await engine.run(request.path_params["run_id"])
         except MainspringError:
             return reply({"error": "run not found"}, 404)
         return reply({"data": await run_data(run)})
-
-    async def cancel_run(request: Request) -> Response:
-        if (denied := refused(request)) is not None:
-            return denied
-        try:
-            cancelled = await engine.cancel(request.path_params["run_id"])
-        except MainspringError:
-            return reply({"error": "run not found"}, 404)
-        return reply({"data": {"cancelled": cancelled}})
 
     async def remove_app(request: Request) -> Response:
         if (denied := refused(request)) is not None:
@@ -306,11 +342,16 @@ def create_app(
                     query["variables"] = orjson.loads(query["variables"])
                 except orjson.JSONDecodeError as exc:
                     return reply({"errors": [{"message": f"variables: not JSON: {exc}"}]}, 400)
+                if nests_deeper(query["variables"], limits.MAX_BODY_DEPTH):
+                    problem = f"variables: nest deeper than {limits.MAX_BODY_DEPTH} levels"
+                    return reply({"errors": [{"message": problem}]}, 400)
         else:
             try:
-                query = await body_json(request)
-            except ValueError as exc:
-                return reply({"data": None, "errors": [{"message": str(exc)}]}, 400)
+                query = await limits.read_json(request, limits.GRAPHQL_BODY_BYTES)
+            except Refused as exc:
+                if exc.status == 413:
+                    raise
+                return reply({"data": None, "errors": [{"message": exc.message}]}, exc.status)
         status, payload = await gql.execute(engine, query)
         return reply(payload, status)
 
@@ -324,9 +365,11 @@ def create_app(
         async with engine:
             yield
 
-    return Starlette(
+    return _App(
+        kind=kind,
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
             Route("/dev", dev_info, methods=["GET"]),
             Route("/v0/gql", graphql, methods=["GET", "POST"]),
             Route("/e/{key}", send_events, methods=["POST"]),
@@ -337,12 +380,12 @@ def create_app(
             Route("/v1/events", list_events, methods=["GET"]),
             Route("/v1/events/{event_id}", get_event, methods=["GET"]),
             Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
-            Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
-            Route("/v1/runs/{run_id}", cancel_run, methods=["DELETE"]),
+            Route("/v1/runs/{run_id}", run_item, methods=["GET", "DELETE"]),
             Route("/v1/runs/{run_id}/jobs", run_jobs, methods=["GET"]),
             Route("/v0/runs/{run_id}", cancel_run_v0, methods=["DELETE"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
         ],
+        exception_handlers=exception_handlers(kind),
         lifespan=lifespan,
     )

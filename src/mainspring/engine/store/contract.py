@@ -203,4 +203,21 @@ class Store(Protocol):
         cursor: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
-    ) -> list[Run]: ...
+        function_ids: Sequence[str] | None = None,
+    ) -> list[Run]:
+        """Runs in id order; ``function_ids`` keeps those of any of these functions (with
+        ``function_id``, of both), in one query whatever their number."""
+        ...
+
+    # Reads of many items at once, one query each whatever their number (GraphQL pages).
+    async def histories(self, run_ids: Sequence[str]) -> dict[str, list[StepAttempt]]:
+        """``history`` of each run (an empty list for a run with no steps)."""
+        ...
+
+    async def jobs_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[Job]]:
+        """``jobs_for_run`` of each run, soonest first (runs with none are left out)."""
+        ...
+
+    async def runs_for_events(self, event_internal_ids: Sequence[str]) -> dict[str, list[Run]]:
+        """``runs_for_event`` of each event (events with none are left out)."""
+        ...

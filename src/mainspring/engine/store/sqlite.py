@@ -15,6 +15,7 @@ A lock file next to the database keeps a second engine process off the same file
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import os
 import sqlite3
@@ -52,6 +53,31 @@ def _migrate(db: sqlite3.Connection) -> None:
         # Runs stored before flow control had no start gates.
         db.execute("ALTER TABLE runs ADD COLUMN admitted_at INTEGER")
         db.execute("UPDATE runs SET admitted_at = created_at")
+
+
+def _loads(raw: bytes | str) -> Any:
+    """A stored JSON value; one the decoder refuses (nested deeper than it goes, kept by an
+    older version) reads as a note saying so, so that listing it does not fail."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return {"_degraded": f"the stored JSON value could not be decoded: {exc}"}
+
+
+def _run(row: Sequence[Any]) -> Run:
+    try:
+        return run_from_row(row)
+    except orjson.JSONDecodeError:
+        output = None if row[4] is None else _loads(row[4])
+        error = None if row[5] is None else _loads(row[5])
+        return dataclasses.replace(
+            run_from_row([*row[:4], None, None, *row[6:]]), output=output, error=error
+        )
+
+
+def _marks(items: Sequence[Any]) -> str:
+    """Placeholders for ``IN (...)``: ``NULL`` for none, which matches nothing."""
+    return ", ".join("?" * len(items)) or "NULL"
 
 
 class SQLiteStore:
@@ -181,7 +207,7 @@ class SQLiteStore:
             .execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
             .fetchone()
         )
-        return None if row is None else run_from_row(row)
+        return None if row is None else _run(row)
 
     async def runs_for_event(self, event_internal_id: str) -> list[Run]:
         # Its own runs, and the batches it joined (whose first event may be another).
@@ -195,7 +221,21 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [run_from_row(row) for row in rows]
+        return [_run(row) for row in rows]
+
+    async def runs_for_events(self, event_internal_ids: Sequence[str]) -> dict[str, list[Run]]:
+        ids, marks = tuple(event_internal_ids), _marks(event_internal_ids)
+        rows = self._reader().execute(
+            f"SELECT found.event, {RUN_COLUMNS} FROM ("
+            f"SELECT event_id AS event, run_id AS run FROM runs WHERE event_id IN ({marks}) "
+            f"UNION SELECT event_id, run_id FROM run_events WHERE event_id IN ({marks})"
+            ") AS found JOIN runs ON runs.run_id = found.run ORDER BY runs.run_id",
+            ids + ids,
+        )
+        found: dict[str, list[Run]] = {}
+        for row in rows:
+            found.setdefault(row[0], []).append(_run(row[1:]))
+        return found
 
     async def holds_for_run(self, run_id: str) -> list[Hold]:
         rows = self._reader().execute(
@@ -254,6 +294,12 @@ class SQLiteStore:
     async def jobs_for_run(self, run_id: str) -> list[Job]:
         return self._jobs("WHERE run_id = ?", (run_id,))
 
+    async def jobs_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[Job]]:
+        found: dict[str, list[Job]] = {}
+        for job in self._jobs(f"WHERE run_id IN ({_marks(run_ids)})", tuple(run_ids)):
+            found.setdefault(job.run_id, []).append(job)
+        return found
+
     def _jobs(self, where: str, args: tuple[str, ...]) -> list[Job]:
         rows = (
             self._reader()
@@ -289,12 +335,16 @@ class SQLiteStore:
         cursor: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        function_ids: Sequence[str] | None = None,
     ) -> list[Run]:
         where: list[str] = []
         args: list[str | int] = []
         if function_id is not None:
             where.append("function_id = ?")
             args.append(function_id)
+        if function_ids is not None:
+            where.append(f"function_id IN ({_marks(function_ids)})")
+            args.extend(function_ids)
         if created_after is not None:
             where.append("created_at >= ?")
             args.append(created_after)
@@ -317,19 +367,22 @@ class SQLiteStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [run_from_row(row) for row in self._reader().execute(sql, args).fetchall()]
+        return [_run(row) for row in self._reader().execute(sql, args).fetchall()]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
-        db = self._reader()
+        return (await self.histories([run_id]))[run_id]
+
+    async def histories(self, run_ids: Sequence[str]) -> dict[str, list[StepAttempt]]:
+        db, ids, marks = self._reader(), tuple(run_ids), _marks(run_ids)
         # Ordered as recorded: a step's row by its position in the stack, a failed attempt
         # just before the step that was recorded next.
-        entries: list[tuple[int, int, StepAttempt]] = []
-        for step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
-            "SELECT step_id, memo, user_id, op, attempt, started_at, ended_at, seq FROM steps "
-            "WHERE run_id = ?",
-            (run_id,),
+        found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in ids}
+        for run_id, step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
+            "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq "
+            f"FROM steps WHERE run_id IN ({marks})",
+            ids,
         ):
-            kind, value = memo_value(orjson.loads(memo) if memo is not None else None)
+            kind, value = memo_value(_loads(memo) if memo is not None else None)
             failed = kind == "error"
             entry = StepAttempt(
                 step_id,
@@ -341,17 +394,18 @@ class SQLiteStore:
                 None if failed else value,
                 value if failed else None,
             )
-            entries.append((seq, 1, entry))
-        for step_id, user_id, op, attempt, started, ended, error, after in db.execute(
-            "SELECT step_id, user_id, op, attempt, started_at, ended_at, error, after_seq "
-            "FROM attempts WHERE run_id = ?",
-            (run_id,),
+            found[run_id].append((seq, 1, entry))
+        for run_id, step_id, user_id, op, attempt, started, ended, error, after in db.execute(
+            "SELECT run_id, step_id, user_id, op, attempt, started_at, ended_at, error, "
+            f"after_seq FROM attempts WHERE run_id IN ({marks})",
+            ids,
         ):
-            failure = orjson.loads(error) if error is not None else None
+            failure = _loads(error) if error is not None else None
             entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
-            entries.append((after + 1, 0, entry))
-        entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
-        return [entry for _, _, entry in entries]
+            found[run_id].append((after + 1, 0, entry))
+        for entries in found.values():
+            entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
+        return {run_id: [entry for _, _, entry in entries] for run_id, entries in found.items()}
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 100, before: str | None = None
@@ -368,10 +422,7 @@ class SQLiteStore:
         sql = f"SELECT internal_id, id, name, data, ts, received_at FROM events{clause}"
         sql += " ORDER BY internal_id DESC LIMIT ?"
         args.append(limit)
-        return [
-            StoredEvent(r[0], r[1], r[2], orjson.loads(r[3]), r[4], r[5])
-            for r in self._reader().execute(sql, args)
-        ]
+        return [_event(row) for row in self._reader().execute(sql, args)]
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (
@@ -383,6 +434,10 @@ class SQLiteStore:
             )
             .fetchone()
         )
-        if row is None:
-            return None
-        return StoredEvent(row[0], row[1], row[2], orjson.loads(row[3]), row[4], row[5])
+        return None if row is None else _event(row)
+
+
+def _event(row: Sequence[Any]) -> StoredEvent:
+    """An event read back, its data's stored JSON kept (``wire_json`` reuses it as is)."""
+    raw = row[3] if isinstance(row[3], bytes) else str(row[3]).encode()
+    return StoredEvent(row[0], row[1], row[2], _loads(raw), row[4], row[5], raw)

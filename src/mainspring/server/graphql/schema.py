@@ -1,9 +1,12 @@
 """The GraphQL API (``POST /v0/gql``) on strawberry: runs, their triggers, traces and
 step outputs, events and their runs, apps and functions.
 
-Resolvers read through the engine's public query methods only; ``info.context`` is the
-:class:`~mainspring.engine.engine.Engine`. Fields that need more reads (a run's trace, its
-function) are resolved lazily, so a list of runs costs one query unless they are asked for.
+Resolvers read through the engine's public query methods only, on the server's loop
+(``info.context`` is a :class:`~.context.Context`; queries run in a thread of their own).
+Fields that need more reads (a run's trace, an event's runs) are resolved lazily and in
+batches, so a page of runs costs one query, and one more for all their traces if asked for.
+Stored values are encoded to JSON only when asked for, and never fail to be (see
+:func:`~.types.to_json`). List arguments are capped (see :mod:`.limits`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ import datetime
 import enum
 from typing import Annotated, Any
 
-import orjson
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
-from mainspring.engine.engine import Engine
-from mainspring.engine.records import AppInfo, Run, StoredEvent
+from mainspring.engine.records import Run, StoredEvent
 from mainspring.errors import MainspringError
-from mainspring.server.graphql.trace import OutputRef, build_trace, find_output
+from mainspring.server.graphql.context import Context
+from mainspring.server.graphql.limits import DocumentLimits, check_list, check_page
+from mainspring.server.graphql.trace import OutputRef, find_output
 from mainspring.server.graphql.types import (
     RUN_STATUS,
     App,
@@ -31,49 +34,34 @@ from mainspring.server.graphql.types import (
     RunTraceTrigger,
     StepError,
     _time,
+    event_json,
     run_output_json,
+    to_json,
 )
 
-#: Largest page a list query returns, whatever ``first`` asks for.
-MAX_PAGE = 1000
+
+def _context(info: strawberry.Info) -> Context:
+    context = info.context
+    assert isinstance(context, Context)
+    return context
 
 
-def _engine(info: strawberry.Info) -> Engine:
-    engine = info.context
-    assert isinstance(engine, Engine)
-    return engine
-
-
-async def _get_run(engine: Engine, run_id: str) -> Run | None:
+async def _get_run(context: Context, run_id: str) -> Run | None:
     try:
-        return await engine.run(run_id)
+        return await context.call(context.engine.run, run_id)
     except MainspringError:
         return None
 
 
-async def _require_run(engine: Engine, run_id: str) -> Run:
-    run = await _get_run(engine, run_id)
+async def _require_run(context: Context, run_id: str) -> Run:
+    run = await _get_run(context, run_id)
     if run is None:
         raise ValueError(f"no run with id {run_id!r}")
     return run
 
 
-def _function_name(engine: Engine, function_id: str) -> str:
-    fn = engine.function(function_id)
-    return fn.name if fn is not None else function_id
-
-
-async def _trace(engine: Engine, run: Run) -> RunTraceSpan:
-    history = await engine.history(run.id)
-    jobs = () if run.status.finished else await engine.jobs(run.id)
-    name = _function_name(engine, run.function_id)
-    return RunTraceSpan.of(build_trace(run, name, history, jobs))
-
-
-def _app_of(engine: Engine, function_id: str) -> AppInfo | None:
-    return next(
-        (a for a in engine.app_list() if any(f.id == function_id for f in a.functions)), None
-    )
+async def _trace(context: Context, run: Run) -> RunTraceSpan:
+    return await context.loaders.traces.load(run)
 
 
 @strawberry.type(name="FunctionRunV2")
@@ -81,7 +69,6 @@ class FunctionRunV2:
     run: strawberry.Private[Run]
     id: strawberry.ID
     status: FunctionRunStatus
-    output: str | None
     function_id: str = strawberry.field(name="functionID")
     source_id: str = strawberry.field(name="sourceID")
     trigger_ids: list[str] = strawberry.field(name="triggerIDs")
@@ -97,7 +84,6 @@ class FunctionRunV2:
             run=run,
             id=strawberry.ID(run.id),
             status=RUN_STATUS[run.status],
-            output=run_output_json(run),
             function_id=run.function_id,
             source_id=run.event_id,
             trigger_ids=[run.event_id],
@@ -107,31 +93,35 @@ class FunctionRunV2:
         )
 
     @strawberry.field
+    def output(self) -> str | None:
+        return run_output_json(self.run)
+
+    @strawberry.field
     def function(self, info: strawberry.Info) -> FunctionInfo | None:
-        engine = _engine(info)
-        fn = engine.function(self.run.function_id)
+        context = _context(info)
+        fn = context.functions.get(self.run.function_id)
         if fn is None:
             return None
-        app = _app_of(engine, fn.id)
-        return FunctionInfo.of(fn, app.name if app is not None else engine.client.app_id)
+        app = context.app_of.get(fn.id)
+        return FunctionInfo.of(fn, app.name if app is not None else context.default_app)
 
     @strawberry.field
     def app(self, info: strawberry.Info) -> App | None:
-        app = _app_of(_engine(info), self.run.function_id)
+        app = _context(info).app_of.get(self.run.function_id)
         return None if app is None else App.of(app)
 
     @strawberry.field
     async def trace(self, info: strawberry.Info) -> RunTraceSpan:
-        return await _trace(_engine(info), self.run)
+        return await _trace(_context(info), self.run)
 
 
 @strawberry.type(name="FunctionRun")
 class FunctionRun:
     """The older run type that ``event { functionRuns }`` returns."""
 
+    run: strawberry.Private[Run]
     id: strawberry.ID
     status: FunctionRunStatus
-    output: str | None
     function_id: str = strawberry.field(name="functionID")
     event_id: str = strawberry.field(name="eventID")
     name: str
@@ -141,15 +131,19 @@ class FunctionRun:
     @staticmethod
     def of(run: Run, function_name: str) -> FunctionRun:
         return FunctionRun(
+            run=run,
             id=strawberry.ID(run.id),
             status=RUN_STATUS[run.status],
-            output=run_output_json(run),
             function_id=run.function_id,
             event_id=run.event_id,
             name=function_name,
             started_at=_time(run.started_at or run.created_at),
             finished_at=_time(run.ended_at),
         )
+
+    @strawberry.field
+    def output(self) -> str | None:
+        return run_output_json(self.run)
 
 
 @strawberry.type(name="Event")
@@ -159,8 +153,6 @@ class EventNode:
     external_id: str = strawberry.field(name="externalID")
     name: str
     created_at: datetime.datetime | None
-    payload: str
-    raw: str
 
     @staticmethod
     def of(event: StoredEvent) -> EventNode:
@@ -170,19 +162,27 @@ class EventNode:
             external_id=event.id,
             name=event.name,
             created_at=_time(event.received_at),
-            payload=orjson.dumps(event.data).decode(),
-            raw=event.wire_json().decode(),
         )
 
     @strawberry.field
+    def payload(self) -> str:
+        """The event's data, as stored (whatever its depth)."""
+        stored = self.event.data_json
+        return stored.decode() if stored is not None else to_json(self.event.data)
+
+    @strawberry.field
+    def raw(self) -> str:
+        return event_json(self.event)
+
+    @strawberry.field
     async def function_runs(self, info: strawberry.Info) -> list[FunctionRun]:
-        engine = _engine(info)
-        runs = await engine.runs(self.event.internal_id)
-        return [FunctionRun.of(r, _function_name(engine, r.function_id)) for r in runs]
+        context = _context(info)
+        runs = await context.loaders.event_runs.load(self.event.internal_id)
+        return [FunctionRun.of(r, context.function_name(r.function_id)) for r in runs]
 
     @strawberry.field
     async def total_runs(self, info: strawberry.Info) -> int:
-        return len(await _engine(info).runs(self.event.internal_id))
+        return len(await _context(info).loaders.event_runs.load(self.event.internal_id))
 
 
 @strawberry.input
@@ -241,16 +241,18 @@ class RunsConnection:
 async def _output_by_id(
     info: strawberry.Info, output_id: Annotated[str, strawberry.argument(name="outputID")]
 ) -> RunTraceSpanOutput:
-    engine = _engine(info)
+    context = _context(info)
     ref = OutputRef.decode(output_id)
-    run = await _get_run(engine, ref.run_id)
-    found = None if run is None else find_output(ref, run, await engine.history(run.id))
+    run = await _get_run(context, ref.run_id)
+    found = None
+    if run is not None:
+        found = find_output(ref, run, await context.call(context.engine.history, run.id))
     if found is None:
         raise ValueError(f"outputID {output_id!r}: no such output")
     data, error = found
     if error is not None:
         return RunTraceSpanOutput(data=None, error=_step_error(error))
-    return RunTraceSpanOutput(data=orjson.dumps(data).decode(), error=None)
+    return RunTraceSpanOutput(data=to_json(data), error=None)
 
 
 _STATUS_FROM_GQL = {gql: status for status, gql in RUN_STATUS.items()}
@@ -262,23 +264,23 @@ class Query:
     async def run(
         self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
     ) -> FunctionRunV2 | None:
-        run = await _get_run(_engine(info), run_id)
+        run = await _get_run(_context(info), run_id)
         return None if run is None else FunctionRunV2.of(run)
 
     @strawberry.field
     async def run_trace(
         self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
     ) -> RunTraceSpan:
-        engine = _engine(info)
-        return await _trace(engine, await _require_run(engine, run_id))
+        context = _context(info)
+        return await _trace(context, await _require_run(context, run_id))
 
     @strawberry.field
     async def run_trigger(
         self, info: strawberry.Info, run_id: Annotated[str, strawberry.argument(name="runID")]
     ) -> RunTraceTrigger:
-        engine = _engine(info)
-        run = await _require_run(engine, run_id)
-        event = await engine.event(run.event_id)
+        context = _context(info)
+        run = await _require_run(context, run_id)
+        event = await context.call(context.engine.event, run.event_id)
         if event is None:
             raise ValueError(f"run {run_id!r}: its triggering event is not stored")
         return RunTraceTrigger.of(event)
@@ -289,7 +291,8 @@ class Query:
 
     @strawberry.field
     async def event(self, info: strawberry.Info, query: EventQuery) -> EventNode | None:
-        event = await _engine(info).event(str(query.event_id))
+        context = _context(info)
+        event = await context.call(context.engine.event, str(query.event_id))
         return None if event is None else EventNode.of(event)
 
     @strawberry.field
@@ -297,9 +300,11 @@ class Query:
         self, info: strawberry.Info, query: EventsQuery | None = None
     ) -> list[EventNode]:
         query = query or EventsQuery()
+        limit = check_page("events", "limit", query.limit)
         before = None if query.last_event_id is None else str(query.last_event_id)
-        found = await _engine(info).events(
-            name=query.name, limit=max(1, min(query.limit, MAX_PAGE)), before=before
+        context = _context(info)
+        found = await context.call(
+            context.engine.events, name=query.name, limit=limit, before=before
         )
         return [EventNode.of(e) for e in found]
 
@@ -315,27 +320,28 @@ class Query:
         """A page of runs. Runs are ordered by when they were queued (their ids are
         ULIDs); the order's direction is honoured, its field is taken as ``QUEUED_AT``."""
         filter = filter or RunsFilter()
-        size = max(1, min(first, MAX_PAGE))
+        size = check_page("runs", "first", first)
+        check_list("runs", "functionIDs", filter.function_ids)
+        check_list("runs", "status", filter.status)
+        check_list("runs", "orderBy", order_by)
         newest_first = not order_by or order_by[0].direction is RunsOrderByDirection.DESC
         statuses = (
             None
             if filter.status is None
             else [_STATUS_FROM_GQL[s] for s in filter.status if s in _STATUS_FROM_GQL]
         )
-        engine = _engine(info)
-        found: list[Run] = []
-        function_ids: list[str | None] = [*filter.function_ids] if filter.function_ids else [None]
-        for function_id in function_ids:
-            found += await engine.list_runs(
-                function_id=function_id,
-                statuses=statuses,
-                created_after=filter.from_,
-                created_before=filter.until,
-                limit=size + 1,
-                after=after,
-                newest_first=newest_first,
-            )
-        found.sort(key=lambda r: r.id, reverse=newest_first)
+        context = _context(info)
+        found = await context.call(
+            context.engine.list_runs,
+            # An empty list filters nothing, as no list does.
+            function_ids=filter.function_ids or None,
+            statuses=statuses,
+            created_after=filter.from_,
+            created_before=filter.until,
+            limit=size + 1,
+            after=after,
+            newest_first=newest_first,
+        )
         page, more = found[:size], len(found) > size
         return RunsConnection(
             edges=[RunEdge(node=FunctionRunV2.of(r), cursor=r.id) for r in page],
@@ -349,11 +355,11 @@ class Query:
 
     @strawberry.field
     def apps(self, info: strawberry.Info) -> list[App]:
-        return [App.of(app) for app in _engine(info).app_list()]
+        return [App.of(app) for app in _context(info).apps]
 
     @strawberry.field
     def functions(self, info: strawberry.Info) -> list[FunctionInfo]:
-        return [fn for app in _engine(info).app_list() for fn in App.of(app).functions]
+        return [fn for app in _context(info).apps for fn in App.of(app).functions]
 
 
 def _step_error(error: dict[str, Any]) -> StepError:
@@ -362,7 +368,7 @@ def _step_error(error: dict[str, Any]) -> StepError:
         message=str(error.get("message", "")),
         name=error.get("name"),
         stack=error.get("stack"),
-        cause=None if cause is None else orjson.dumps(cause).decode(),
+        cause=None if cause is None else to_json(cause),
     )
 
 
@@ -374,5 +380,7 @@ TIME = strawberry.scalar(
 )
 
 schema = strawberry.Schema(
-    query=Query, config=StrawberryConfig(scalar_map={datetime.datetime: TIME})
+    query=Query,
+    config=StrawberryConfig(scalar_map={datetime.datetime: TIME}),
+    extensions=[DocumentLimits],
 )

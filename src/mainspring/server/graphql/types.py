@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+from typing import Any
 
 import orjson
 import strawberry
@@ -46,12 +47,49 @@ RunTraceSpanStatus = strawberry.enum(SpanStatus, name="RunTraceSpanStatus")
 StepOpEnum = strawberry.enum(StepOp, name="StepOp")
 
 
+#: How deep a stored value is shown when it nests deeper than the JSON encoder goes (254
+#: levels; intake refuses such values, but older databases may hold some).
+SHOWN_DEPTH = 128
+DEGRADED_NOTE = f"[degraded: nested deeper than {SHOWN_DEPTH} levels, not shown]"
+
+
+def to_json(value: Any) -> str:
+    """``value`` as a JSON string, never failing: a value the encoder refuses (nested too
+    deep) is shown down to :data:`SHOWN_DEPTH` levels, with a note in place of the rest."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return orjson.dumps(_clipped(value, SHOWN_DEPTH)).decode()
+    except orjson.JSONEncodeError as exc:
+        return orjson.dumps({"_degraded": f"the value could not be encoded: {exc}"}).decode()
+
+
+def _clipped(value: Any, levels: int) -> Any:
+    if isinstance(value, dict | list | tuple) and levels <= 0:
+        return DEGRADED_NOTE
+    if isinstance(value, dict):
+        return {key: _clipped(item, levels - 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clipped(item, levels - 1) for item in value]
+    return value
+
+
+def event_json(event: StoredEvent) -> str:
+    """The event as sent to functions (``to_wire()``), as a JSON string."""
+    try:
+        return event.wire_json().decode()
+    except orjson.JSONEncodeError:
+        return to_json(event.to_wire())
+
+
 def run_output_json(run: Run) -> str | None:
     """A finished run's output as a JSON string: its return value, or its error."""
     if run.status is RunStatus.COMPLETED:
-        return orjson.dumps(run.output).decode()
+        return to_json(run.output)
     if run.error is not None:
-        return orjson.dumps(run.error).decode()
+        return to_json(run.error)
     return None
 
 
@@ -174,7 +212,7 @@ class RunTraceTrigger:
     def of(event: StoredEvent) -> RunTraceTrigger:
         return RunTraceTrigger(
             ids=[event.internal_id],
-            payloads=[event.wire_json().decode()],
+            payloads=[event_json(event)],
             timestamp=_time(event.received_at) or datetime.datetime.now(datetime.UTC),
             event_name=event.name,
             is_batch=False,
