@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -124,6 +125,11 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(starlette: Any) -> AsyncIterator[None]:
         async with inner(starlette):
+            # What exists once the server is up (modules, the engine) lives as long as it:
+            # moved out of the collector's reach, later full collections (which pause every
+            # thread, GraphQL's included) only walk what requests create.
+            gc.collect()
+            gc.freeze()
             pinger = asyncio.create_task(ping_apps(args.url, dev=dev)) if args.url else None
             try:
                 yield
