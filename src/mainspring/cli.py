@@ -159,12 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_cmd = commands.add_parser("start", help="run the server with keys required")
     start_cmd.add_argument(
         "--signing-key",
-        default=os.environ.get("INNGEST_SIGNING_KEY"),
         help=f"signs calls, guards the API: {signing.SIGNING_KEY_FORM} (INNGEST_SIGNING_KEY)",
     )
     start_cmd.add_argument(
         "--signing-key-fallback",
-        default=os.environ.get("INNGEST_SIGNING_KEY_FALLBACK"),
         help="also guards the API, during a rotation (INNGEST_SIGNING_KEY_FALLBACK)",
     )
     start_cmd.add_argument(
@@ -185,6 +183,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_keys(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Stop (exit code 2, naming the option and the expected form) on a missing or
     malformed key, before anything starts: no request can then meet a bad key."""
+    # Keys not given as options come from the environment; errors say which.
+    named = {"--signing-key": "--signing-key", "--signing-key-fallback": "--signing-key-fallback"}
+    for option, attribute, variable in (
+        ("--signing-key", "signing_key", "INNGEST_SIGNING_KEY"),
+        ("--signing-key-fallback", "signing_key_fallback", "INNGEST_SIGNING_KEY_FALLBACK"),
+    ):
+        if getattr(args, attribute) is None and os.environ.get(variable) is not None:
+            setattr(args, attribute, os.environ[variable])
+            named[option] = f"{option} (from {variable})"
     if args.signing_key is None:
         command.error("--signing-key is required (or set INNGEST_SIGNING_KEY)")
     if not args.event_key:
@@ -202,7 +209,8 @@ def _check_keys(command: argparse.ArgumentParser, args: argparse.Namespace) -> N
             signing.check_signing_key(key)
         except signing.SigningKeyError as exc:
             command.error(
-                f"{option}: expected {signing.SIGNING_KEY_FORM}, got {keys.describe(key)}: {exc}"
+                f"{named[option]}: expected {signing.SIGNING_KEY_FORM}, "
+                f"got {keys.describe(key)}: {exc}"
             )
     for key in args.event_key:
         try:
