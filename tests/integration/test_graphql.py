@@ -316,6 +316,14 @@ async def test_bad_queries_are_answered_with_errors_not_500(api: Api) -> None:
     assert "is not an output id" in bad_output["errors"][0]["message"]
     no_trace = await api.gql('{ runTrace(runID: "01NOPE") { name } }')
     assert "no run with id" in no_trace["errors"][0]["message"]
+    # Documents that parse but hold no operation to run (found by the fuzz suite: a 500).
+    for body in (
+        {"query": "{ apps { name } }", "operationName": "Nope"},
+        {"query": "fragment F on Query { apps { name } }"},
+    ):
+        nothing = await api.http.post("/v0/gql", json=body)
+        assert nothing.status_code == 200, nothing.text
+        assert "does not contain an operation" in nothing.json()["errors"][0]["message"]
 
 
 async def test_get_requests_and_introspection(api: Api) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from mainspring.engine.engine import Engine
 from mainspring.server.graphql.context import Context, QueryTime, off_loop
@@ -52,9 +53,15 @@ async def _answer(
     if (refused := check_text(query)) is not None:
         return {"data": None, "errors": [refused.formatted]}
     with QueryTime():
-        result = await schema.execute(
-            query, variable_values=variables, context_value=context, operation_name=operation
-        )
+        try:
+            result = await schema.execute(
+                query, variable_values=variables, context_value=context, operation_name=operation
+            )
+        except CannotGetOperationTypeError:
+            # The document parses but holds no operation to run: only fragments, or none
+            # with the name asked for (strawberry raises instead of answering an error).
+            wanted = "an operation" if operation is None else f"an operation named {operation!r}"
+            return _error(f"the document does not contain {wanted} to run")
         payload: dict[str, Any] = {"data": orjson.Fragment(orjson.dumps(result.data))}
         if result.errors:
             payload["errors"] = [error.formatted for error in result.errors]
