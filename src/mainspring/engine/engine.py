@@ -132,7 +132,7 @@ class Engine(EngineQueries):
                     raise MainspringError(f"Engine: two functions share the id {fn.id!r}")
                 self.functions[fn.id] = fn
         self.clock: Clock = clock or SystemClock()
-        self._store = SQLiteStore(database, durability=durability)
+        self._store: SQLiteStore = SQLiteStore(database, durability=durability)
         self._index = TriggerIndex(self.functions.values())
         self._queue = JobQueue(self.clock)
         self._signing_key = signing_key
