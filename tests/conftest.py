@@ -149,6 +149,17 @@ async def wait_for_job(engine: mainspring.Engine, run_id: str, kind: str) -> Non
     raise AssertionError(f"run {run_id} never queued a {kind} job")
 
 
+async def wait_for_step(engine: mainspring.Engine, run_id: str, user_id: str) -> None:
+    """Until the run's history has an entry for the step ``user_id``."""
+    import asyncio
+
+    for _ in range(500):
+        if any(h.user_id == user_id for h in await engine.history(run_id)):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"step {user_id!r} of run {run_id} was never recorded")
+
+
 async def until_idle(engine: mainspring.Engine, timeout: float = 5.0) -> None:
     """Until no job but cron ticks is left in the store: every run has finished and
     started nothing more. A check that something ran once waits for this, not for the

@@ -199,6 +199,13 @@ async def test_engine_refuses_a_second_process_on_the_same_file(
             await second.start()
 
 
+@pytest.mark.parametrize("database", [":memory:", "file::memory:?cache=shared", ""])
+def test_engine_refuses_a_database_that_is_not_a_file(database: str) -> None:
+    # Its writer and reader connections would each see their own empty database.
+    with pytest.raises(ValueError, match=r"needs a file path"):
+        inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
+
+
 def test_bad_flow_control_is_refused_at_definition_naming_the_field() -> None:
     client = inngest.Client(app_id="bad")
     trigger = inngest.TriggerEvent(event="go")

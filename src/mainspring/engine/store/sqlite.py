@@ -87,6 +87,13 @@ class SQLiteStore:
         if durability not in ("full", "normal"):
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
+            # The store writes on one connection and reads on another: they must share a
+            # file, and that file's lock is what keeps a second engine off it.
+            raise ValueError(
+                f"database={self.path!r}: the engine needs a file path (a temporary "
+                "directory's file for throwaway runs), not an in-memory or URI database"
+            )
         self.durability: Durability = durability
         self._write: sqlite3.Connection | None = None
         self._read: sqlite3.Connection | None = None
