@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine import deadlines, waits
+from mainspring.engine import deadlines, drift, waits
 from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
 from mainspring.engine.queue import JobQueue
@@ -196,7 +196,8 @@ class Executor:
                 # Deterministic per dispatch, and free: no id generation on a step's path.
                 request_id=f"{job.id}:{job.attempt}",
             ),
-            step_id=job.step_id if job.kind is JobKind.PLAN else None,
+            # A planned step's call, or a retry of a step that failed (drift.targeted_retry).
+            step_id=job.step_id,
             version=run.request_version,
         )
         try:
@@ -278,8 +279,13 @@ class Executor:
             unit.after.append(mark_started)
             self._arm_finish_timeout(unit, started)
         if isinstance(response, Complete):
+            if drift.targeted_step_unreached(unit, set()):
+                drift.note_unreached_step(unit, "The function returned without it.")
             self._finish(unit, RunStatus.COMPLETED, output=response.output)
         elif isinstance(response, Failure):
+            if job.step_id is not None and drift.is_missing_step(response.error):
+                drift.drop_unreached_step(unit, response.error)
+                return
             self._record_failed_call(unit, response.error)
             if response.retriable and job.attempt + 1 < run.max_attempts:
                 self._retry(unit, response.retry_after)
@@ -301,7 +307,7 @@ class Executor:
         position = len(run.stack)
         unit.tx.record_attempt(
             run.run_id,
-            job.step_id if job.kind is JobKind.PLAN and job.step_id else f"step@{position}",
+            job.step_id or f"step@{position}",
             attempt=job.attempt,
             after_seq=position,
             user_id="",
@@ -319,12 +325,20 @@ class Executor:
         if job is not None and unit.tx.enqueue(job):
             unit.jobs.append(job)
 
-    def _retry(self, unit: Unit, retry_after: datetime.datetime | None) -> None:
+    def _retry(
+        self, unit: Unit, retry_after: datetime.datetime | None, failed: StepOp | None = None
+    ) -> None:
+        """Run ``unit.job`` again after its backoff; after a step's failure (``failed``),
+        as a call targeted at that step (``drift.targeted_retry``)."""
         job = unit.job
         at = _retry_time(unit, retry_after, self._backoff(job.attempt))
-        unit.tx.reschedule_job(job.id, run_at=at, attempt=job.attempt + 1)
-        unit.jobs.append(
-            Job(
+        if failed is not None and failed.id != job.step_id:
+            user_id = failed.user_id or failed.display_name
+            again = drift.targeted_retry(job, step_id=failed.id, user_id=user_id, run_at=at)
+            unit.tx.repurpose_job(job.id, again)
+        else:
+            unit.tx.reschedule_job(job.id, run_at=at, attempt=job.attempt + 1)
+            again = Job(
                 id=job.id,
                 run_id=job.run_id,
                 kind=job.kind,
@@ -334,7 +348,7 @@ class Executor:
                 priority=job.priority,
                 data=job.data,
             )
-        )
+        unit.jobs.append(again)
 
     def _apply_ops(self, unit: Unit, response: Ops) -> None:
         run, tx = unit.run, unit.tx
@@ -371,6 +385,9 @@ class Executor:
         if run.request_version == -1:
             unit.run_fields["request_version"] = consts.REQUEST_VERSION
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
+        if drift.targeted_step_unreached(unit, {op.id for op in ops}):
+            drift.note_unreached_step(unit, "The function went on to other steps.")
+            tx.drop_pending(run.run_id, unit.job.step_id or "")
         state = OpsState(run)
         chained = _is_chain(ops)
         if len(ops) > 1 and not chained:
@@ -384,6 +401,7 @@ class Executor:
                 tx.set_pending(run.run_id, ids, state.coalesce)
         retry_at: datetime.datetime | None = None
         retry = False
+        failed_step: StepOp | None = None
         new_steps = sum(1 for op in ops if op.op is Opcode.STEP_RUN)
         if len(run.stack) + new_steps > self._step_limit:
             self._finish(
@@ -423,6 +441,7 @@ class Executor:
             ):
                 retry = True
                 retry_at = response.retry_after
+                failed_step = op
                 error = op.error or ErrorPayload(name="Error", message="step failed")
                 tx.record_attempt(
                     run.run_id,
@@ -494,7 +513,7 @@ class Executor:
             # on a result that lost, so call the function again instead.
             unit.stale = True
         if retry:
-            self._retry(unit, retry_at)
+            self._retry(unit, retry_at, failed_step)
         unit.parked = all(op.op in _WAIT_OPS for op in ops)
         unit.settle_jobs(keep_current=retry)
         state.write(unit)

@@ -138,6 +138,11 @@ class Tx(Protocol):
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
     ) -> None: ...
+    def drop_pending(self, run_id: str, step_id: str) -> bool:
+        """Take a step out of the run's pending set (it will never be recorded); whether
+        other members are still pending."""
+        ...
+
     def update_run(self, run_id: str, **fields: Any) -> None: ...
     def finish_run(
         self,

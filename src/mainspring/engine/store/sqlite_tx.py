@@ -170,6 +170,11 @@ class SQLiteTx:
         ).fetchone()
         return row is not None
 
+    def drop_pending(self, run_id: str, step_id: str) -> bool:
+        db = self._db
+        db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
+        return self._has_pending(run_id)
+
     def set_pending(self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None) -> None:
         db = self._db
         db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from mainspring.engine.drift import DROPPED_OP
 from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.engine.flow.skips import FLOW_STEP_ID, SKIPPED_OP, WAITING_OP
 from mainspring.engine.records import Job, JobKind, PauseKind, Run, RunStatus, StepAttempt
@@ -147,6 +148,8 @@ def build_trace(
 #: retried error, or a failed call of the function itself (filed under the step the call
 #: targeted, or under ``step@<n>`` for a call that targeted no step).
 _ATTEMPT_OPS = frozenset({Opcode.STEP_ERROR.value, FUNCTION_ERROR_OP})
+#: Entries with an output of their own per attempt (what a span's output id points at).
+_PER_ATTEMPT_OPS = _ATTEMPT_OPS | {DROPPED_OP}
 
 #: Name of a span for failed calls of the function outside any step.
 FUNCTION_SPAN_NAME = "Function error"
@@ -184,7 +187,9 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
     if step_id == FLOW_STEP_ID and last.op in (SKIPPED_OP, WAITING_OP):
         return _flow_span(run, parent, last)
     unresolved = last.op in _ATTEMPT_OPS  # only failed attempts so far
-    if not unresolved:
+    if last.op == DROPPED_OP:
+        status = SpanStatus.SKIPPED  # the code no longer reaches it: it ended unrecorded
+    elif not unresolved:
         status = SpanStatus.FAILED if last.op == Opcode.STEP_FAILED.value else SpanStatus.COMPLETED
     else:
         # Still being retried, unless the run has ended without another attempt.
@@ -257,12 +262,12 @@ def _queued_span(run: Run, parent: str, job: Job) -> Span | None:
 
 
 def _ref(run_id: str, entry: StepAttempt) -> OutputRef:
-    attempt = entry.attempt if entry.op in _ATTEMPT_OPS else None
+    attempt = entry.attempt if entry.op in _PER_ATTEMPT_OPS else None
     return OutputRef(run_id, entry.step_id, attempt)
 
 
 def _attempt_span(run: Run, parent: str, entry: StepAttempt) -> Span:
-    failed = entry.op in _ATTEMPT_OPS or entry.op == Opcode.STEP_FAILED.value
+    failed = entry.op in _PER_ATTEMPT_OPS or entry.op == Opcode.STEP_FAILED.value
     return Span(
         span_id=f"{parent}:{entry.attempt}:{entry.op}",
         run_id=run.id,
@@ -291,7 +296,7 @@ def find_output(
     for entry in history:
         if entry.step_id != ref.step_id:
             continue
-        is_attempt = entry.op in _ATTEMPT_OPS
+        is_attempt = entry.op in _PER_ATTEMPT_OPS
         if (ref.attempt is None and not is_attempt) or (
             ref.attempt is not None and is_attempt and entry.attempt == ref.attempt
         ):
