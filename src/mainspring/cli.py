@@ -2,6 +2,7 @@
 
     mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
                    [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
+                   [--poll-interval SECONDS | --no-poll] [--missing-function-grace 24h]
     mainspring start --signing-key KEY [--signing-key-fallback KEY] --event-key KEY
                      [same options]
 
@@ -13,7 +14,11 @@ and ``INNGEST_EVENT_KEY``; they are checked before anything starts, and a malfor
 stops the command with exit code 2. ``MODULE:ATTR``
 names a list of functions to run in the server's own process (their module's ``Client``
 is used); ``-u URL`` names an app serving functions over HTTP, which the server asks to
-sync (a ``PUT`` on its URL) once it is up.
+sync (a ``PUT`` on its URL) until it has. ``dev`` then asks every app it knows to sync again
+every ``--poll-interval`` seconds (5; ``--no-poll``: never), as the reference dev server
+does, so that an app restarted with other functions is synced (see ``server/poll.py``).
+``--missing-function-grace`` is how long a run whose function is not registered is held
+before it fails (``engine/held.py``; 24 h by default).
 """
 
 from __future__ import annotations
@@ -29,20 +34,19 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
 import uvicorn
 
+from mainspring.engine import held
 from mainspring.engine.engine import Engine
 from mainspring.protocol import signing
+from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.sdk.client import Client
 from mainspring.sdk.function import Function
 from mainspring.server import keys
 from mainspring.server.app import create_app
+from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S, poll_apps
 
 logger = logging.getLogger("mainspring.cli")
-
-#: How often an app that has not synced yet is asked again.
-PING_INTERVAL_S = 5.0
 
 
 def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
@@ -66,32 +70,6 @@ def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
     return clients[0], list(functions)
 
 
-async def ping_apps(urls: Sequence[str], *, dev: bool = True) -> None:
-    """Ask each app to sync (``PUT``) until it has, as the reference dev server does."""
-    waiting = list(urls)
-    async with httpx.AsyncClient(timeout=10.0) as http:
-        while waiting:
-            for url in list(waiting):
-                try:
-                    answer = await http.put(
-                        url,
-                        json={"url": url},
-                        headers={"x-inngest-server-kind": "dev" if dev else "cloud"},
-                    )
-                except httpx.HTTPError as exc:
-                    logger.warning("app %s did not answer the sync request: %s", url, exc)
-                    continue
-                if answer.status_code == 200:
-                    logger.info("app %s synced", url)
-                    waiting.remove(url)
-                else:
-                    logger.warning(
-                        "app %s sync failed: %s %s", url, answer.status_code, answer.text
-                    )
-            if waiting:
-                await asyncio.sleep(PING_INTERVAL_S)
-
-
 def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
     if args.functions:
         client, functions = load_functions(args.functions)
@@ -104,6 +82,7 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
         durability=args.durability,
         retry_backoff=args.retry_backoff,
         signing_key=None if dev else args.signing_key,
+        missing_function_grace=args.missing_function_grace,
     )
     app = create_app(
         engine,
@@ -118,6 +97,8 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
             "functions": args.functions,
             "database": str(args.db),
             "durability": args.durability,
+            "missingFunctionGrace": args.missing_function_grace,
+            **({"poll": not args.no_poll, "pollInterval": args.poll_interval} if dev else {}),
         },
     )
     inner = app.router.lifespan_context
@@ -130,7 +111,21 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
             # thread, GraphQL's included) only walk what requests create.
             gc.collect()
             gc.freeze()
-            pinger = asyncio.create_task(ping_apps(args.url, dev=dev)) if args.url else None
+            # `start` only asks the -u apps until they sync (deploys sync themselves).
+            polled = dev and not args.no_poll
+            pinger = (
+                asyncio.create_task(
+                    poll_apps(
+                        args.url,
+                        known=lambda: [app.url for app in engine.app_list() if app.url],
+                        interval=args.poll_interval if dev else DEFAULT_POLL_INTERVAL_S,
+                        poll=polled,
+                        dev=dev,
+                    )
+                )
+                if args.url or polled
+                else None
+            )
             try:
                 yield
             finally:
@@ -172,10 +167,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for cmd in (dev_cmd, start_cmd):
         _server_options(cmd)
+    dev_cmd.add_argument(
+        "--poll-interval",
+        type=_positive_seconds,
+        default=DEFAULT_POLL_INTERVAL_S,
+        metavar="SECONDS",
+        help="seconds between requests to every known app to sync again (default: 5)",
+    )
+    dev_cmd.add_argument(
+        "--no-poll", action="store_true", help="ask apps to sync only until they have"
+    )
     args = parser.parse_args(argv)
     if args.command == "start":
         _check_keys(start_cmd, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: the dev server's sync requests every few seconds.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     serve_engine(args, dev=args.command == "dev")
     return 0
 
@@ -232,6 +239,14 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds between retries (default: 15 s, 30 s, 1 m, ... with jitter)",
     )
+    dev_cmd.add_argument(
+        "--missing-function-grace",
+        type=_grace_seconds,
+        default=held.DEFAULT_GRACE.total_seconds(),
+        metavar="DURATION",
+        help="how long a run whose function is not registered is held before it fails: "
+        "a duration such as 24h, 90m or 3600 (seconds); default: 24h",
+    )
     dev_cmd.add_argument("--log-level", default="warning")
     dev_cmd.add_argument(
         "--loop",
@@ -245,6 +260,35 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         default="auto",
         help="HTTP/1.1 parser of the server (default: httptools if installed)",
     )
+
+
+def _positive_seconds(text: str) -> float:
+    """A positive number of seconds (argparse names the option when this refuses it)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _grace_seconds(text: str) -> float:
+    """A duration: a time string (``24h``, ``90m``, ``1d``) or a number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = parse_duration_ms(text) / 1000
+        except DurationError:
+            seconds = float("nan")
+    try:
+        held.grace_ms(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive duration such as 24h, 90m or 3600 (seconds), got {text!r}"
+        ) from None
+    return seconds
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from mainspring.server.app import create_app
 #: ``MAINSPRING_FUZZ=long`` sets it to :data:`LONG_EXAMPLES`.
 DEFAULT_EXAMPLES: Final = 25
 #: The long run (``scripts/fuzz``): some 100,000 requests across the suite.
-LONG_EXAMPLES: Final = 300
+LONG_EXAMPLES: Final = 500
 
 
 def examples(weight: float = 1.0) -> int:

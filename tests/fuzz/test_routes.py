@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from mainspring.server import limits
@@ -267,10 +267,15 @@ def _list_values(name: str) -> st.SearchStrategy[str]:
 
 @fuzz(weight=2)
 @given(query=hs.query_string(["limit", "cursor", "name"], _list_values))
+# A request line past llhttp's 80 KiB: uvicorn refuses it before the app (found by the
+# long run: a cursor of long text, percent-encoded).
+@example(query="cursor=" + "%E2%82%AC" * 10_000)
 def test_listing_events(server: Server, query: str) -> None:
     raw = request_bytes("GET", f"/v1/events?{query}", headers=server.auth)
     answer = attack(server, raw, method="GET", expect={200, 400})
     values = urllib.parse.parse_qs(query, keep_blank_values=True)
+    if not answer.from_app:
+        return  # refused by the HTTP server itself, which attack() allows for such heads
     if answer.status == 400:
         problem = wire.problem_named(answer)
         assert problem.startswith(("limit: ", "cursor: ")), problem

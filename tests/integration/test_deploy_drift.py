@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, wait_for_step
+from tests.conftest import EngineFactory, wait_for_job, wait_for_step
 
 #: Long enough that a retry is still waiting when the first version stops.
 BACKOFF = 60.0
@@ -151,3 +151,238 @@ async def test_a_renamed_step_starts_with_a_fresh_retry_budget(
     assert run.output == "charged once"
     assert attempts == [0]  # not attempt 1 of its predecessor's budget
     assert len(dropped(history, "charge")) == 1
+
+
+#: (first version's step, second version's step) reusing the id "nap".
+KIND_CHANGES = [
+    pytest.param("sleep", "run", "recorded as step.sleep", "calls it as step.run", id="sleep-run"),
+    pytest.param("sleep", "wait", "recorded as step.sleep", "step.wait_for_event", id="sleep-wait"),
+    pytest.param("run", "sleep", "recorded as step.run", "calls it as step.sleep", id="run-sleep"),
+]
+
+
+def kind_version(client: inngest.Client, kind: str, flavour: str, ran: list[str]) -> Any:
+    """A function whose second step is "nap" of this kind, then a long sleep."""
+
+    def charge() -> str:
+        ran.append("charge")
+        return "charged"
+
+    if flavour == "async":
+
+        @client.create_function(fn_id="kinds", trigger=inngest.TriggerEvent(event="go"))
+        async def fn(ctx: inngest.Context) -> object:
+            await ctx.step.run("first", lambda: 1)
+            got: object = None
+            if kind == "sleep":
+                await ctx.step.sleep("nap", 1_000)
+            elif kind == "run":
+                got = await ctx.step.run("nap", charge)
+            else:
+                got = await ctx.step.wait_for_event("nap", event="never", timeout=60_000)
+            await ctx.step.sleep("long", 86_400_000)
+            return got
+
+    else:
+
+        @client.create_function(fn_id="kinds", trigger=inngest.TriggerEvent(event="go"))
+        def fn(ctx: inngest.ContextSync) -> object:
+            ctx.step.run("first", lambda: 1)
+            got: object = None
+            if kind == "sleep":
+                ctx.step.sleep("nap", 1_000)
+            elif kind == "run":
+                got = ctx.step.run("nap", charge)
+            else:
+                got = ctx.step.wait_for_event("nap", event="never", timeout=60_000)
+            ctx.step.sleep("long", 86_400_000)
+            return got
+
+    return fn
+
+
+@pytest.mark.parametrize("flavour", ["async", "sync"])
+@pytest.mark.parametrize(("before", "after", "was", "now"), KIND_CHANGES)
+async def test_a_step_id_reused_by_another_kind_of_step_fails_the_run_naming_both(
+    make_engine: EngineFactory, flavour: str, before: str, after: str, was: str, now: str
+) -> None:
+    client = inngest.Client(app_id="deploys")
+    clock = inngest.ManualClock()
+    ran: list[str] = []
+    v1 = kind_version(client, before, flavour, ran)
+    async with make_engine(client, [v1], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        if before == "sleep":
+            await wait_for_job(engine, run.id, "sleep")
+            clock.advance(2)  # the nap ends and is recorded
+        await wait_for_step(engine, run.id, "nap")
+        await wait_for_job(engine, run.id, "sleep")  # the long sleep after it
+
+    client = inngest.Client(app_id="deploys")
+    ran.clear()
+    v2 = kind_version(client, after, flavour, ran)
+    async with make_engine(client, [v2], clock=clock) as engine:
+        clock.advance(86_401)  # the long sleep ends: v2 replays the run
+        done = await engine.wait(run.id, timeout=5)
+    assert done.status == "Failed"
+    assert done.error is not None
+    assert done.error["name"] == "StepKindChangedError"
+    assert done.error["code"] == "step_kind_changed"
+    message = done.error["message"]
+    assert "step 'nap'" in message, message
+    assert was in message, message
+    assert now in message, message
+    assert "Give the new step a new id" in message
+    assert ran == []  # v2's step never ran on v1's memo
+
+
+def three_steps(client: inngest.Client, names: list[str]) -> Any:
+    @client.create_function(fn_id="steps", trigger=inngest.TriggerEvent(event="go"))
+    async def fn(ctx: inngest.Context) -> object:
+        for name in names:
+            await ctx.step.run(name, str, name)
+        await ctx.step.sleep("long", 86_400_000)
+        return names
+
+    return fn
+
+
+def code_changed(history: list[inngest.StepAttempt]) -> list[str]:
+    return [str((h.error or {}).get("message")) for h in history if h.op == "CodeChanged"]
+
+
+@pytest.mark.parametrize(
+    ("second", "note"),
+    [
+        pytest.param(
+            ["a", "c"],
+            "the function returned without reaching the recorded step(s) 'b'",
+            id="removed",
+        ),
+        pytest.param(
+            ["a", "x", "b", "c"],
+            "the function went on to 'x' before reaching the recorded step(s) 'b', 'c', 'long'",
+            id="inserted",
+        ),
+    ],
+)
+async def test_a_call_that_does_not_reach_every_recorded_step_is_noted_once(
+    make_engine: EngineFactory,
+    caplog: pytest.LogCaptureFixture,
+    second: list[str],
+    note: str,
+) -> None:
+    client = inngest.Client(app_id="deploys")
+    clock = inngest.ManualClock()
+    async with make_engine(client, [three_steps(client, ["a", "b", "c"])], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+
+    client = inngest.Client(app_id="deploys")
+    async with make_engine(client, [three_steps(client, second)], clock=clock) as engine:
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+        history = await engine.history(run.id)
+    assert done.status == "Completed", done.error
+    assert done.output == second
+    [message] = code_changed(history)
+    assert note in message, message
+    warnings = [
+        r.getMessage() for r in caplog.records if "code changed under this run" in r.getMessage()
+    ]
+    assert len(warnings) == 1, warnings
+
+
+async def test_an_unchanged_function_leaves_no_note(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="deploys")
+    clock = inngest.ManualClock()
+    fn = three_steps(client, ["a", "b", "c"])
+    async with make_engine(client, [fn], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+    async with make_engine(client, [fn], clock=clock) as engine:
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+        history = await engine.history(run.id)
+    assert done.status == "Completed", done.error
+    assert code_changed(history) == []
+
+
+def fetching(client: inngest.Client, shape: str) -> Any:
+    """The step "fetch" returns a dict in the first version and a string in the second,
+    whose code calls ``.upper()`` on it."""
+
+    @client.create_function(fn_id="fetch", trigger=inngest.TriggerEvent(event="go"), retries=0)
+    async def fn(ctx: inngest.Context) -> object:
+        value: Any = await ctx.step.run(
+            "fetch", lambda: {"amount": 5} if shape == "dict" else "five"
+        )
+        await ctx.step.sleep("long", 86_400_000)
+        return value if shape == "dict" else value.upper()
+
+    return fn
+
+
+async def test_runs_and_steps_record_the_app_version(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="deploys", app_version="v1")
+    clock = inngest.ManualClock()
+    async with make_engine(client, [fetching(client, "dict")], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+        history = await engine.history(run.id)
+    assert done.status == "Completed", done.error
+    assert done.app_version == "v1"
+    assert [(h.user_id, h.app_version) for h in history] == [("fetch", "v1"), ("long", "v1")]
+
+
+async def test_an_error_after_replaying_an_older_versions_results_names_them(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="deploys", app_version="v1")
+    clock = inngest.ManualClock()
+    async with make_engine(client, [fetching(client, "dict")], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+
+    client = inngest.Client(app_id="deploys", app_version="v2")
+    async with make_engine(client, [fetching(client, "str")], clock=clock) as engine:
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+        history = await engine.history(run.id)
+    assert done.status == "Failed"
+    assert done.error is not None
+    message = done.error["message"]
+    assert "'dict' object has no attribute 'upper'" in message
+    assert (
+        "this call replayed results recorded by an earlier version of the app: "
+        "'fetch' (app version 'v1'); the app now runs app version 'v2'"
+    ) in message, message
+    assert done.app_version == "v1"  # the version that started it
+    assert [(h.user_id, h.app_version) for h in history if h.op != "FunctionError"] == [
+        ("fetch", "v1"),
+        ("long", "v2"),
+    ]
+
+
+async def test_an_app_without_a_version_adds_no_note(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="deploys")
+    clock = inngest.ManualClock()
+    async with make_engine(client, [fetching(client, "dict")], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+    client = inngest.Client(app_id="deploys")
+    async with make_engine(client, [fetching(client, "str")], clock=clock) as engine:
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+    assert done.status == "Failed"
+    assert done.error is not None
+    assert "replayed results" not in done.error["message"]
+    assert done.app_version is None

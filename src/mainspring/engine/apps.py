@@ -32,6 +32,8 @@ class AppRegistry:
         self._ids: dict[str, set[str]] = {}
         #: Each app's last sync: its serve URL and the SDK it reported.
         self._syncs: dict[str, tuple[str, str]] = {}
+        #: The ``appVersion`` of the app serving each function (absent: none given).
+        self._versions: dict[str, str] = {}
 
     def install(self, registration: Registration) -> None:
         """Route the app's functions to its URL, replacing its previous ones."""
@@ -48,6 +50,9 @@ class AppRegistry:
                 transport = transports[url] = self._connect(url)
             self._functions[fn.id] = fn
             self._routes[fn.id] = transport
+            version = registration.body.get("appVersion")
+            if isinstance(version, str) and version:
+                self._versions[fn.id] = version
         self._ids[registration.app_name] = {fn.id for fn in registration.functions}
         self._syncs[registration.app_name] = (registration.url, registration.sdk)
 
@@ -63,6 +68,23 @@ class AppRegistry:
         for fn_id in self._ids.pop(name, set()):
             self._functions.pop(fn_id, None)
             self._routes.pop(fn_id, None)
+            self._versions.pop(fn_id, None)
+
+    def version_of(self, fn_id: str, local: str | None) -> str | None:
+        """The app version serving ``fn_id``: its app's last sync's, else ``local`` (the
+        version of the engine's own client) for a function loaded in process."""
+        version = self._versions.get(fn_id)
+        if version is not None or fn_id not in self._functions or self.owner(fn_id) is not None:
+            return version
+        return local
+
+    def owner(self, fn_id: str) -> str | None:
+        """The app serving ``fn_id`` now, if an app synced over HTTP does."""
+        return next((app for app, ids in self._ids.items() if fn_id in ids), None)
+
+    def ids_of(self, name: str) -> set[str]:
+        """The function ids app ``name`` serves now (none if it is not synced)."""
+        return set(self._ids.get(name, ()))
 
     def by_name(self) -> dict[str, list[Function[Any]]]:
         """Each app's functions, by app name."""

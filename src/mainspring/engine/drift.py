@@ -20,6 +20,7 @@ Two places need the engine's help:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import orjson
@@ -27,12 +28,15 @@ import orjson
 from mainspring.engine.records import Job
 from mainspring.engine.unit import OpsState, Unit, maybe_discover
 from mainspring.protocol.codes import ErrorCode
-from mainspring.protocol.messages import ErrorPayload
+from mainspring.protocol.messages import Drift, ErrorPayload
 
 logger = logging.getLogger("mainspring.engine")
 
 #: ``op`` of a history entry for a planned step that the function's code no longer reaches.
 DROPPED_OP = "StepDropped"
+
+#: ``op`` of a history entry saying a call did not reach every recorded step.
+CODE_CHANGED_OP = "CodeChanged"
 
 #: Codes with which SDKs refuse a call targeted at a step their code does not reach.
 _MISSING_STEP_CODES = frozenset({ErrorCode.STEP_NOT_FOUND.value, ErrorCode.STEP_UNEXPECTED.value})
@@ -46,15 +50,16 @@ def is_missing_step(error: ErrorPayload) -> bool:
     return isinstance(error.data, dict) and "requestedStep" in error.data
 
 
-def drop_unreached_step(unit: Unit, error: ErrorPayload) -> None:
-    """Drop the planned step ``unit.job`` targets, record why, and queue the call that
-    lets the run go on (in a wait-mode group, once the group's other members are done)."""
+def drop_unreached_step(unit: Unit, detail: str) -> None:
+    """Drop the planned step ``unit.job`` targets, record why (``detail``: what the call
+    answered), and queue the untargeted call that lets the run go on (in a wait-mode
+    group, once the group's other members are done)."""
     run, job = unit.run, unit.job
     assert job.step_id is not None
     state = OpsState(run)
     mode = (job.data or {}).get("mode")
     if job.step_id not in run.memos:
-        note_unreached_step(unit, "The SDK said: " + error.message)
+        note_unreached_step(unit, detail)
     # else recorded after all (by a racing call): not a drift, only a call too late.
     others_pending = unit.tx.drop_pending(run.run_id, job.step_id)
     maybe_discover(
@@ -87,6 +92,42 @@ def note_unreached_step(unit: Unit, detail: str) -> None:
         ended_at=unit.now,
         error=orjson.dumps(ErrorPayload(name="StepDropped", message=message).to_wire()),
     )
+
+
+def note_code_changed(unit: Unit, drift: Drift, *, returned: bool) -> None:
+    """Write into the run's history (once per set of steps) that a call did not reach
+    every recorded step, naming them; and warn in the log the first time."""
+    run = unit.run
+    ids = sorted(drift.unreached)
+    digest = hashlib.sha1("".join(ids).encode(), usedforsecurity=False).hexdigest()[:16]
+    names = unit.tx.step_names(run.run_id, ids)
+    position = {step_id: i for i, step_id in enumerate(run.stack)}
+    in_order = sorted(drift.unreached, key=lambda step_id: position.get(step_id, len(position)))
+    unreached = [names.get(step_id, step_id) for step_id in in_order][:20]
+    more = len(drift.unreached) - len(unreached)
+    listed = ", ".join(repr(name) for name in unreached) + (f" and {more} more" if more else "")
+    if returned:
+        what = "the function returned without reaching"
+    else:
+        new = ", ".join(repr(name) for name in drift.new[:20])
+        what = f"the function went on to {new} before reaching"
+    message = (
+        f"the function's code changed under this run: {what} the recorded step(s) "
+        f"{listed}; their results go unused unless it reaches them later."
+    )
+    entry = ErrorPayload(name="CodeChanged", message=message).to_wire()
+    if unit.tx.record_attempt(
+        run.run_id,
+        f"drift:{digest}",
+        attempt=0,
+        after_seq=len(run.stack),
+        user_id="",
+        op=CODE_CHANGED_OP,
+        started_at=None,
+        ended_at=unit.now,
+        error=orjson.dumps(entry),
+    ):
+        logger.warning("run %s: %s", run.run_id, message)
 
 
 def targeted_step_unreached(unit: Unit, reported: set[str]) -> bool:

@@ -30,6 +30,7 @@ from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.dispatch import Dispatcher
 from mainspring.engine.executor import Executor
 from mainspring.engine.flow.admission import Admission
+from mainspring.engine.held import DEFAULT_GRACE, HeldRuns
 from mainspring.engine.http_transport import AiohttpCallClient, HttpTransport
 from mainspring.engine.intake import (
     IntakeResult,
@@ -101,6 +102,9 @@ class Engine(EngineQueries):
         chain_seconds: how long one call may go on running sequential steps before it
             answers, all of them then recorded at once (default 20 ms; 0 records every step
             on its own). Steps not yet recorded run again after a crash, as always.
+        missing_function_grace: how long a run whose function is not registered (a deploy
+            dropped it) is held, waiting for it to come back, before it fails: seconds or a
+            timedelta (default 24 h). See :mod:`mainspring.engine.held`.
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Engine(EngineQueries):
         http: httpx.AsyncClient | None = None,
         call_timeout: float | None = None,
         chain_seconds: float = DEFAULT_CHAIN_SECONDS,
+        missing_function_grace: float | datetime.timedelta = DEFAULT_GRACE,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -154,6 +159,16 @@ class Engine(EngineQueries):
             )
         )
         self._apps = AppRegistry(self.functions, self._transport.routes, self._connect)
+        self._held = HeldRuns(
+            store=self._store,
+            queue=self._queue,
+            clock=self.clock,
+            grace=missing_function_grace,
+            present=self.functions.__contains__,
+            owner=self._apps.owner,
+            local_app=client.app_id,
+            on_release=lambda run_id: self._executor.forget_run(run_id),
+        )
         self._executor = Executor(
             store=self._store,
             transport=self._transport,
@@ -164,6 +179,8 @@ class Engine(EngineQueries):
             on_finished=self._emit_finished,
             emitter=self,
             on_settled=self._settled,
+            held=self._held,
+            version_of=lambda fn_id: self._apps.version_of(fn_id, self.client.app_version),
         )
         self._admission = Admission(
             store=self._store,
@@ -210,6 +227,10 @@ class Engine(EngineQueries):
         self._index = TriggerIndex(self.functions.values())
         self._admission.refresh()
         await self._admission.restore()
+        # Runs held for a function this start brings back go on (their jobs are due now
+        # in the store, and loaded below).
+        await self._held.load()
+        await self._held.release(queue_jobs=False)
         jobs = await self._store.load_jobs()
         self._cron_ids = {job.id for job in jobs if job.kind is JobKind.CRON}
         jobs.extend(await self._store.transact(self._sync_crons))
@@ -314,6 +335,9 @@ class Engine(EngineQueries):
         """Serve an app's functions over HTTP; a new sync replaces its previous functions.
         The registration is stored, so a restarted engine serves the app straight away."""
         self._require_running()
+        name = registration.app_name
+        served = [fn.id for fn in registration.functions]
+        dropped = self._apps.ids_of(name) - set(served)
         self._apps.install(registration)
         self._index = TriggerIndex(self.functions.values())
         self._admission.refresh()
@@ -321,17 +345,26 @@ class Engine(EngineQueries):
         now = self.clock.now_ms()
 
         def unit(tx: Tx) -> list[Job]:
-            tx.save_app(registration.app_name, body, at=now)
+            tx.save_app(name, body, at=now)
+            # Remembered after a later sync drops them: a held run names its app.
+            tx.set_function_apps(name, served, at=now)
             return self._sync_crons(tx)
 
         for job in await self._store.transact(unit):
             self._queue.push(job)
+        await self._held.report_dropped(name, dropped)
+        # Runs held for a function this sync brings back go on.
+        await self._held.release()
 
     async def remove_app(self, url: str) -> list[str]:
         """Stop serving the apps last synced from ``url``; their names. Their runs in
-        flight fail at their next call (their function is gone), as on the reference."""
+        flight are held at their next call (their function is gone) until the app syncs
+        again or the grace period ends (see :mod:`mainspring.engine.held`)."""
         self._require_running()
+        served = {name: self._apps.ids_of(name) for name in self._apps.by_name()}
         names = self._apps.remove(url)
+        for name in names:
+            await self._held.report_dropped(name, served.get(name, set()))
         if names:
             self._index = TriggerIndex(self.functions.values())
             self._admission.refresh()
@@ -423,6 +456,7 @@ class Engine(EngineQueries):
 
     def _settled(self, run_id: str) -> None:
         self._admission.run_finished(run_id)
+        self._held.forget(run_id)
         for waiter in self._waiters.pop(run_id, ()):
             if not waiter.done():
                 waiter.set_result(None)

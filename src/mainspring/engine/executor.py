@@ -25,6 +25,7 @@ import orjson
 from mainspring.engine import deadlines, drift, waits
 from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
+from mainspring.engine.held import HeldRuns
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
@@ -86,6 +87,8 @@ class Executor:
         on_finished: FinishedHook,
         emitter: Emitter,
         on_settled: Callable[[str], None],
+        held: HeldRuns | None = None,
+        version_of: Callable[[str], str | None] | None = None,
     ) -> None:
         self._store = store
         self._transport = transport
@@ -96,6 +99,9 @@ class Executor:
         self._on_finished = on_finished
         self._emitter = emitter
         self._on_settled = on_settled
+        self._held = held
+        #: The app version serving a function now (None: the app has none).
+        self._version_of = version_of or (lambda _function_id: None)
         self._runs: dict[str, ActiveRun] = {}
         #: Jobs of each run being handled now (a parked run is evicted only when idle).
         self._busy: dict[str, int] = {}
@@ -195,6 +201,8 @@ class Executor:
                 job_id=job.id,
                 # Deterministic per dispatch, and free: no id generation on a step's path.
                 request_id=f"{job.id}:{job.attempt}",
+                step_ops=run.kinds,
+                step_versions=self._older_versions(run),
             ),
             # A planned step's call, or a retry of a step that failed (drift.targeted_retry).
             step_id=job.step_id,
@@ -204,6 +212,11 @@ class Executor:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
+        if self._held is not None:
+            # A missing function holds the run instead of failing it (engine/held.py).
+            hold = await self._held.check(run, job, response, first=first)
+            if hold is not None:
+                return await self._record(run, job, lambda unit: hold(unit, self._finish))
         return await self._record(
             run, job, lambda unit: self._apply(unit, response, started, first=first)
         )
@@ -230,8 +243,11 @@ class Executor:
     async def _record(self, run: ActiveRun, job: Job, build: Callable[[Unit], None]) -> Job | None:
         now = self._clock.now_ms()
 
+        version = self._version_of(run.function_id)
+
         def unit_fn(tx: Tx) -> Unit:
             unit = Unit(tx, run, job, now, self._emitter)
+            unit.app_version = version
             if run.status.finished:  # cancelled while the call was in flight
                 tx.delete_job(job.id)
                 return unit
@@ -271,6 +287,8 @@ class Executor:
         unit.started = started
         if first:
             unit.run_fields.update(status=RunStatus.RUNNING.value, started_at=started)
+            if unit.app_version is not None:
+                unit.run_fields["app_version"] = unit.app_version
 
             def mark_started() -> None:
                 run.started_at = started
@@ -278,13 +296,18 @@ class Executor:
 
             unit.after.append(mark_started)
             self._arm_finish_timeout(unit, started)
+        if isinstance(response, (Complete, Ops)) and response.drift is not None:
+            drift.note_code_changed(unit, response.drift, returned=isinstance(response, Complete))
         if isinstance(response, Complete):
             if drift.targeted_step_unreached(unit, set()):
-                drift.note_unreached_step(unit, "The function returned without it.")
+                # A call targeting one step may skip the others (the official SDKs do):
+                # its output is not the function's. Ask again, untargeted.
+                drift.drop_unreached_step(unit, "The function returned without it.")
+                return
             self._finish(unit, RunStatus.COMPLETED, output=response.output)
         elif isinstance(response, Failure):
             if job.step_id is not None and drift.is_missing_step(response.error):
-                drift.drop_unreached_step(unit, response.error)
+                drift.drop_unreached_step(unit, "The SDK said: " + response.error.message)
                 return
             self._record_failed_call(unit, response.error)
             if response.retriable and job.attempt + 1 < run.max_attempts:
@@ -293,6 +316,13 @@ class Executor:
                 self._finish(unit, RunStatus.FAILED, error=response.error)
         else:
             self._apply_ops(unit, response)
+
+    def _older_versions(self, run: ActiveRun) -> dict[str, str] | None:
+        """Recorded steps of ``run`` whose app version is not the one serving it now."""
+        if not run.versions:
+            return None
+        now = self._version_of(run.function_id)
+        return {step_id: v for step_id, v in run.versions.items() if v != now} or None
 
     def _record_failed_call(self, unit: Unit, error: ErrorPayload) -> None:
         """Keep a failed call of the function itself in the run's history.

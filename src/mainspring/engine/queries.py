@@ -14,6 +14,7 @@ from mainspring.engine.clock import Clock
 from mainspring.engine.executor import Executor
 from mainspring.engine.flow.admission import Admission
 from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP
+from mainspring.engine.held import HeldRuns
 from mainspring.engine.records import Job, Run, RunStatus, StepAttempt, StoredEvent
 from mainspring.engine.store.contract import Store
 from mainspring.errors import MainspringError, RunNotFoundError
@@ -33,6 +34,7 @@ class EngineQueries:
     _store: Store
     _executor: Executor
     _admission: Admission
+    _held: HeldRuns
     _running: bool
 
     def _require_running(self) -> None:
@@ -91,9 +93,14 @@ class EngineQueries:
         return entries
 
     async def waiting_for(self, run_id: str) -> dict[str, Any] | None:
-        """What flow control holds the run back for (a concurrency slot, a throttle, its
-        batch filling, a debounce), with the limit and the key; None if nothing."""
+        """What holds the run back: its function, not registered (``"function"``: the
+        function, its app, since and until when it is held), or flow control (a concurrency
+        slot, a throttle, its batch filling, a debounce, with the limit and the key); None
+        if nothing."""
         self._require_running()
+        held = self._held.waiting_for(run_id)
+        if held is not None:
+            return held
         return await self._admission.waiting_for(run_id)
 
     async def jobs(self, run_id: str) -> list[Job]:

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import heapq
 import itertools
+from collections.abc import Sequence
 
 from mainspring.engine.clock import Clock
 from mainspring.engine.records import Job
@@ -43,12 +44,18 @@ class JobQueue:
         """Queue ``job`` in place of any copy of it already queued (its time changed).
 
         O(queued jobs), for rare moves (a batch that fills before its timeout)."""
-        if any(entry[2].id == job.id for entry in self._delayed):
-            self._delayed = [entry for entry in self._delayed if entry[2].id != job.id]
+        self.replace_all([job])
+
+    def replace_all(self, jobs: Sequence[Job]) -> None:
+        """:meth:`replace` for many jobs in one pass (the held runs a sync releases)."""
+        ids = {job.id for job in jobs}
+        if any(entry[2].id in ids for entry in self._delayed):
+            self._delayed = [entry for entry in self._delayed if entry[2].id not in ids]
             heapq.heapify(self._delayed)
-        if any(queued.id == job.id for queued in self._ready):
-            self._ready = collections.deque(q for q in self._ready if q.id != job.id)
-        self.push(job)
+        if any(queued.id in ids for queued in self._ready):
+            self._ready = collections.deque(q for q in self._ready if q.id not in ids)
+        for job in jobs:
+            self.push(job)
 
     def _promote_due(self) -> None:
         now = self._clock.now_ms()

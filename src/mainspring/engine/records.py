@@ -57,6 +57,8 @@ class Run:
         output: the function's return value (JSON), once completed.
         error: ``{"name", "message", "stack"?, "code"?}`` once failed.
         created_at, started_at, ended_at: epoch milliseconds.
+        app_version: the app version that started it (``Client(app_version=)``, or the
+            ``appVersion`` of the app's sync), if the app has one.
     """
 
     id: str
@@ -68,6 +70,7 @@ class Run:
     created_at: int
     started_at: int | None
     ended_at: int | None
+    app_version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,6 +110,7 @@ class StepAttempt:
         attempt: 0-based attempt that produced this entry.
         started_at, ended_at: epoch milliseconds (``started_at`` when known).
         output: the step's result; ``error``: ``{"name", "message", ...}`` if it failed.
+        app_version: the app version that recorded a step's result, if the app has one.
     """
 
     step_id: str
@@ -117,6 +121,7 @@ class StepAttempt:
     ended_at: int
     output: Any
     error: dict[str, Any] | None
+    app_version: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -206,3 +211,15 @@ class Job:
     attempt: int = 0
     priority: int = 0
     data: dict[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeldRun:
+    """A run held because its function is not registered (``engine/held.py``): since when,
+    until when (the end of its grace period), and the app that last served the function."""
+
+    run_id: str
+    function_id: str
+    app: str
+    since: int
+    until: int

@@ -13,6 +13,7 @@ import orjson
 
 from mainspring.engine.records import Run, RunStatus
 from mainspring.engine.store.contract import NewRun, RunState
+from mainspring.protocol.opcodes import memo_kind
 
 if TYPE_CHECKING:
     from mainspring.engine.flow.run_flow import RunFlow
@@ -81,6 +82,7 @@ class ActiveRun:
         "force_step_plan",
         "function_id",
         "grouped",
+        "kinds",
         "max_attempts",
         "memos",
         "request_version",
@@ -88,6 +90,7 @@ class ActiveRun:
         "stack",
         "started_at",
         "status",
+        "versions",
     )
 
     def __init__(self, state: RunState) -> None:
@@ -105,6 +108,16 @@ class ActiveRun:
         self.coalesce_key = state.coalesce_key
         self.memos: dict[str, bytes] = {s.step_id: s.memo for s in state.steps}
         self.stack: list[str] = [s.step_id for s in state.steps]
+        #: Recorded steps that are not run-type, by the op they were recorded under: the
+        #: SDK checks a memo goes to a step of its kind (``CallContext.step_ops``).
+        self.kinds: dict[str, str] = {
+            s.step_id: s.op for s in state.steps if memo_kind(s.op) != "StepRun"
+        }
+        #: The app version each recorded step was recorded under (steps with one): the SDK
+        #: names it when an error follows from a result an older version recorded.
+        self.versions: dict[str, str] = {
+            s.step_id: s.app_version for s in state.steps if s.app_version is not None
+        }
         #: Whether a parallel batch's pending set may exist (saves skip it otherwise).
         self.grouped = bool(state.pending)
         #: When the run passed its flow-control start gates (None: not yet).

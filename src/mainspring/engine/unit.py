@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.store.contract import Tx
-from mainspring.protocol.opcodes import ParallelMode
+from mainspring.protocol.opcodes import ParallelMode, memo_kind
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
 
@@ -58,6 +58,9 @@ class Unit:
         #: The suspended function saw a result that was not the one recorded: drop it.
         self.stale = False
         self.finished: RunStatus | None = None
+        #: The app version serving the function now: what the steps of this unit are
+        #: recorded under (None when the app has none).
+        self.app_version: str | None = None
 
     def enqueue(self, job: Job) -> None:
         """Queue a follow-up of this run; written by :meth:`settle_jobs`."""
@@ -152,6 +155,7 @@ def record_step(
         grouped=state.grouped,
         attempt=unit.job.attempt,
         started_at=started_at,
+        app_version=unit.app_version,
     )
     if not inserted:
         return False
@@ -162,6 +166,10 @@ def record_step(
     def remember() -> None:
         run.memos[step_id] = memo
         run.stack.append(step_id)
+        if memo_kind(op) != "StepRun":
+            run.kinds[step_id] = op
+        if unit.app_version is not None:
+            run.versions[step_id] = unit.app_version
 
     unit.after.append(remember)
     return True

@@ -15,6 +15,7 @@ class ErrorCode(enum.StrEnum):
     STEP_NESTED = "step_nested"
     STEP_UNEXPECTED = "step_unexpected"
     STEP_NOT_FOUND = "step_not_found"
+    STEP_KIND_CHANGED = "step_kind_changed"
     OUTPUT_UNSERIALIZABLE = "output_unserializable"
     FUNCTION_NOT_FOUND = "function_not_found"
     FUNCTION_CONFIG_INVALID = "function_config_invalid"

@@ -55,6 +55,10 @@ ACCOUNT_ID: Final = "account-id"
 #: steps in one call for up to this many seconds before answering (a step chain).
 CHAIN_SECONDS: Final = "x-mainspring-chain-seconds"
 
+#: Mainspring's own, on a call's answer: the recorded steps the call did not reach
+#: (``{"unreached": [hashed ids], "new": [user ids]}``, see ``messages.Drift``).
+DRIFT: Final = "x-mainspring-drift"
+
 # -- sync and server identity (§1.2, §1.6) -----------------------------------------------------
 
 #: ``dev`` or ``cloud``; set by the server on its responses and sync pings.

@@ -48,6 +48,13 @@ class CallContext:
     #: The queue item behind this call (stable across its retries) and this dispatch.
     job_id: str = ""
     request_id: str = ""
+    #: Mainspring's extension: hashed id -> the op a recorded step was recorded under,
+    #: for every recorded step that is not run-type (absent ids are ``StepRun``); None
+    #: when the server does not say (another server), so the SDK cannot check kinds.
+    step_ops: Mapping[str, str] | None = None
+    #: Mainspring's extension: hashed id -> the app version that recorded the step, for
+    #: recorded steps whose version differs from the app's version now (none usually).
+    step_versions: Mapping[str, str] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -151,11 +158,23 @@ class StepOp:
         return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Drift:
+    """Mainspring's extension (header ``x-mainspring-drift``): the code that answered a
+    call differs from the code that recorded the run. ``unreached``: hashed ids of recorded
+    steps the call did not reach (before returning, or before reaching ``new``, the user
+    ids of the steps it reported instead)."""
+
+    unreached: tuple[str, ...]
+    new: tuple[str, ...] = ()
+
+
 @dataclasses.dataclass(slots=True)
 class Complete:
     """200: the function returned; ``output`` is its serialised return value."""
 
     output: bytes
+    drift: Drift | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -167,6 +186,7 @@ class Ops:
     retry_after: datetime.datetime | None = None
     #: ``X-Inngest-No-Retry: true``: every ``StepError`` here is final.
     no_retry: bool = False
+    drift: Drift | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -52,6 +52,17 @@ PLAN_TYPE_OPS = frozenset(
     }
 )
 
+#: Ops whose record is a run-type step's result (data or error): one kind of memo.
+_RUN_KIND = frozenset({"Step", "StepRun", "StepError", "StepFailed"})
+
+
+def memo_kind(op: str) -> str:
+    """The kind of step a memo recorded under ``op`` belongs to: ``StepRun`` for a run-type
+    step's result or error, else the op itself (``Sleep``, ``WaitForEvent``, ...). A memo
+    is only ever handed to a step of its own kind."""
+    return "StepRun" if op in _RUN_KIND else op
+
+
 #: Ops that ride along with others and are not steps of their own.
 LAZY_OPS = frozenset({Opcode.DEFER_ADD, Opcode.DEFER_ABORT})
 

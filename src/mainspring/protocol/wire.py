@@ -31,6 +31,7 @@ from mainspring.protocol.messages import (
     CallRequest,
     CallResponse,
     Complete,
+    Drift,
     ErrorPayload,
     Failure,
     Ops,
@@ -231,6 +232,8 @@ def request_to_wire(request: CallRequest, *, canonical: bool = True) -> bytes:
                 "use_api": ctx.use_api,
                 "job_id": ctx.job_id,
                 "request_id": ctx.request_id,
+                **({} if ctx.step_ops is None else {"step_ops": dict(ctx.step_ops)}),
+                **({"step_versions": dict(ctx.step_versions)} if ctx.step_versions else {}),
             },
         }
     )
@@ -255,6 +258,8 @@ class _Ctx(_Model):
     use_api: bool = False
     job_id: str | None = None
     request_id: str | None = None
+    step_ops: dict[str, str] | None = None
+    step_versions: dict[str, str] | None = None
 
 
 class _Body(_Model):
@@ -309,6 +314,8 @@ def request_from_wire(body: bytes, *, fn_id: str, step_id: str | None) -> CallRe
             use_api=use_api,
             job_id=ctx.job_id or "",
             request_id=ctx.request_id or "",
+            step_ops=ctx.step_ops,
+            step_versions=ctx.step_versions,
         ),
         step_id=None if step_id in (None, "", "step") else step_id,
         version=parsed.version,
@@ -336,6 +343,10 @@ def response_to_http(response: CallResponse, *, sdk_version: str | None = None) 
     headers = {h.CONTENT_TYPE: h.JSON_CONTENT_TYPE, h.REQ_VERSION: str(REQUEST_VERSION)}
     if sdk_version is not None:
         headers[h.SDK] = h.sdk_header_value(sdk_version)
+    if isinstance(response, (Complete, Ops)) and response.drift is not None:
+        headers[h.DRIFT] = plain_json(
+            {"unreached": list(response.drift.unreached), "new": list(response.drift.new)}
+        ).decode()
     if isinstance(response, Complete):
         return HttpReply(200, headers, response.output)
     if isinstance(response, Ops):
@@ -492,6 +503,25 @@ def _unwrap_stream(body: bytes) -> tuple[int, dict[str, str], bytes]:
     return status, inner, inner_body
 
 
+def _drift(text: str | None) -> Drift | None:
+    """The ``x-mainspring-drift`` header; None when absent or malformed (it only adds a
+    note to the run's history, so a bad one is not worth failing an answer for)."""
+    if not text:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    unreached, new = value.get("unreached"), value.get("new", [])
+    if not isinstance(unreached, list) or not isinstance(new, list):
+        return None
+    if not all(isinstance(v, str) for v in [*unreached, *new]) or not unreached:
+        return None
+    return Drift(unreached=tuple(unreached[:1000]), new=tuple(new[:1000]))
+
+
 def response_from_http(
     status: int, headers: Mapping[str, str], body: bytes, *, now: datetime.datetime
 ) -> CallResponse:
@@ -512,9 +542,10 @@ def response_from_http(
     no_retry = found.get(h.NO_RETRY)
     retry_text = found.get(h.RETRY_AFTER)
     retry_after = None if retry_text is None else h.parse_retry_after(retry_text, now=now)
+    drift = _drift(found.get(h.DRIFT))
     if status == 200:
         _loads(body, "200 body")  # validate; the output is stored as sent
-        return Complete(output=body.strip())
+        return Complete(output=body.strip(), drift=drift)
     if status == 206:
         value = _loads(body, "206 body")
         raw_ops = [value] if isinstance(value, dict) else value
@@ -522,7 +553,7 @@ def response_from_http(
             raise WireError("206 body: expected an array of opcode objects")
         ops = [_parse_op(i, raw) for i, raw in enumerate(raw_ops)]
         no_retry_ops = no_retry is not None and no_retry.strip().lower() == "true"
-        return Ops(ops=ops, retry_after=retry_after, no_retry=no_retry_ops)
+        return Ops(ops=ops, retry_after=retry_after, no_retry=no_retry_ops, drift=drift)
     if 400 <= status <= 599:
         error = _failure_error(_error_body(body), status)
         # The header is authoritative when present; absent means retry (§3.4).

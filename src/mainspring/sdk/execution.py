@@ -44,6 +44,7 @@ from mainspring.protocol.messages import (
 from mainspring.protocol.opcodes import Opcode
 from mainspring.protocol.step_ids import StepIdCounter
 from mainspring.sdk.context import build_context
+from mainspring.sdk.drift import ReplayNotes, with_drift
 from mainspring.sdk.event import Event
 from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
 from mainspring.sdk.outcomes import (
@@ -120,6 +121,8 @@ class Execution:
         self._pending: dict[str, Registration] = {}
         self._seq = 0
         self._memos = request.steps
+        #: What the function did with the recorded steps (drift: sdk/drift.py).
+        self._replay = ReplayNotes(request.ctx, client.app_version)
         self._stack: Sequence[str] = request.ctx.stack
         self._known = len(request.ctx.stack)
         # Stack-order replay: memoized steps resolve in the order they completed.
@@ -270,12 +273,14 @@ class Execution:
     def _deliver(self, request: CallRequest) -> None:
         """Hand results saved since the last request to the steps waiting for them."""
         self._memos = request.steps
+        self._replay.update(request.ctx)
         stack = request.ctx.stack
         self._stack = stack
         fresh = stack[self._known :]
         self._known = self._turn = len(stack)
         if not fresh:
             return
+        self._replay.delivered(fresh)
         early = self._early
         early_before = set(early)
         if early:
@@ -302,7 +307,8 @@ class Execution:
             root = self._root
             assert root is not None
             if root.done():
-                return self._finish(root)
+                unreached = self._replay.unreached(self._memos)
+                return with_drift(self._finish(root), unreached)
             if target is not None and target in self._pending:
                 return await self._execute(self._pending[target], request)
             if self._blocked_on_steps():
@@ -326,11 +332,14 @@ class Execution:
                 "the function is waiting on steps that no longer exist",
                 ErrorCode.STEP_UNEXPECTED,
             )
+        # Every branch is blocked on a step: a recorded step not reached by now comes
+        # (if at all) after these new ones.
+        unreached = self._replay.unreached(self._memos)
         if len(regs) == 1 and _runs_alone(regs[0]) and not request.ctx.disable_immediate_execution:
             if self._report_completion:
-                return await self._run_chain(regs[0], request)
-            return await self._execute(regs[0], request)
-        return Ops([reg.to_op() for reg in regs])
+                return with_drift(await self._run_chain(regs[0], request), unreached)
+            return with_drift(await self._execute(regs[0], request), unreached)
+        return with_drift(Ops([reg.to_op() for reg in regs]), unreached)
 
     async def _run_chain(self, reg: Registration, request: CallRequest) -> CallResponse:
         """Run a lone step now, then let the function go on, and report what it does next
@@ -447,7 +456,7 @@ class Execution:
                 return Complete(dump_json(root.result()))
             except UnserializableError as err:
                 return unserializable(f"function {self.function.id!r}", err)
-        return function_failure(exc)
+        return self._replay.annotate(function_failure(exc))
 
     # -- running one step's handler ------------------------------------------------
 
@@ -463,13 +472,16 @@ class Execution:
         except NestedStepInterrupt as nested:
             return nested_step(nested.user_id, spec.user_id)
         except NonRetriableError as exc:
-            return Ops([reg.to_op(Opcode.STEP_FAILED, error=error_payload(exc))])
+            return Ops([reg.to_op(Opcode.STEP_FAILED, error=self._replay.note(error_payload(exc)))])
         except RetryAfterError as exc:
             op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops([reg.to_op(op, error=error_payload(exc))], retry_after=exc.retry_after)
+            return Ops(
+                [reg.to_op(op, error=self._replay.note(error_payload(exc)))],
+                retry_after=exc.retry_after,
+            )
         except Exception as exc:
             op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops([reg.to_op(op, error=error_payload(exc))])
+            return Ops([reg.to_op(op, error=self._replay.note(error_payload(exc)))])
         try:
             data = dump_json(output)
         except UnserializableError as err:
@@ -523,6 +535,7 @@ class Execution:
         hashed_id, index = self._counter.next(spec.user_id)
         memo = self._memos.get(hashed_id, MISSING)
         if memo is not MISSING:
+            self._replay.consume(hashed_id, spec)
             await self._take_turn(hashed_id)
             return unwrap(spec, memo)
         scope = PARALLEL_SCOPE.get()
@@ -587,6 +600,7 @@ class Execution:
             branch.counted.append(spec.user_id)
         memo = self._memos.get(hashed_id, MISSING)
         if memo is not MISSING:
+            self._replay.consume(hashed_id, spec)
             self._turn += 1
             return unwrap(spec, memo)
         with self._cond:

@@ -10,6 +10,7 @@ from typing import Any
 from mainspring.errors import NonRetriableError, RetryAfterError, StepError
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.messages import ErrorPayload, Failure
+from mainspring.sdk.drift import StepKindChanged
 from mainspring.sdk.scopes import NestedStepInterrupt
 from mainspring.sdk.serialize import error_payload
 
@@ -59,6 +60,8 @@ def nested_step(inner: str, outer: str | None = None) -> Failure:
 def function_failure(exc: BaseException) -> Failure:
     if isinstance(exc, NestedStepInterrupt):
         return nested_step(exc.user_id)
+    if isinstance(exc, StepKindChanged):
+        return final_failure("StepKindChangedError", exc.message, ErrorCode.STEP_KIND_CHANGED)
     if isinstance(exc, StepError):
         payload = ErrorPayload(
             name=exc.name, message=exc.message, stack=exc.stack, code=ErrorCode.STEP_ERRORED

@@ -63,6 +63,7 @@ def _run_data(run: Run) -> dict[str, Any]:
         "ended_at": run.ended_at,
         "output": _readable(run.output),
         "error": _readable(run.error),
+        "app_version": run.app_version,
     }
 
 

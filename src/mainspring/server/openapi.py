@@ -220,6 +220,11 @@ _SCHEMAS: dict[str, Any] = {
             "output": {"nullable": True},
             "error": {"type": "object", "nullable": True},
             "waiting_for": {"type": "object", "nullable": True},
+            "app_version": {
+                "type": "string",
+                "nullable": True,
+                "description": "The app version that started the run, if the app has one.",
+            },
         },
     },
     "Job": {

@@ -47,6 +47,14 @@ across restarts (and, on a shared database, across processes):
 * ``add_run_event`` — files an event under a batch run; False if that function already
   took an event with this id. ``append_run_event`` adds it to the run's events and its
   batch hold's size, returning the new size.
+
+Runs held because their function is not registered (``engine/held.py``):
+
+* ``hold_run`` — records a held run unless it is held already; returns the record in force
+  (an existing one keeps its ``since`` and ``until``). ``finish_run`` deletes it.
+* ``release_held`` — deletes the record and moves the run's call jobs waiting at its
+  ``until`` (all but ``keep``, a job running now) to ``now``; returns the moved jobs.
+* ``set_function_apps`` / ``function_app`` — the app that last synced each function.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from mainspring.engine.records import (
+    HeldRun,
     Hold,
     HoldKind,
     Job,
@@ -88,6 +97,10 @@ class StepRecord:
 
     step_id: str
     memo: bytes
+    #: The op it was recorded under (``StepRun``, ``Sleep``, ...).
+    op: str = "StepRun"
+    #: The app version that recorded it, when the app has one.
+    app_version: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,6 +134,7 @@ class Tx(Protocol):
         grouped: bool = True,
         attempt: int = 0,
         started_at: int | None = None,
+        app_version: str | None = None,
     ) -> tuple[bool, bool]: ...
     def record_attempt(
         self,
@@ -134,7 +148,14 @@ class Tx(Protocol):
         started_at: int | None,
         ended_at: int,
         error: bytes,
-    ) -> None: ...
+    ) -> bool:
+        """Add a history entry; False if one exists for this step and attempt."""
+        ...
+
+    def step_names(self, run_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+        """The user ids of these recorded steps (those that exist)."""
+        ...
+
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
     ) -> None: ...
@@ -172,6 +193,12 @@ class Tx(Protocol):
     def close_hold(self, kind: HoldKind, run_id: str) -> bool: ...
     def add_run_event(self, dedupe_key: str, event_id: str, run_id: str) -> bool: ...
     def append_run_event(self, run_id: str, event_json: bytes, hold_key: str) -> int: ...
+    def hold_run(self, held: HeldRun) -> HeldRun: ...
+    def release_held(
+        self, run_id: str, until: int, now: int, keep: str | None = None
+    ) -> list[Job]: ...
+    def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None: ...
+    def function_app(self, function_id: str) -> str | None: ...
 
 
 class Store(Protocol):
@@ -187,6 +214,10 @@ class Store(Protocol):
     async def jobs_for_run(self, run_id: str) -> list[Job]: ...
     async def load_apps(self) -> list[bytes]: ...
     async def holds_for_run(self, run_id: str) -> list[Hold]: ...
+    async def held_runs(self) -> list[HeldRun]:
+        """Every run held because its function is not registered."""
+        ...
+
     async def started_runs(self, function_ids: Sequence[str]) -> list[tuple[str, str, bytes]]:
         """``(run_id, function_id, events_json)`` of the unfinished runs of these functions
         that have started (they hold run-level concurrency slots)."""

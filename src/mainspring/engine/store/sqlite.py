@@ -26,16 +26,23 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from mainspring.engine.records import (
+    HeldRun,
     Hold,
     HoldKind,
     Job,
-    JobKind,
     Run,
     StepAttempt,
     StoredEvent,
 )
 from mainspring.engine.store.contract import RunState, StepRecord
-from mainspring.engine.store.sqlite_tx import FINISHED_SQL, RUN_COLUMNS, SQLiteTx, run_from_row
+from mainspring.engine.store.sqlite_tx import (
+    FINISHED_SQL,
+    HELD_COLUMNS,
+    RUN_COLUMNS,
+    SQLiteTx,
+    job_from_row,
+    run_from_row,
+)
 from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
@@ -53,6 +60,11 @@ def _migrate(db: sqlite3.Connection) -> None:
         # Runs stored before flow control had no start gates.
         db.execute("ALTER TABLE runs ADD COLUMN admitted_at INTEGER")
         db.execute("UPDATE runs SET admitted_at = created_at")
+    if "app_version" not in columns:
+        # Stored before app versions were recorded: unknown (NULL).
+        db.execute("ALTER TABLE runs ADD COLUMN app_version TEXT")
+    if "app_version" not in {row[1] for row in db.execute("PRAGMA table_info(steps)")}:
+        db.execute("ALTER TABLE steps ADD COLUMN app_version TEXT")
 
 
 def _loads(raw: bytes | str) -> Any:
@@ -250,6 +262,10 @@ class SQLiteStore:
         )
         return [Hold(HoldKind(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
 
+    async def held_runs(self) -> list[HeldRun]:
+        rows = self._reader().execute(f"SELECT {HELD_COLUMNS} FROM held_runs ORDER BY run_id")
+        return [HeldRun(*row) for row in rows]
+
     async def started_runs(self, function_ids: Sequence[str]) -> list[tuple[str, str, bytes]]:
         if not function_ids:
             return []
@@ -271,9 +287,10 @@ class SQLiteStore:
         if row is None:
             return None
         steps = [
-            StepRecord(step_id, memo)
-            for step_id, memo in db.execute(
-                "SELECT step_id, memo FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
+            StepRecord(step_id, memo, op, version)
+            for step_id, memo, op, version in db.execute(
+                "SELECT step_id, memo, op, app_version FROM steps WHERE run_id = ? ORDER BY seq",
+                (run_id,),
             )
         ]
         pending = {
@@ -281,14 +298,14 @@ class SQLiteStore:
         }
         return RunState(
             run=run_from_row(row),
-            events_json=row[9],
-            max_attempts=row[10],
-            request_version=row[11],
-            force_step_plan=bool(row[12]),
-            coalesce_key=row[13],
+            events_json=row[10],
+            max_attempts=row[11],
+            request_version=row[12],
+            force_step_plan=bool(row[13]),
+            coalesce_key=row[14],
             steps=steps,
             pending=pending,
-            admitted_at=row[14],
+            admitted_at=row[15],
         )
 
     async def load_jobs(self) -> list[Job]:
@@ -317,19 +334,7 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [
-            Job(
-                id=r[0],
-                run_id=r[1],
-                kind=JobKind(r[2]),
-                step_id=r[3],
-                run_at=r[4],
-                attempt=r[5],
-                priority=r[6],
-                data=None if r[7] is None else orjson.loads(r[7]),
-            )
-            for r in rows
-        ]
+        return [job_from_row(r) for r in rows]
 
     async def find_runs(
         self,
@@ -384,9 +389,9 @@ class SQLiteStore:
         # Ordered as recorded: a step's row by its position in the stack, a failed attempt
         # just before the step that was recorded next.
         found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in ids}
-        for run_id, step_id, memo, user_id, op, attempt, started, ended, seq in db.execute(
-            "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq "
-            f"FROM steps WHERE run_id IN ({marks})",
+        for run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version in db.execute(
+            "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq, "
+            f"app_version FROM steps WHERE run_id IN ({marks})",
             ids,
         ):
             kind, value = memo_value(_loads(memo) if memo is not None else None)
@@ -400,6 +405,7 @@ class SQLiteStore:
                 ended,
                 None if failed else value,
                 value if failed else None,
+                version,
             )
             found[run_id].append((seq, 1, entry))
         for run_id, step_id, user_id, op, attempt, started, ended, error, after in db.execute(

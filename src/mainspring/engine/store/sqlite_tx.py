@@ -11,9 +11,11 @@ import orjson
 
 from mainspring.engine.records import (
     FINISHED_STATUSES,
+    HeldRun,
     Hold,
     HoldKind,
     Job,
+    JobKind,
     Pause,
     PauseKind,
     Run,
@@ -24,10 +26,19 @@ from mainspring.engine.store.contract import NewRun
 from mainspring.protocol.match_keys import value_key
 
 RUN_COLUMNS = (
-    "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at"
+    "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at, "
+    "app_version"
 )
 _UPDATABLE = frozenset(
-    {"status", "request_version", "force_step_plan", "started_at", "coalesce_key", "admitted_at"}
+    {
+        "status",
+        "request_version",
+        "force_step_plan",
+        "started_at",
+        "coalesce_key",
+        "admitted_at",
+        "app_version",
+    }
 )
 #: SQL list of the finished statuses, for ``status NOT IN (...)``.
 FINISHED_SQL = "(" + ", ".join(f"'{status}'" for status in FINISHED_STATUSES) + ")"
@@ -51,6 +62,26 @@ def run_from_row(row: Sequence[Any]) -> Run:
         created_at=row[6],
         started_at=row[7],
         ended_at=row[8],
+        app_version=row[9],
+    )
+
+
+HELD_COLUMNS = "run_id, function_id, app, since, until"
+#: Kinds of the jobs that call a function (those a held run keeps waiting).
+_CALL_KINDS_SQL = "('start', 'discover', 'plan')"
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A job from ``job_id, run_id, kind, step_id, run_at, attempt, priority, data``."""
+    return Job(
+        id=row[0],
+        run_id=row[1],
+        kind=JobKind(row[2]),
+        step_id=row[3],
+        run_at=row[4],
+        attempt=row[5],
+        priority=row[6],
+        data=None if row[7] is None else orjson.loads(row[7]),
     )
 
 
@@ -131,12 +162,13 @@ class SQLiteTx:
         grouped: bool = True,
         attempt: int = 0,
         started_at: int | None = None,
+        app_version: str | None = None,
     ) -> tuple[bool, bool]:
         db = self._db
         cur = db.execute(
             "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
-            "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at),
+            "ended_at, app_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
         )
         if cur.rowcount != 1:
             return False, grouped and self._has_pending(run_id)
@@ -157,12 +189,26 @@ class SQLiteTx:
         started_at: int | None,
         ended_at: int,
         error: bytes,
-    ) -> None:
-        self._db.execute(
+    ) -> bool:
+        cur = self._db.execute(
             "INSERT INTO attempts (run_id, step_id, attempt, after_seq, user_id, op, started_at, "
             "ended_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (run_id, step_id, attempt, after_seq, user_id, op, started_at, ended_at, error),
         )
+        return cur.rowcount == 1
+
+    def step_names(self, run_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for start in range(0, len(step_ids), 500):  # SQLite's bound-parameter limit
+            chunk = step_ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            names.update(
+                self._db.execute(
+                    f"SELECT step_id, user_id FROM steps WHERE run_id = ? AND step_id IN ({marks})",
+                    (run_id, *chunk),
+                ).fetchall()
+            )
+        return names
 
     def _has_pending(self, run_id: str) -> bool:
         row = self._db.execute(
@@ -215,6 +261,7 @@ class SQLiteTx:
         self._db.execute("DELETE FROM jobs WHERE run_id = ?", (run_id,))
         self._db.execute("DELETE FROM pauses WHERE run_id = ?", (run_id,))
         self._db.execute("DELETE FROM flow_holds WHERE run_id = ?", (run_id,))
+        self._db.execute("DELETE FROM held_runs WHERE run_id = ?", (run_id,))
         if grouped:
             self._db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
         return True
@@ -397,3 +444,42 @@ class SQLiteTx:
             (HoldKind.BATCH.value, hold_key, run_id),
         ).fetchone()
         return 0 if row is None else int(row[0])
+
+    # -- runs held for a missing function (engine/held.py) ---------------------------
+
+    def hold_run(self, held: HeldRun) -> HeldRun:
+        self._db.execute(
+            "INSERT INTO held_runs (run_id, function_id, app, since, until) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (held.run_id, held.function_id, held.app, held.since, held.until),
+        )
+        row = self._db.execute(
+            f"SELECT {HELD_COLUMNS} FROM held_runs WHERE run_id = ?", (held.run_id,)
+        ).fetchone()
+        return HeldRun(*row)
+
+    def release_held(self, run_id: str, until: int, now: int, keep: str | None = None) -> list[Job]:
+        db = self._db
+        db.execute("DELETE FROM held_runs WHERE run_id = ?", (run_id,))
+        rows = db.execute(
+            "UPDATE jobs SET run_at = ? WHERE run_id = ? AND run_at = ? AND job_id != ? "
+            f"AND kind IN {_CALL_KINDS_SQL} "
+            "RETURNING job_id, run_id, kind, step_id, run_at, attempt, priority, data",
+            (now, run_id, until, keep or ""),
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None:
+        # Rewritten only when the owner changes: an app syncs every few seconds in dev.
+        self._db.executemany(
+            "INSERT INTO function_apps (function_id, app, synced_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (function_id) DO UPDATE SET app = excluded.app, "
+            "synced_at = excluded.synced_at WHERE app != excluded.app",
+            [(function_id, app, at) for function_id in function_ids],
+        )
+
+    def function_app(self, function_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT app FROM function_apps WHERE function_id = ?", (function_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])

@@ -77,6 +77,9 @@ class FunctionRunV2:
     ended_at: datetime.datetime | None
     is_batch: bool = False
     cron_schedule: str | None = None
+    #: The app version that started the run (``Client(app_version=)``, a sync's
+    #: ``appVersion``), when the app has one.
+    app_version: str | None = strawberry.field(name="appVersion", default=None)
 
     @staticmethod
     def of(run: Run) -> FunctionRunV2:
@@ -90,6 +93,7 @@ class FunctionRunV2:
             queued_at=_time(run.created_at),
             started_at=_time(run.started_at),
             ended_at=_time(run.ended_at),
+            app_version=run.app_version,
         )
 
     @strawberry.field

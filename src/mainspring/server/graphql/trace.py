@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine.drift import DROPPED_OP
+from mainspring.engine.drift import CODE_CHANGED_OP, DROPPED_OP
 from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.engine.flow.skips import FLOW_STEP_ID, SKIPPED_OP, WAITING_OP
 from mainspring.engine.records import Job, JobKind, PauseKind, Run, RunStatus, StepAttempt
@@ -149,7 +149,11 @@ def build_trace(
 #: targeted, or under ``step@<n>`` for a call that targeted no step).
 _ATTEMPT_OPS = frozenset({Opcode.STEP_ERROR.value, FUNCTION_ERROR_OP})
 #: Entries with an output of their own per attempt (what a span's output id points at).
-_PER_ATTEMPT_OPS = _ATTEMPT_OPS | {DROPPED_OP}
+_PER_ATTEMPT_OPS = _ATTEMPT_OPS | {DROPPED_OP, CODE_CHANGED_OP}
+#: Entries that end a step without a result of its own: shown as skipped.
+_SKIPPED_OPS = frozenset({DROPPED_OP, CODE_CHANGED_OP})
+#: Name of the span for a note that the code changed under the run.
+CODE_CHANGED_SPAN_NAME = "Code changed"
 
 #: Name of a span for failed calls of the function outside any step.
 FUNCTION_SPAN_NAME = "Function error"
@@ -187,7 +191,7 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
     if step_id == FLOW_STEP_ID and last.op in (SKIPPED_OP, WAITING_OP):
         return _flow_span(run, parent, last)
     unresolved = last.op in _ATTEMPT_OPS  # only failed attempts so far
-    if last.op == DROPPED_OP:
+    if last.op in _SKIPPED_OPS:
         status = SpanStatus.SKIPPED  # the code no longer reaches it: it ended unrecorded
     elif not unresolved:
         status = SpanStatus.FAILED if last.op == Opcode.STEP_FAILED.value else SpanStatus.COMPLETED
@@ -205,7 +209,7 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
     return Span(
         span_id=span_id,
         run_id=run.id,
-        name=name or FUNCTION_SPAN_NAME,
+        name=name or (CODE_CHANGED_SPAN_NAME if last.op == CODE_CHANGED_OP else FUNCTION_SPAN_NAME),
         status=status,
         attempts=last.attempt + (1 if unresolved and not ended else 0),
         queued_at=start,

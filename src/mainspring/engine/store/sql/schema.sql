@@ -28,7 +28,9 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at        INTEGER,
     -- When the run passed its start gates (its batch or debounce closed, its throttle
     -- let it through); NULL while it waits for them. Runs without gates: created_at.
-    admitted_at     INTEGER
+    admitted_at     INTEGER,
+    -- The app version (Client(app_version=), a sync's appVersion) that started the run.
+    app_version     TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
 
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS steps (
     attempt    INTEGER NOT NULL DEFAULT 0,
     started_at INTEGER,                    -- when the attempt that produced it began
     ended_at   INTEGER NOT NULL,
+    app_version TEXT,                      -- the app version that recorded it, if it has one
     PRIMARY KEY (run_id, step_id)
 ) WITHOUT ROWID;
 
@@ -139,3 +142,22 @@ CREATE TABLE IF NOT EXISTS run_events (
     run_id      TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS run_events_by_event ON run_events (event_id);
+
+-- Runs held because their function is not registered (a deploy dropped it): engine/held.py.
+-- The run's call jobs wait in `jobs` with run_at = until, the end of its grace period; a
+-- sync or a start that brings the function back moves them to now and deletes the row.
+CREATE TABLE IF NOT EXISTS held_runs (
+    run_id      TEXT PRIMARY KEY,
+    function_id TEXT NOT NULL,
+    app         TEXT NOT NULL,         -- the app that last served the function
+    since       INTEGER NOT NULL,      -- when the run first found it missing
+    until       INTEGER NOT NULL       -- since + the grace period: the run fails then
+) WITHOUT ROWID;
+
+-- The app that last synced each function (POST /fn/register), kept after a sync drops the
+-- function: a run held for it names the app it belonged to.
+CREATE TABLE IF NOT EXISTS function_apps (
+    function_id TEXT PRIMARY KEY,
+    app         TEXT NOT NULL,
+    synced_at   INTEGER NOT NULL
+) WITHOUT ROWID;
