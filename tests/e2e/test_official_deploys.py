@@ -33,6 +33,8 @@ pytestmark = pytest.mark.slow
 APP_ID = "official-deploy"
 NAP_SECONDS = 5.0
 NAPPER = f"{APP_ID}-napper"
+GROUPED = f"{APP_ID}-grouped"
+RETRY_SECONDS = 4
 POLL = "0.3"
 
 
@@ -44,12 +46,13 @@ class Servers:
         self.db = tmp / "dev.db"
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def app(self, *, with_napper: bool) -> subprocess.Popen[bytes]:
+    def app(self, *, with_napper: bool, version: int = 1) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "INNGEST_DEV": "1",
             "INNGEST_BASE_URL": self.url,
             "OFFICIAL_DEPLOY_WITHOUT_NAPPER": "0" if with_napper else "1",
+            "OFFICIAL_DEPLOY_VERSION": str(version),
         }
         command = [sys.executable, "-m", "uvicorn", "tests.e2e.official_deploy_app:app"]
         command += ["--port", str(self.app_port), "--log-level", "warning"]
@@ -110,7 +113,7 @@ def test_a_run_held_while_an_official_app_lacks_its_function_completes_once_it_i
     with servers(tmp_path) as s:
         v1 = s.app(with_napper=True)
         server = s.server()
-        until("the first sync", lambda: s.functions() == [NAPPER, f"{APP_ID}-other"])
+        until("the first sync", lambda: s.functions() == [GROUPED, NAPPER, f"{APP_ID}-other"])
         sent = httpx.post(f"{s.url}/e/key", json={"name": "deploy/nap", "data": {}}, timeout=5)
         [event_id] = sent.json()["ids"]
         [run] = until("the run", lambda: s.get(f"/v1/events/{event_id}/runs")["data"])
@@ -123,7 +126,7 @@ def test_a_run_held_while_an_official_app_lacks_its_function_completes_once_it_i
         # A deploy without napper: the poll syncs it, napper is gone; the nap ends.
         stop(v1)
         v2 = s.app(with_napper=False)
-        until("the sync without napper", lambda: s.functions() == [f"{APP_ID}-other"])
+        until("the sync without napper", lambda: s.functions() == [GROUPED, f"{APP_ID}-other"])
         waiting = until("the hold", lambda: held(s.run(run_id)), timeout=NAP_SECONDS + 10)
         assert s.run(run_id)["status"] == "Running"
         assert waiting["function"] == NAPPER
@@ -142,3 +145,35 @@ def test_a_run_held_while_an_official_app_lacks_its_function_completes_once_it_i
         done = until("the end", lambda: (r := s.run(run_id))["status"] != "Running" and r)
         assert done["status"] == "Completed", done
         assert done["output"] == [1, 2]
+
+
+def test_a_group_member_renamed_while_it_waits_to_retry_completes_with_the_new_one(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Rule 1 with the official SDK: its call targeted at the old member skips the new one
+    and returns a short tuple; the server does not take that as the run's output, drops the
+    old member and asks again, so the new member runs and the run completes with it."""
+    with servers(tmp_path) as s:
+        v1 = s.app(with_napper=True)
+        s.server()
+        until("the first sync", lambda: GROUPED in (s.functions() or []))
+        sent = httpx.post(f"{s.url}/e/key", json={"name": "deploy/group", "data": {}}, timeout=5)
+        [event_id] = sent.json()["ids"]
+        [run] = until("the run", lambda: s.get(f"/v1/events/{event_id}/runs")["data"])
+        run_id = run["run_id"]
+        until(
+            "p2's retry",
+            lambda: any(
+                j["kind"] == "plan" and j["attempt"] == 1
+                for j in s.get(f"/v1/runs/{run_id}/jobs")["data"]
+            ),
+        )
+        stop(v1)
+        s.app(with_napper=True, version=2)
+        done = until(
+            "the end",
+            lambda: (r := s.run(run_id))["status"] != "Running" and r,
+            timeout=RETRY_SECONDS + 15,
+        )
+        assert done["status"] == "Completed", done
+        assert done["output"] == ["one", "new"]
