@@ -386,3 +386,23 @@ async def test_an_app_without_a_version_adds_no_note(make_engine: EngineFactory)
     assert done.error is not None
     assert "replayed results" not in done.error["message"]
     assert done.app_version is None
+
+
+async def test_the_code_changed_note_names_the_app_versions(make_engine: EngineFactory) -> None:
+    client = inngest.Client(app_id="deploys", app_version="2026-11-01")
+    clock = inngest.ManualClock()
+    async with make_engine(client, [three_steps(client, ["a", "b", "c"])], clock=clock) as engine:
+        [event_id] = await engine.send(inngest.Event(name="go"))
+        [run] = await engine.runs(event_id)
+        await wait_for_job(engine, run.id, "sleep")
+    client = inngest.Client(app_id="deploys", app_version="2026-12-01")
+    async with make_engine(client, [three_steps(client, ["a", "c"])], clock=clock) as engine:
+        clock.advance(86_401)
+        done = await engine.wait(run.id, timeout=5)
+        history = await engine.history(run.id)
+    assert done.status == "Completed", done.error
+    [message] = code_changed(history)
+    assert (
+        "the recorded step(s) 'b' (recorded by app version '2026-11-01'; "
+        "the app now runs '2026-12-01')"
+    ) in message, message

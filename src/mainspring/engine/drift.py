@@ -75,9 +75,10 @@ def note_unreached_step(unit: Unit, detail: str) -> None:
     run, job = unit.run, unit.job
     assert job.step_id is not None
     user_id = str((job.data or {}).get("user_id") or "")
+    now = "" if unit.app_version is None else f" (the app now runs {unit.app_version!r})"
     message = (
         f"step {user_id or job.step_id!r} is no longer reached by the function's code (it "
-        f"changed while the run was in flight); its planned call was dropped after "
+        f"changed while the run was in flight{now}); its planned call was dropped after "
         f"{job.attempt} failed attempt(s) and the run goes on. {detail}"
     ).rstrip()
     logger.warning("run %s: %s", run.run_id, message)
@@ -113,7 +114,8 @@ def note_code_changed(unit: Unit, drift: Drift, *, returned: bool) -> None:
         what = f"the function went on to {new} before reaching"
     message = (
         f"the function's code changed under this run: {what} the recorded step(s) "
-        f"{listed}; their results go unused unless it reaches them later."
+        f"{listed}{_versions(unit, in_order)}; their results go unused unless it reaches "
+        "them later."
     )
     entry = ErrorPayload(name="CodeChanged", message=message).to_wire()
     if unit.tx.record_attempt(
@@ -128,6 +130,16 @@ def note_code_changed(unit: Unit, drift: Drift, *, returned: bool) -> None:
         error=orjson.dumps(entry),
     ):
         logger.warning("run %s: %s", run.run_id, message)
+
+
+def _versions(unit: Unit, step_ids: list[str]) -> str:
+    """`` (recorded by app version 'v1'; the app now runs 'v2')``, when versions are known."""
+    recorded = sorted({v for step_id in step_ids if (v := unit.run.versions.get(step_id))})
+    if not recorded and unit.app_version is None:
+        return ""
+    by = ", ".join(repr(v) for v in recorded) or "no app version"
+    now = "no app version" if unit.app_version is None else repr(unit.app_version)
+    return f" (recorded by app version {by}; the app now runs {now})"
 
 
 def targeted_step_unreached(unit: Unit, reported: set[str]) -> bool:
