@@ -172,6 +172,19 @@ async def test_a_held_run_can_be_cancelled(make_engine: EngineFactory) -> None:
         assert (await engine.run(run_id)).status == "Cancelled"
 
 
+async def test_the_held_runs_of_a_dropped_function_can_be_cancelled_by_its_id(
+    make_engine: EngineFactory,
+) -> None:
+    clock = inngest.ManualClock()
+    run_id, _ = await held_run(make_engine, clock)
+    client, functions = build(with_napper=False)
+    async with make_engine(client, functions, clock=clock) as engine:
+        assert await engine.cancel_runs(NAPPER) == [run_id]
+        assert (await engine.run(run_id)).status == "Cancelled"
+        with pytest.raises(inngest.MainspringError, match="no function 'held-app-typo'"):
+            await engine.cancel_runs("held-app-typo")
+
+
 def debounced(*, served: bool) -> tuple[inngest.Client, list[inngest.Function[Any]]]:
     """``later``: debounced for a minute, so its run waits that long before its first
     call; a deploy that drops it keeps ``other``."""

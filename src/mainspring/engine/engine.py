@@ -476,17 +476,21 @@ class Engine(EngineQueries):
         started_before: datetime.datetime | None = None,
     ) -> list[str]:
         """Cancel every unfinished run of a function created in ``[after, before)``;
-        returns the ids of the runs cancelled."""
+        returns the ids of the runs cancelled. A function a deploy dropped is named by its
+        id: its runs (held, see ``docs/deploying.md``) are cancelled all the same."""
         self._require_running()
         function_id = function.id if isinstance(function, Function) else function
-        if function_id not in self.functions:
-            raise MainspringError(f"cancel_runs: no function {function_id!r} in this engine")
         runs = await self._store.find_runs(
             function_id=function_id,
             created_after=None if started_after is None else epoch_ms(started_after),
             created_before=None if started_before is None else epoch_ms(started_before),
             unfinished=True,
         )
+        if function_id not in self.functions and not runs:
+            raise MainspringError(
+                f"cancel_runs: no function {function_id!r} in this engine, and no unfinished "
+                "run of it in that window"
+            )
         return [run.id for run in runs if await self._executor.cancel(run.id)]
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
