@@ -7,7 +7,8 @@ names (``<scenario>-v1`` or ``<scenario>-v2``):
   hour), v2 renames it ``p2x``;
 * ``kind``: v1 has ``step.sleep("nap")``, v2 reuses the id for ``step.run("nap", ...)``;
 * ``budget``: v1's step ``charge`` keeps failing (retried after an hour), v2 renames it
-  ``charge-v2`` and prints the attempt it runs at.
+  ``charge-v2`` and prints the attempt it runs at;
+* ``shape``: v1's step ``fetch`` returns an object, v2's code expects a string.
 
 A v1 process sends the event (once, on a new database) and prints ``ready-to-kill`` once
 the run is where the test kills it: a failed attempt waiting for its retry (``group``,
@@ -32,7 +33,7 @@ import mainspring
 
 RETRY_AFTER_S = 3600.0
 LONG_SLEEP = datetime.timedelta(seconds=2)
-SCENARIOS = ("group", "kind", "budget")
+SCENARIOS = ("group", "kind", "budget", "shape")
 
 _effects = pathlib.Path()
 
@@ -52,7 +53,9 @@ def function(scenario: str, version: int) -> tuple[mainspring.Client, mainspring
     client = mainspring.Client(app_id="deploy-app", app_version=f"v{version}")
 
     @client.create_function(
-        fn_id="deployed", trigger=mainspring.TriggerEvent(event="go"), retries=3
+        fn_id="deployed",
+        trigger=mainspring.TriggerEvent(event="go"),
+        retries=0 if scenario == "shape" else 3,  # shape: v2 fails at once, not in hours
     )
     async def deployed(ctx: mainspring.Context) -> object:
         attempt = ctx.attempt
@@ -65,6 +68,12 @@ def function(scenario: str, version: int) -> tuple[mainspring.Client, mainspring
             return await ctx.group.parallel(
                 (lambda: ctx.step.run("p1", _effect, "p1", attempt, "one"), second)
             )
+        if scenario == "shape":
+            fetched: Any = await ctx.step.run(
+                "fetch", _effect, "fetch", attempt, {"amount": 5} if version == 1 else "five"
+            )
+            await ctx.step.sleep("long", LONG_SLEEP)
+            return fetched.upper()
         if scenario == "kind":
             await ctx.step.run("first", _effect, "first", attempt, 1)
             if version == 1:
@@ -84,12 +93,13 @@ def function(scenario: str, version: int) -> tuple[mainspring.Client, mainspring
 def _ready(db: pathlib.Path, scenario: str, run_id: str) -> bool:
     """Whether the run is where the test kills v1 (read from the store, as a restart will)."""
     with sqlite3.connect(db) as conn:
-        if scenario == "kind":
+        if scenario in ("kind", "shape"):
             rows = conn.execute(
                 "SELECT count(*) FROM jobs WHERE run_id = ? AND kind = 'sleep'", (run_id,)
             ).fetchone()
             recorded = conn.execute(
-                "SELECT count(*) FROM steps WHERE run_id = ? AND user_id = 'nap'", (run_id,)
+                "SELECT count(*) FROM steps WHERE run_id = ? AND user_id IN ('nap', 'fetch')",
+                (run_id,),
             ).fetchone()
             return bool(rows[0] and recorded[0])
         retried = conn.execute(

@@ -66,3 +66,13 @@ def test_a_step_id_reused_by_another_kind_after_a_crash_fails_naming_both(
     assert error["name"] == "StepKindChangedError"
     assert "step 'nap' was recorded as step.sleep" in error["message"]
     assert not any(line.startswith("nap ") for line in effects)  # never ran on the memo
+
+
+def test_an_error_on_a_result_recorded_before_a_crash_names_its_app_version(
+    tmp_path: pathlib.Path,
+) -> None:
+    status, error, effects = deploy(tmp_path, "shape")
+    assert status == "Failed"
+    assert "'dict' object has no attribute 'upper'" in error["message"]
+    assert "'fetch' (app version 'v1'); the app now runs app version 'v2'" in error["message"]
+    assert effects == ["fetch 0"]
