@@ -26,6 +26,7 @@ from graphql import GraphQLError
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from schemathesis import Case
+from schemathesis.graphql import nodes
 
 from mainspring.server import limits
 from mainspring.server.graphql import limits as gql_limits
@@ -88,6 +89,13 @@ def config(weight: float) -> schemathesis.Config:
     )
 
 
+#: The mutations' run ids (the reference's ULID scalar): ids that look real, and any text.
+schemathesis.graphql.scalar(
+    "ULID",
+    st.one_of(
+        st.from_regex(r"[0-7][0-9A-HJKMNP-TV-Z]{25}", fullmatch=True), st.text(max_size=40)
+    ).map(nodes.String),
+)
 INTROSPECTION = gql_schema.introspect()
 dev_gql = schemathesis.graphql.from_dict(INTROSPECTION, config=config(4))
 start_gql = schemathesis.graphql.from_dict(INTROSPECTION, config=config(1))

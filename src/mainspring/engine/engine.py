@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
-from mainspring.engine import cron, finished
+from mainspring.engine import cron, finished, run_search
 from mainspring.engine.apps import AppRegistry
 from mainspring.engine.backoff import Backoff, backoff_from
 from mainspring.engine.clock import Clock, SystemClock
@@ -39,7 +39,8 @@ from mainspring.engine.intake import (
     validate_events,
     write_intake,
 )
-from mainspring.engine.queries import EngineQueries, epoch_ms
+from mainspring.engine.notices import UnmatchedEvents
+from mainspring.engine.queries import EngineQueries, as_epoch_ms
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import (
     AppInfo,
@@ -49,13 +50,16 @@ from mainspring.engine.records import (
     RunStatus,
 )
 from mainspring.engine.remote import Registration, parse_registration
+from mainspring.engine.rerun import rerun as start_rerun
 from mainspring.engine.run_state import ActiveRun
+from mainspring.engine.runlog import RunLog
 from mainspring.engine.store.contract import NewRun, Tx
 from mainspring.engine.store.sqlite import Durability, SQLiteStore
 from mainspring.engine.transport import InProcessTransport, RoutingTransport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
 from mainspring.protocol.event_ids import ids_from_seed
+from mainspring.protocol.expressions import compile_expression
 from mainspring.sdk.client import Client
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
@@ -169,6 +173,9 @@ class Engine(EngineQueries):
             local_app=client.app_id,
             on_release=lambda run_id: self._executor.forget_run(run_id),
         )
+        #: The ``mainspring.runs`` log lines; ``run_log.tracebacks = False`` leaves the
+        #: stacks of failures out (``mainspring start`` does).
+        self.run_log = RunLog()
         self._executor = Executor(
             store=self._store,
             transport=self._transport,
@@ -181,6 +188,7 @@ class Engine(EngineQueries):
             on_settled=self._settled,
             held=self._held,
             version_of=lambda fn_id: self._apps.version_of(fn_id, self.client.app_version),
+            run_log=self.run_log,
         )
         self._admission = Admission(
             store=self._store,
@@ -197,6 +205,7 @@ class Engine(EngineQueries):
             run_job=self._run_job,
         )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._unmatched = UnmatchedEvents(self.clock)
         self._upkeep: asyncio.Task[None] | None = None
         #: Ids of the cron jobs in the store (one per cron trigger).
         self._cron_ids: set[str] = set()
@@ -290,6 +299,8 @@ class Engine(EngineQueries):
         plan = plan_intake(batch, self._index, now, ids)
         result = await self._store.transact(lambda tx: write_intake(tx, plan, now, self.emit))
         self._apply_intake(result)
+        if not result.resumed:  # an event a wait took is not stray (engine/notices.py)
+            self._unmatched.check(plan.events, self._index.listens)
         return [event.internal_id for event in plan.events]
 
     def _apply_intake(self, result: IntakeResult) -> None:
@@ -439,6 +450,15 @@ class Engine(EngineQueries):
     def function(self, function_id: str) -> Function[Any] | None:
         return self.functions.get(function_id)
 
+    def function_version(self, function_id: str) -> str | None:
+        """The app version serving a function now (its app's last sync's, or the client's
+        for a function loaded in process); None if it has none."""
+        return self._apps.version_of(function_id, self.client.app_version)
+
+    def listens(self, event_name: str) -> bool:
+        """Whether a function's trigger names this event (exactly or by a wildcard)."""
+        return self._index.listens(event_name)
+
     def _emit_finished(
         self,
         tx: Tx,
@@ -472,18 +492,24 @@ class Engine(EngineQueries):
         self,
         function: Function[Any] | str,
         *,
-        started_after: datetime.datetime | None = None,
-        started_before: datetime.datetime | None = None,
+        started_after: datetime.datetime | int | None = None,
+        started_before: datetime.datetime | int | None = None,
+        if_exp: str | None = None,
     ) -> list[str]:
         """Cancel every unfinished run of a function created in ``[after, before)``;
-        returns the ids of the runs cancelled. A function a deploy dropped is named by its
-        id: its runs (held, see ``docs/deploying.md``) are cancelled all the same."""
+        returns the ids of the runs cancelled (times: datetimes, or epoch milliseconds as
+        ints). A function a deploy dropped is named by its id: its runs (held, see
+        ``docs/deploying.md``) are cancelled all the same. ``if_exp`` (CEL on the
+        triggering ``event``, and ``events`` for a batch) keeps only the runs it matches;
+        a malformed one raises
+        :class:`~mainspring.protocol.expressions.ExpressionError` before any is cancelled."""
         self._require_running()
+        expression = None if if_exp is None else compile_expression(if_exp)
         function_id = function.id if isinstance(function, Function) else function
         runs = await self._store.find_runs(
             function_id=function_id,
-            created_after=None if started_after is None else epoch_ms(started_after),
-            created_before=None if started_before is None else epoch_ms(started_before),
+            created_after=as_epoch_ms(started_after),
+            created_before=as_epoch_ms(started_before),
             unfinished=True,
         )
         if function_id not in self.functions and not runs:
@@ -491,7 +517,24 @@ class Engine(EngineQueries):
                 f"cancel_runs: no function {function_id!r} in this engine, and no unfinished "
                 "run of it in that window"
             )
+        if expression is not None:
+            runs = await run_search.matching(self._store, runs, expression)
         return [run.id for run in runs if await self._executor.cancel(run.id)]
+
+    async def rerun(self, run_id: str, *, from_step: str | None = None) -> str:
+        """Start a new run of ``run_id``'s function with the same triggering events;
+        returns the new run's id. With ``from_step`` (a step's id as the function wrote it,
+        or its hashed id), the steps recorded before it are not run again: their recorded
+        results are copied in. See :mod:`mainspring.engine.rerun`."""
+        self._require_running()
+        return await start_rerun(
+            store=self._store,
+            functions=self.functions,
+            clock=self.clock,
+            queue=self._queue,
+            run_id=run_id,
+            from_step=from_step,
+        )
 
     async def wait(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Wait until the run finishes (or ``timeout`` seconds pass); returns the run."""

@@ -29,6 +29,7 @@ from mainspring.engine.held import HeldRuns
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
+from mainspring.engine.runlog import RunLog
 from mainspring.engine.store.contract import Store, Tx
 from mainspring.engine.transport import Transport
 from mainspring.engine.unit import Emitter, OpsState, Unit, maybe_discover, record_step
@@ -89,6 +90,7 @@ class Executor:
         on_settled: Callable[[str], None],
         held: HeldRuns | None = None,
         version_of: Callable[[str], str | None] | None = None,
+        run_log: RunLog | None = None,
     ) -> None:
         self._store = store
         self._transport = transport
@@ -102,6 +104,8 @@ class Executor:
         self._held = held
         #: The app version serving a function now (None: the app has none).
         self._version_of = version_of or (lambda _function_id: None)
+        #: The lines said about runs (started, finished, failed attempts).
+        self._log = run_log or RunLog()
         self._runs: dict[str, ActiveRun] = {}
         #: Jobs of each run being handled now (a parked run is evicted only when idle).
         self._busy: dict[str, int] = {}
@@ -262,6 +266,8 @@ class Executor:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
             raise
+        for note in unit.notes:  # committed: say what it recorded
+            note()
         if unit.finished is not None:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
@@ -295,6 +301,7 @@ class Executor:
                 run.status = RunStatus.RUNNING
 
             unit.after.append(mark_started)
+            self._log.started(unit)
             self._arm_finish_timeout(unit, started)
         if isinstance(response, (Complete, Ops)) and response.drift is not None:
             drift.note_code_changed(unit, response.drift, returned=isinstance(response, Complete))
@@ -311,7 +318,8 @@ class Executor:
                 return
             self._record_failed_call(unit, response.error)
             if response.retriable and job.attempt + 1 < run.max_attempts:
-                self._retry(unit, response.retry_after)
+                at = self._retry(unit, response.retry_after)
+                self._log.attempt_failed(unit, response.error, step=_step_name(job), retry_at=at)
             else:
                 self._finish(unit, RunStatus.FAILED, error=response.error)
         else:
@@ -357,9 +365,9 @@ class Executor:
 
     def _retry(
         self, unit: Unit, retry_after: datetime.datetime | None, failed: StepOp | None = None
-    ) -> None:
+    ) -> int:
         """Run ``unit.job`` again after its backoff; after a step's failure (``failed``),
-        as a call targeted at that step (``drift.targeted_retry``)."""
+        as a call targeted at that step (``drift.targeted_retry``). Returns when."""
         job = unit.job
         at = _retry_time(unit, retry_after, self._backoff(job.attempt))
         if failed is not None and failed.id != job.step_id:
@@ -379,6 +387,7 @@ class Executor:
                 data=job.data,
             )
         unit.jobs.append(again)
+        return at
 
     def _apply_ops(self, unit: Unit, response: Ops) -> None:
         run, tx = unit.run, unit.tx
@@ -432,6 +441,7 @@ class Executor:
         retry_at: datetime.datetime | None = None
         retry = False
         failed_step: StepOp | None = None
+        failed_error: ErrorPayload | None = None
         new_steps = sum(1 for op in ops if op.op is Opcode.STEP_RUN)
         if len(run.stack) + new_steps > self._step_limit:
             self._finish(
@@ -473,6 +483,7 @@ class Executor:
                 retry_at = response.retry_after
                 failed_step = op
                 error = op.error or ErrorPayload(name="Error", message="step failed")
+                failed_error = error
                 tx.record_attempt(
                     run.run_id,
                     op.id,
@@ -487,6 +498,8 @@ class Executor:
             elif op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED):
                 error = op.error or ErrorPayload(name="Error", message="step failed")
                 self._save(unit, state, op, orjson.dumps({"error": error.to_wire()}), failure=True)
+                name = op.user_id or op.display_name or op.id
+                self._log.attempt_failed(unit, error, step=name, retry_at=None)
             elif op.op is Opcode.STEP_PLANNED:
                 if op.id not in run.memos:
                     unit.enqueue(
@@ -543,7 +556,10 @@ class Executor:
             # on a result that lost, so call the function again instead.
             unit.stale = True
         if retry:
-            self._retry(unit, retry_at, failed_step)
+            at = self._retry(unit, retry_at, failed_step)
+            if failed_step is not None and failed_error is not None:
+                name = failed_step.user_id or failed_step.display_name or failed_step.id
+                self._log.attempt_failed(unit, failed_error, step=name, retry_at=at)
         unit.parked = all(op.op in _WAIT_OPS for op in ops)
         unit.settle_jobs(keep_current=retry)
         state.write(unit)
@@ -590,6 +606,15 @@ class Executor:
         )
         unit.finished = status
         unit.after.append(lambda: setattr(run, "status", status))
+        self._log.finished(unit, status, error)
+
+
+def _step_name(job: Job) -> str | None:
+    """The step a job targets, as the function named it (None: an untargeted call)."""
+    if job.step_id is None:
+        return None
+    name = (job.data or {}).get("user_id")
+    return name if isinstance(name, str) and name else job.step_id
 
 
 def _step_times(unit: Unit, op: StepOp) -> tuple[int | None, int]:

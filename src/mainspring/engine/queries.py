@@ -10,14 +10,24 @@ from typing import Any
 
 import orjson
 
+from mainspring.engine import run_search
 from mainspring.engine.clock import Clock
 from mainspring.engine.executor import Executor
 from mainspring.engine.flow.admission import Admission
 from mainspring.engine.flow.skips import FLOW_STEP_ID, WAITING_OP
 from mainspring.engine.held import HeldRuns
-from mainspring.engine.records import Job, Run, RunStatus, StepAttempt, StoredEvent
+from mainspring.engine.records import (
+    Job,
+    RerunOrigin,
+    Run,
+    RunStatus,
+    StepAttempt,
+    StoredEvent,
+)
+from mainspring.engine.run_search import RunPage
 from mainspring.engine.store.contract import Store
 from mainspring.errors import MainspringError, RunNotFoundError
+from mainspring.protocol.expressions import Expression, compile_expression
 
 
 def epoch_ms(moment: datetime.datetime) -> int:
@@ -25,6 +35,13 @@ def epoch_ms(moment: datetime.datetime) -> int:
     if moment.tzinfo is None:
         moment = moment.astimezone()
     return int(moment.timestamp() * 1000)
+
+
+def as_epoch_ms(moment: datetime.datetime | int | None) -> int | None:
+    """:func:`epoch_ms` of a datetime; epoch milliseconds (an int) as they are."""
+    if moment is None or isinstance(moment, int):
+        return moment
+    return epoch_ms(moment)
 
 
 class EngineQueries:
@@ -149,6 +166,48 @@ class EngineQueries:
             limit=limit,
             newest_first=newest_first,
         )
+
+    async def search_runs(
+        self,
+        *,
+        function_ids: Sequence[str] | None = None,
+        statuses: Sequence[RunStatus] | None = None,
+        created_after: datetime.datetime | int | None = None,
+        created_before: datetime.datetime | int | None = None,
+        expression: str | Expression | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """A page of runs, newest first, filtered as the runs page and ``GET /v1/runs`` do:
+        by function, status, creation time (a datetime, or epoch milliseconds as an int;
+        ``[after, before)``) and a CEL ``expression`` on the triggering
+        ``event`` (``events`` for a batch); ``cursor`` is the previous page's. A malformed
+        expression raises :class:`~mainspring.protocol.expressions.ExpressionError`. See
+        :mod:`mainspring.engine.run_search` for how an expression is evaluated in pages."""
+        self._require_running()
+        if isinstance(expression, str):
+            expression = compile_expression(expression)
+        page = await run_search.search(
+            self._store,
+            function_ids=function_ids,
+            statuses=statuses,
+            created_after=as_epoch_ms(created_after),
+            created_before=as_epoch_ms(created_before),
+            expression=expression,
+            limit=limit,
+            cursor=cursor,
+        )
+        return RunPage([self._current(run) for run in page.runs], page.cursor)
+
+    async def rerun_origin(self, run_id: str) -> RerunOrigin | None:
+        """Where a run came from, if a rerun started it (``Engine.rerun``)."""
+        self._require_running()
+        return (await self._store.rerun_origins([run_id])).get(run_id)
+
+    async def rerun_origins(self, run_ids: Sequence[str]) -> dict[str, RerunOrigin]:
+        """:meth:`rerun_origin` of each run, read at once (others are left out)."""
+        self._require_running()
+        return await self._store.rerun_origins(run_ids)
 
     async def event(self, event_id: str) -> StoredEvent | None:
         """One event by the id ``send`` returned."""

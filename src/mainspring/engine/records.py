@@ -214,6 +214,19 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class RerunOrigin:
+    """Where a run started by a rerun (``Engine.rerun``) came from: the run it reruns, the
+    step it was rerun from (None: from the start) and how many of that run's recorded steps
+    were copied in (those before ``from_step``), when (epoch ms)."""
+
+    run_id: str
+    original_id: str
+    from_step: str | None
+    copied: int
+    created_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class HeldRun:
     """A run held because its function is not registered (``engine/held.py``): since when,
     until when (the end of its grace period), and the app that last served the function."""

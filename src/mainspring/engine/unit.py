@@ -43,6 +43,8 @@ class Unit:
         self.jobs: list[Job] = []
         self.follow_ups: list[Job] = []
         self.after: list[Callable[[], None]] = []
+        #: Run once the unit has committed, by the executor (log lines: engine/runlog.py).
+        self.notes: list[Callable[[], None]] = []
         #: Columns of the run row to update, written once at the end of the unit.
         self.run_fields: dict[str, Any] = {}
         #: Whether this unit created a pending set (the run's flag is updated after it).

@@ -16,7 +16,7 @@ and the fix, and user code cannot catch it and carry on with the wrong value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mainspring.protocol.messages import (
@@ -101,11 +101,13 @@ class ReplayNotes:
         """These results went to steps this execution is waiting on."""
         self._consumed.update(step_ids)
 
-    def unreached(self, memos: Mapping[str, Any]) -> tuple[str, ...]:
-        """Recorded steps (hashed ids) not handed to the function so far."""
+    def unreached(self, memos: Mapping[str, Any], known: Sequence[str]) -> tuple[str, ...]:
+        """Recorded steps (hashed ids) not handed to the function so far, among ``known``:
+        those the requests so far said were recorded. (``memos`` may be a live view of
+        the run's results, which a step recorded during this call joins: not drift.)"""
         if len(self._consumed) >= len(memos):
             return ()  # the common case: every memo went to its step
-        return tuple(step_id for step_id in memos if step_id not in self._consumed)
+        return tuple(step_id for step_id in known if step_id not in self._consumed)
 
     def note(self, error: ErrorPayload) -> ErrorPayload:
         """``error`` with a note naming the steps this call replayed from another app

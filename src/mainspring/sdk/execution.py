@@ -307,7 +307,7 @@ class Execution:
             root = self._root
             assert root is not None
             if root.done():
-                unreached = self._replay.unreached(self._memos)
+                unreached = self._replay.unreached(self._memos, self._stack[: self._known])
                 return with_drift(self._finish(root), unreached)
             if target is not None and target in self._pending:
                 return await self._execute(self._pending[target], request)
@@ -334,7 +334,7 @@ class Execution:
             )
         # Every branch is blocked on a step: a recorded step not reached by now comes
         # (if at all) after these new ones.
-        unreached = self._replay.unreached(self._memos)
+        unreached = self._replay.unreached(self._memos, self._stack[: self._known])
         if len(regs) == 1 and _runs_alone(regs[0]) and not request.ctx.disable_immediate_execution:
             if self._report_completion:
                 return with_drift(await self._run_chain(regs[0], request), unreached)

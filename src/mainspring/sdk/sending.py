@@ -3,7 +3,9 @@
 Each send carries ``x-inngest-event-id-seed`` (milliseconds and 10 random bytes), reused
 across its retries, so the server derives the same event ids and a retried send does not
 start functions twice. Network errors and 5xx answers are retried with backoff; a 4xx is
-not.
+not. A server that stays unreachable ends in one :class:`~mainspring.SendEventsError` that
+names the URL (its event key masked) and how to start or point at a server, its cause the
+last network error without its traceback (a refused connection is not a bug to debug).
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ def _payload(events: Sequence[Event]) -> bytes:
     return orjson.dumps(items, option=orjson.OPT_NON_STR_KEYS)
 
 
+def _bare(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback and the exceptions behind it (httpcore's, the socket's):
+    shown as one line under the error that explains it."""
+    exc.__cause__ = exc.__context__ = None
+    return exc.with_traceback(None)
+
+
 def _backoff(attempt: int) -> float:
     return float(0.1 * 2**attempt + random.uniform(0, 0.1))
 
@@ -61,6 +70,22 @@ class HttpEventSender:
         if self.settings.env:
             headers["x-inngest-env"] = self.settings.env
         return f"{self.settings.event_api_origin}/e/{key}", headers
+
+    def _unreachable(self, url: str, exc: httpx.HTTPError) -> SendEventsError:
+        shown = url.rsplit("/e/", 1)[0] + "/e/<event key>"
+        reason = str(exc) or type(exc).__name__
+        hint = (
+            "Is the server running? Start one with `mainspring dev`"
+            if self.settings.dev
+            else "Sending to a local dev server? Set INNGEST_DEV=1 (or Client(is_production="
+            "False)) and start it with `mainspring dev`"
+        )
+        return SendEventsError(
+            f"could not reach the event API at {shown} after {ATTEMPTS} attempts ({reason}). "
+            f"{hint}; or point the client at your server with INNGEST_BASE_URL "
+            "(INNGEST_EVENT_API_BASE_URL, or Client(event_api_base_url=...)).",
+            [],
+        )
 
     @staticmethod
     def _result(answer: httpx.Response) -> list[str]:
@@ -84,9 +109,9 @@ class HttpEventSender:
             for attempt in range(ATTEMPTS):
                 try:
                     answer = await http.post(url, content=body, headers=headers)
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     if attempt + 1 == ATTEMPTS:
-                        raise
+                        raise self._unreachable(url, exc) from _bare(exc)
                 else:
                     if answer.status_code < 500 or attempt + 1 == ATTEMPTS:
                         return self._result(answer)
@@ -100,9 +125,9 @@ class HttpEventSender:
             for attempt in range(ATTEMPTS):
                 try:
                     answer = http.post(url, content=body, headers=headers)
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     if attempt + 1 == ATTEMPTS:
-                        raise
+                        raise self._unreachable(url, exc) from _bare(exc)
                 else:
                     if answer.status_code < 500 or attempt + 1 == ATTEMPTS:
                         return self._result(answer)

@@ -25,19 +25,24 @@ from starlette.types import ASGIApp
 
 from mainspring.engine.engine import Engine
 from mainspring.engine.intake import MAX_DATA_DEPTH, MAX_EVENTS_PER_SEND
+from mainspring.engine.notices import event_note
 from mainspring.engine.records import Job, Run, StoredEvent
 from mainspring.engine.remote import RegistrationError, parse_registration
+from mainspring.engine.runlog import last_error
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
 from mainspring.protocol.json_depth import nests_deeper
 from mainspring.sdk.event import Event
+from mainspring.server import dashboard, limits
 from mainspring.server import graphql as gql
-from mainspring.server import limits
 from mainspring.server.dev_info import dev_server_info
 from mainspring.server.guard import Contained, exception_handlers, json_response
 from mainspring.server.keys import EventKeys, check_signing_keys
+from mainspring.server.kind_hints import KindMismatches, kind_fix
 from mainspring.server.limits import Refused
 from mainspring.server.openapi import openapi_document
+from mainspring.server.runs_api import rerun_data
+from mainspring.server.runs_api import routes as runs_routes
 
 #: Largest request body accepted (a send of events), as the reference's cap; other routes
 #: have their own caps in :mod:`.limits`.
@@ -64,6 +69,8 @@ def _run_data(run: Run) -> dict[str, Any]:
         "output": _readable(run.output),
         "error": _readable(run.error),
         "app_version": run.app_version,
+        # While a retry is pending: the attempt that failed and when the next one runs.
+        "last_error": None,
     }
 
 
@@ -142,12 +149,14 @@ def create_app(
     meet one. ``start_options`` are shown by ``GET /dev`` (how the server was started).
     """
     kind = "dev" if dev else "cloud"
+    engine.run_log.tracebacks = dev  # `mainspring start` logs failures without their stacks
     signing_keys: Sequence[str] = ()
     accepted = EventKeys(() if dev else event_keys)
     if not dev and signing_key is not None:
         signing_keys = [signing_key] + ([signing_key_fallback] if signing_key_fallback else [])
         check_signing_keys(signing_keys)
     document = orjson.dumps(openapi_document(authenticated=bool(signing_keys)))
+    kind_mismatches = KindMismatches()
 
     def reply(data: Any, status: int = 200) -> Response:
         return json_response(data, status, kind=kind)
@@ -193,7 +202,9 @@ def create_app(
             return denied
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != kind:
-            return reply({"error": f"Expected server kind {expected}, got {kind}"}, 400)
+            problem = f"Expected server kind {expected}, got {kind}: {kind_fix(dev=dev)}"
+            kind_mismatches.say(request, problem)
+            return reply({"error": problem}, 400)
         payload = await limits.read_json(request, limits.REGISTER_BODY_BYTES)
         try:
             registration = parse_registration(payload)
@@ -202,6 +213,7 @@ def create_app(
             return reply({"error": str(exc), "data": exc.errors, "status": 400}, 400)
         except (ValueError, MainspringError) as exc:
             return reply({"error": str(exc), "status": 400}, 400)
+        kind_mismatches.over(request)
         app_id = uuid.uuid5(uuid.NAMESPACE_URL, registration.app_name)
         return reply(
             {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(app_id)}
@@ -261,13 +273,21 @@ def create_app(
         event = await engine.event(request.path_params["event_id"])
         if event is None:
             return reply({"error": "event not found"}, 404)
-        return reply({"data": _event_data(event)})
+        data = _event_data(event)
+        runs = len(await engine.runs(event.internal_id))
+        # Why it started nothing, if it did not (engine/notices.py).
+        data["note"] = event_note(event.name, runs=runs, listens=engine.listens(event.name))
+        return reply({"data": data})
 
     async def run_data(run: Run) -> dict[str, Any]:
         data = _run_data(run)
         if not run.status.finished:
             # What flow control holds it back for (a slot, a throttle, a batch, a debounce).
             data["waiting_for"] = await engine.waiting_for(run.id)
+            data["last_error"] = await last_error(engine, run.id)
+        # Where a rerun came from (Engine.rerun): {"run_id", "from_step"}, else null.
+        origin = await engine.rerun_origin(run.id)
+        data["rerun_of"] = None if origin is None else rerun_data(origin)
         return data
 
     async def event_runs(request: Request) -> Response:
@@ -353,7 +373,7 @@ def create_app(
                 if exc.status == 413:
                     raise
                 return reply({"data": None, "errors": [{"message": exc.message}]}, exc.status)
-        status, payload = await gql.execute(engine, query)
+        status, payload = await gql.execute(engine, query, read_only=request.method == "GET")
         return reply(payload, status)
 
     async def dev_info(request: Request) -> Response:
@@ -383,9 +403,11 @@ def create_app(
             Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
             Route("/v1/runs/{run_id}", run_item, methods=["GET", "DELETE"]),
             Route("/v1/runs/{run_id}/jobs", run_jobs, methods=["GET"]),
+            *runs_routes(engine, reply=reply, refused=refused, run_data=run_data),
             Route("/v0/runs/{run_id}", cancel_run_v0, methods=["DELETE"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
+            *dashboard.routes(engine, kind=kind, signing_keys=signing_keys),
         ],
         exception_handlers=exception_handlers(kind),
         lifespan=lifespan,

@@ -205,6 +205,14 @@ _SCHEMAS: dict[str, Any] = {
             },
             "ts": {"type": "integer"},
             "received_at": {"type": "integer"},
+            "note": {
+                "type": "string",
+                "nullable": True,
+                "description": (
+                    "GET /v1/events/{id} only: why the event started no run "
+                    "(\"no function is triggered by 'x'\"); null when it started some."
+                ),
+            },
         },
     },
     "Run": {
@@ -214,12 +222,46 @@ _SCHEMAS: dict[str, Any] = {
             "run_id": {"type": "string"},
             "function_id": {"type": "string"},
             "event_id": {"type": "string"},
-            "status": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "status": {
+                "type": "string",
+                "enum": [s.value for s in RunStatus],
+                "description": (
+                    "A RunStatus value, as the CLI and the pages show it. GraphQL keeps the "
+                    "reference's enum: Queued is QUEUED, Running RUNNING, Completed "
+                    "COMPLETED, Failed FAILED, Cancelled CANCELLED, Skipped SKIPPED."
+                ),
+            },
             "run_started_at": {"type": "integer", "nullable": True},
             "ended_at": {"type": "integer", "nullable": True},
             "output": {"nullable": True},
             "error": {"type": "object", "nullable": True},
+            "rerun_of": {
+                "type": "object",
+                "nullable": True,
+                "description": (
+                    "For a run a rerun started: the run it reruns (run_id), the step it was "
+                    "rerun from (from_step, null: from the start), how many recorded steps "
+                    "it reused (copied_steps) and 'rerun of <id>[ from step <s>]' (text)."
+                ),
+            },
             "waiting_for": {"type": "object", "nullable": True},
+            "last_error": {
+                "type": "object",
+                "nullable": True,
+                "description": (
+                    "While a failed attempt waits for its retry: the error, the step "
+                    "(null outside steps), the 0-based attempt that failed, failed_at, and "
+                    "the next attempt and when it is due (epoch ms)."
+                ),
+                "properties": {
+                    "error": {"type": "object"},
+                    "step": {"type": "string", "nullable": True},
+                    "attempt": {"type": "integer"},
+                    "failed_at": {"type": "integer"},
+                    "next_attempt": {"type": "integer"},
+                    "next_attempt_at": {"type": "integer"},
+                },
+            },
             "app_version": {
                 "type": "string",
                 "nullable": True,
@@ -555,7 +597,9 @@ _PUBLIC = {"/health", "/openapi.json", "/e/{key}"}
 def openapi_document(*, authenticated: bool) -> dict[str, Any]:
     """The document for a server that requires a bearer signing key (``mainspring
     start``) or not (``mainspring dev``)."""
-    paths = _operations()
+    from mainspring.server import runs_openapi  # it builds on this module's helpers
+
+    paths = {**_operations(), **runs_openapi.operations()}
     unexpected = _answer("An unexpected error (the connection stays open).", "Error")
     no_route = _answer("No such route (a path parameter holding '/') or item.", "Error")
     for path, item in paths.items():
@@ -581,7 +625,7 @@ def openapi_document(*, authenticated: bool) -> dict[str, Any]:
             ),
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": {**_SCHEMAS, **runs_openapi.SCHEMAS}},
     }
     if authenticated:
         document["components"]["securitySchemes"] = {

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import httpx
 
+from mainspring.server.kind_hints import is_kind_mismatch, kind_fix
+
 logger = logging.getLogger("mainspring.cli")
 
 #: Seconds between two rounds of sync requests (the reference dev server's default).
@@ -74,5 +76,8 @@ async def _ask(http: httpx.AsyncClient, url: str, *, dev: bool) -> str | None:
     except httpx.HTTPError as exc:
         return f"no answer: {exc}"
     if answer.status_code != 200:
-        return f"{answer.status_code} {answer.text[:500]}"
+        problem = f"{answer.status_code} {answer.text[:500]}"
+        if is_kind_mismatch(answer.status_code, answer.text, answer.headers, dev=dev):
+            problem += f"; {kind_fix(dev=dev)}"
+        return problem
     return None

@@ -55,6 +55,16 @@ Runs held because their function is not registered (``engine/held.py``):
 * ``release_held`` — deletes the record and moves the run's call jobs waiting at its
   ``until`` (all but ``keep``, a job running now) to ``now``; returns the moved jobs.
 * ``set_function_apps`` / ``function_app`` — the app that last synced each function.
+
+Reruns (``engine/rerun.py``):
+
+* ``step_position`` — where a step first shows in a run's stack: the position of its
+  record, or, for a step that only failed attempts, the position after the steps recorded
+  before its first failure; None if the run has no trace of it.
+* ``copy_steps`` — copies a run's recorded steps before a position into another run
+  (same ids, memos, ops and app versions; positions renumbered from 1), recorded ``at``;
+  returns how many.
+* ``record_rerun`` — files the new run's origin.
 """
 
 from __future__ import annotations
@@ -69,6 +79,7 @@ from mainspring.engine.records import (
     HoldKind,
     Job,
     Pause,
+    RerunOrigin,
     Run,
     RunStatus,
     StepAttempt,
@@ -199,6 +210,9 @@ class Tx(Protocol):
     ) -> list[Job]: ...
     def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None: ...
     def function_app(self, function_id: str) -> str | None: ...
+    def step_position(self, run_id: str, step: str) -> int | None: ...
+    def copy_steps(self, source: str, target: str, *, before: int | None, at: int) -> int: ...
+    def record_rerun(self, origin: RerunOrigin) -> None: ...
 
 
 class Store(Protocol):
@@ -256,4 +270,12 @@ class Store(Protocol):
 
     async def runs_for_events(self, event_internal_ids: Sequence[str]) -> dict[str, list[Run]]:
         """``runs_for_event`` of each event (events with none are left out)."""
+        ...
+
+    async def rerun_origins(self, run_ids: Sequence[str]) -> dict[str, RerunOrigin]:
+        """Where each of these runs came from, for those a rerun started."""
+        ...
+
+    async def triggering_events(self, run_ids: Sequence[str]) -> dict[str, bytes]:
+        """Each run's triggering events as stored (a JSON list, wire shape)."""
         ...

@@ -30,6 +30,7 @@ from mainspring.engine.records import (
     Hold,
     HoldKind,
     Job,
+    RerunOrigin,
     Run,
     StepAttempt,
     StoredEvent,
@@ -255,6 +256,22 @@ class SQLiteStore:
         for row in rows:
             found.setdefault(row[0], []).append(_run(row[1:]))
         return found
+
+    async def rerun_origins(self, run_ids: Sequence[str]) -> dict[str, RerunOrigin]:
+        ids = tuple(run_ids)
+        rows = self._reader().execute(
+            "SELECT run_id, original_id, from_step, copied, created_at FROM reruns "
+            f"WHERE run_id IN ({_marks(ids)})",
+            ids,
+        )
+        return {row[0]: RerunOrigin(*row) for row in rows}
+
+    async def triggering_events(self, run_ids: Sequence[str]) -> dict[str, bytes]:
+        ids = tuple(run_ids)
+        rows = self._reader().execute(
+            f"SELECT run_id, events FROM runs WHERE run_id IN ({_marks(ids)})", ids
+        )
+        return {row[0]: bytes(row[1]) for row in rows}
 
     async def holds_for_run(self, run_id: str) -> list[Hold]:
         rows = self._reader().execute(

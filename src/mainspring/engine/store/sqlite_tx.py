@@ -18,6 +18,7 @@ from mainspring.engine.records import (
     JobKind,
     Pause,
     PauseKind,
+    RerunOrigin,
     Run,
     RunStatus,
     StoredEvent,
@@ -483,3 +484,39 @@ class SQLiteTx:
             "SELECT app FROM function_apps WHERE function_id = ?", (function_id,)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    # -- reruns (engine/rerun.py) ------------------------------------------------------
+
+    def step_position(self, run_id: str, step: str) -> int | None:
+        # A failed call of the function itself (FunctionError) belongs to no step.
+        row = self._db.execute(
+            "SELECT min(position) FROM ("
+            "SELECT seq AS position FROM steps WHERE run_id = ? AND (user_id = ? OR step_id = ?) "
+            "UNION ALL SELECT after_seq + 1 FROM attempts WHERE run_id = ? "
+            "AND op != 'FunctionError' AND (user_id = ? OR step_id = ?))",
+            (run_id, step, step, run_id, step, step),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def copy_steps(self, source: str, target: str, *, before: int | None, at: int) -> int:
+        cur = self._db.execute(
+            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+            "ended_at, app_version) SELECT ?, step_id, row_number() OVER (ORDER BY seq), memo, "
+            "user_id, op, attempt, NULL, ?, app_version FROM steps WHERE run_id = ? AND seq < ? "
+            "ORDER BY seq",
+            (target, at, source, before if before is not None else 2**62),
+        )
+        return max(cur.rowcount, 0)
+
+    def record_rerun(self, origin: RerunOrigin) -> None:
+        self._db.execute(
+            "INSERT INTO reruns (run_id, original_id, from_step, copied, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                origin.run_id,
+                origin.original_id,
+                origin.from_step,
+                origin.copied,
+                origin.created_at,
+            ),
+        )

@@ -210,9 +210,7 @@ class ServeHandler:
         kind = request.headers.get("x-inngest-server-kind")
         mode = "dev" if self.settings.dev else "cloud"
         if kind and kind != mode:
-            return self._error(
-                400, "server_kind_mismatch", f"the server is in {kind} mode, this app in {mode}"
-            )
+            return self._error(400, "server_kind_mismatch", _kind_mismatch(kind, mode))
         body = self.registration(self.serve_url(request))
         body = {k: v for k, v in body.items() if v is not None}
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
@@ -332,3 +330,18 @@ def _key_hash(key: str | None) -> str | None:
         return hashlib.sha256(bytes.fromhex(body)).hexdigest()
     except ValueError:
         return None
+
+
+def _kind_mismatch(server: str, app: str) -> str:
+    """A refused sync, naming the fix (the server's side says the same: server/kind_hints)."""
+    said = f"the server is in {server} mode, this app in {app} mode"
+    if app == "cloud":
+        return (
+            f"{said}: to use a dev server (mainspring dev), set INNGEST_DEV=1 in this app's "
+            "environment, or create its client with is_production=False "
+            "(mainspring.Client(..., is_production=False))"
+        )
+    return (
+        f"{said}: to use this server, unset INNGEST_DEV in this app's environment, or create "
+        "its client with is_production=True and its signing key"
+    )

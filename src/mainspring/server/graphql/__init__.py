@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from strawberry.schema.exceptions import CannotGetOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from mainspring.engine.engine import Engine
 from mainspring.server.graphql.context import Context, QueryTime, off_loop
@@ -16,7 +17,9 @@ from mainspring.server.graphql.schema import schema
 __all__ = ["execute", "schema"]
 
 
-async def execute(engine: Engine, request: Any) -> tuple[int, dict[str, Any]]:
+async def execute(
+    engine: Engine, request: Any, *, read_only: bool = False
+) -> tuple[int, dict[str, Any]]:
     """Run one GraphQL-over-HTTP request (``{query, variables?, operationName?}``).
 
     A request that is not a GraphQL request at all, or whose query text is over the size
@@ -27,6 +30,9 @@ async def execute(engine: Engine, request: Any) -> tuple[int, dict[str, Any]]:
     The query runs in the GraphQL thread (see :mod:`.context`), never on this loop, and
     its ``data`` is encoded to JSON there too: it comes back as an ``orjson.Fragment``,
     which ``orjson.dumps`` copies into the response as it is.
+
+    ``read_only`` (a ``GET``) runs queries only: a mutation is refused, as GraphQL over
+    HTTP requires, so that no link or prefetch can act on a run.
     """
     if not isinstance(request, dict):
         return 400, _error("the body must be a JSON object with a 'query' string")
@@ -42,11 +48,19 @@ async def execute(engine: Engine, request: Any) -> tuple[int, dict[str, Any]]:
     if operation is not None and not isinstance(operation, str):
         return 400, _error("'operationName' must be a string")
     context = Context.of(engine)
-    return 200, await off_loop(_answer(context, query, variables, operation))
+    allowed = {OperationType.QUERY} if read_only else None
+    try:
+        return 200, await off_loop(_answer(context, query, variables, operation, allowed))
+    except InvalidOperationTypeError:
+        return 400, _error("a mutation needs POST: GET runs queries only")
 
 
 async def _answer(
-    context: Context, query: str, variables: dict[str, Any] | None, operation: str | None
+    context: Context,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation: str | None,
+    allowed: set[OperationType] | None = None,
 ) -> dict[str, Any]:
     """The answer to a query, worked out in the GraphQL thread; the objects it was built
     from are freed before the query's time ends."""
@@ -55,7 +69,11 @@ async def _answer(
     with QueryTime():
         try:
             result = await schema.execute(
-                query, variable_values=variables, context_value=context, operation_name=operation
+                query,
+                variable_values=variables,
+                context_value=context,
+                operation_name=operation,
+                allowed_operation_types=allowed,
             )
         except CannotGetOperationTypeError:
             # The document parses but holds no operation to run: only fragments, or none

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import datetime
 import enum
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, NewType
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
@@ -366,6 +367,67 @@ class Query:
         return [fn for app in _context(info).apps for fn in App.of(app).functions]
 
 
+#: The reference's run id scalar (a ULID, as text): its mutations take ``runID: ULID!``.
+ULID = NewType("ULID", str)
+_ULID_TEXT = re.compile(r"[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}")
+
+
+def _parse_ulid(value: object) -> str:
+    if not isinstance(value, str) or not _ULID_TEXT.fullmatch(value):
+        raise ValueError(f"expected a ULID (26 characters of Crockford base32), got {value!r:.60}")
+    return value.upper()
+
+
+ULID_SCALAR = strawberry.scalar(
+    name="ULID", description="A ULID, as its 26 characters.", serialize=str, parse_value=_parse_ulid
+)
+
+
+@strawberry.input(name="RerunFromStepInput")
+class RerunFromStepInput:
+    """The step a rerun starts from (the reference's input): its id as the function wrote
+    it, or its hashed id. ``input`` (a new input for that step) is not supported."""
+
+    step_id: str = strawberry.field(name="stepID")
+    input: str | None = None
+
+
+@strawberry.type
+class Mutation:
+    """Actions on runs, with the reference's names and arguments."""
+
+    @strawberry.mutation
+    async def cancel_run(
+        self, info: strawberry.Info, run_id: Annotated[ULID, strawberry.argument(name="runID")]
+    ) -> FunctionRunV2:
+        """Cancel a run (nothing happens to a finished one); the run as it is now."""
+        context = _context(info)
+        await _require_run(context, run_id)
+        await context.call(context.engine.cancel, run_id)
+        return FunctionRunV2.of(await _require_run(context, run_id))
+
+    @strawberry.mutation
+    async def rerun(
+        self,
+        info: strawberry.Info,
+        run_id: Annotated[ULID, strawberry.argument(name="runID")],
+        from_step: Annotated[
+            RerunFromStepInput | None, strawberry.argument(name="fromStep")
+        ] = None,
+    ) -> ULID:
+        """Start a new run with the run's events; from a step, the steps recorded before it
+        reuse their results. The new run's id."""
+        if from_step is not None and from_step.input is not None:
+            raise ValueError("fromStep.input: a new input for the step is not supported")
+        context = _context(info)
+        step = None if from_step is None else from_step.step_id
+        try:
+            new_id = await context.call(context.engine.rerun, run_id, from_step=step)
+        except MainspringError as exc:
+            raise ValueError(str(exc)) from None
+        return ULID(new_id)
+
+
 def _step_error(error: dict[str, Any]) -> StepError:
     cause = error.get("cause")
     return StepError(
@@ -385,6 +447,7 @@ TIME = strawberry.scalar(
 
 schema = strawberry.Schema(
     query=Query,
-    config=StrawberryConfig(scalar_map={datetime.datetime: TIME}),
+    mutation=Mutation,
+    config=StrawberryConfig(scalar_map={datetime.datetime: TIME, ULID: ULID_SCALAR}),
     extensions=[DocumentLimits],
 )

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS runs (
     app_version     TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_by_event ON runs (event_id);
+-- Listings of runs (GET /v1/runs, the runs page), newest first within a function or a status.
+CREATE INDEX IF NOT EXISTS runs_by_function ON runs (function_id, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, run_id);
 
 -- The memo of every recorded step; seq is the save order (the run's stack).
 CREATE TABLE IF NOT EXISTS steps (
@@ -161,3 +164,14 @@ CREATE TABLE IF NOT EXISTS function_apps (
     app         TEXT NOT NULL,
     synced_at   INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Runs started by a rerun (engine/rerun.py): the run they rerun and the step they were
+-- rerun from (NULL: from the start); the steps before it were copied from that run.
+CREATE TABLE IF NOT EXISTS reruns (
+    run_id      TEXT PRIMARY KEY,      -- the new run
+    original_id TEXT NOT NULL,         -- the run it reruns
+    from_step   TEXT,                  -- as the caller named it (a step's id or hashed id)
+    copied      INTEGER NOT NULL,      -- how many recorded steps were copied in
+    created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reruns_by_original ON reruns (original_id);

@@ -1,4 +1,4 @@
-"""The ``mainspring`` command.
+"""``mainspring dev`` and ``mainspring start``: the server.
 
     mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
                    [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
@@ -11,11 +11,12 @@ the event key on ``/e`` and the signing key (as a bearer token) on every other r
 signs its calls to apps. During a key rotation the fallback key's bearer tokens are
 accepted too. The keys default to ``INNGEST_SIGNING_KEY``, ``INNGEST_SIGNING_KEY_FALLBACK``
 and ``INNGEST_EVENT_KEY``; they are checked before anything starts, and a malformed one
-stops the command with exit code 2. ``MODULE:ATTR``
-names a list of functions to run in the server's own process (their module's ``Client``
-is used); ``-u URL`` names an app serving functions over HTTP, which the server asks to
-sync (a ``PUT`` on its URL) until it has. ``dev`` then asks every app it knows to sync again
-every ``--poll-interval`` seconds (5; ``--no-poll``: never), as the reference dev server
+stops the command with exit code 2. ``MODULE:ATTR``, imported from the current
+directory, names a list of functions to run in the server's own process (their module's
+``Client`` is used) or a ``Client`` (the module's functions of its app); ``-u URL``
+names an app serving functions over HTTP, which the server asks to sync (a ``PUT`` on its
+URL) until it has. ``dev`` then asks every app it knows to sync again every
+``--poll-interval`` seconds (5; ``--no-poll``: never), as the reference dev server
 does, so that an app restarted with other functions is synced (see ``server/poll.py``).
 ``--missing-function-grace`` is how long a run whose function is not registered is held
 before it fails (``engine/held.py``; 24 h by default).
@@ -31,10 +32,8 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
-
-import uvicorn
 
 from mainspring.engine import held
 from mainspring.engine.engine import Engine
@@ -43,39 +42,65 @@ from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.sdk.client import Client
 from mainspring.sdk.function import Function
 from mainspring.server import keys
-from mainspring.server.app import create_app
 from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S, poll_apps
 
 logger = logging.getLogger("mainspring.cli")
 
 
 def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
-    """Import ``module:attr`` (a list of functions) and find the module's client."""
+    """Import ``MODULE:ATTR`` from the current directory: a list of functions (their
+    module's ``Client`` serves them) or a ``Client`` (the module's functions of that app).
+    Stops with one line naming what is missing."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise SystemExit(f"mainspring: expected MODULE:ATTR, got {spec!r}")
-    sys.path.insert(0, ".")
+        raise SystemExit(f"mainspring: expected MODULE:ATTR (e.g. app:functions), got {spec!r}")
+    # As `python -m` would: the module is found from where the command runs, whatever
+    # directory the `mainspring` script itself is installed in.
+    cwd = os.getcwd()
+    if cwd not in sys.path[:1]:
+        sys.path.insert(0, cwd)
+    importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise SystemExit(
+                f"mainspring: no module {module_name!r} in {cwd} (run the command from the "
+                "directory that holds it)"
+            ) from exc
+        raise SystemExit(f"mainspring: cannot import {module_name!r}: {exc}") from exc
     except ImportError as exc:
         raise SystemExit(f"mainspring: cannot import {module_name!r}: {exc}") from exc
-    functions = getattr(module, attr, None)
-    if not isinstance(functions, list | tuple) or not all(
-        isinstance(fn, Function) for fn in functions
-    ):
-        raise SystemExit(f"mainspring: {spec!r} is not a list of mainspring functions")
-    clients = [value for value in vars(module).values() if isinstance(value, Client)]
+    if not hasattr(module, attr):
+        raise SystemExit(f"mainspring: module {module_name!r} has no attribute {attr!r}")
+    value = getattr(module, attr)
+    if isinstance(value, Client):
+        found = [fn for fn in vars(module).values() if isinstance(fn, Function)]
+        return value, [fn for fn in found if fn.app_id == value.app_id]
+    if not isinstance(value, list | tuple) or not all(isinstance(fn, Function) for fn in value):
+        raise SystemExit(
+            f"mainspring: {spec!r} is a {type(value).__name__}, not a list of mainspring "
+            "functions or a mainspring.Client"
+        )
+    clients = [item for item in vars(module).values() if isinstance(item, Client)]
     if not clients:
         raise SystemExit(f"mainspring: module {module_name!r} defines no mainspring.Client")
-    return clients[0], list(functions)
+    return clients[0], list(value)
 
 
-def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
+def serve_engine(
+    args: argparse.Namespace, *, dev: bool, engine_type: type[Engine] = Engine
+) -> None:
+    # Imported here: the client commands need neither (strawberry alone takes ~0.2 s).
+    import uvicorn
+
+    from mainspring.server.app import create_app
+
     if args.functions:
         client, functions = load_functions(args.functions)
     else:
         client, functions = Client(app_id="mainspring", is_production=not dev), []
-    engine = Engine(
+    engine = engine_type(
         client,
         functions,
         database=args.db,
@@ -147,9 +172,8 @@ def serve_engine(args: argparse.Namespace, *, dev: bool) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mainspring", description="Durable functions.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_server_commands(commands: Any) -> None:
+    """The ``dev`` and ``start`` subcommands on ``commands`` (argparse subparsers)."""
     dev_cmd = commands.add_parser("dev", help="run the development server (no keys)")
     start_cmd = commands.add_parser("start", help="run the server with keys required")
     start_cmd.add_argument(
@@ -177,13 +201,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     dev_cmd.add_argument(
         "--no-poll", action="store_true", help="ask apps to sync only until they have"
     )
-    args = parser.parse_args(argv)
+    start_cmd.set_defaults(server_parser=start_cmd)
+
+
+def run_server(args: argparse.Namespace, *, engine_type: type[Engine] = Engine) -> int:
+    """``mainspring dev`` / ``mainspring start``: serve until stopped."""
     if args.command == "start":
-        _check_keys(start_cmd, args)
+        _check_keys(args.server_parser, args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the dev server's sync requests every few seconds.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    serve_engine(args, dev=args.command == "dev")
+    serve_engine(args, dev=args.command == "dev", engine_type=engine_type)
     return 0
 
 
@@ -289,7 +317,3 @@ def _grace_seconds(text: str) -> float:
             f"expected a positive duration such as 24h, 90m or 3600 (seconds), got {text!r}"
         ) from None
     return seconds
-
-
-if __name__ == "__main__":
-    sys.exit(main())

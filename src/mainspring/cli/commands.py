@@ -1,0 +1,223 @@
+"""The client commands: each reads a running server over HTTP (:mod:`.client`) and prints
+what it answers (:mod:`.render`, :mod:`.timeline`), or raw JSON with ``--json``.
+
+Routes: ``POST /e/{key}`` (send), ``GET /v1/runs`` (cursor paging), ``GET /v1/runs/{id}``
+with the GraphQL trace (run), ``GET /v1/events``, ``GET /v1/functions``, ``GET /v1/apps``,
+``DELETE /v1/runs/{id}`` and ``POST /v1/cancellations`` (cancel), ``POST
+/v1/runs/{id}/rerun`` (rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from mainspring.cli import render, timeline
+from mainspring.cli.client import CliError, Server
+from mainspring.sdk.settings import DEV_EVENT_KEY
+
+#: Largest page the server hands out (``server/limits.py``).
+PAGE = 1000
+#: Unfinished runs counted before a bulk cancel, for its progress bar.
+MAX_COUNTED = 10_000
+
+Command = Callable[[Server, argparse.Namespace], int]
+
+
+def _path(template: str, *ids: str) -> str:
+    return template.format(*(quote(value, safe="") for value in ids))
+
+
+def _data(answer: Any, what: str) -> Any:
+    if not isinstance(answer, dict) or "data" not in answer:
+        raise CliError(f"{what}: the server's answer has no data: {render.short_json(answer)}")
+    return answer["data"]
+
+
+def _pages(
+    server: Server, path: str, params: dict[str, Any], limit: int, *, cursor_field: str | None
+) -> list[Any]:
+    """Up to ``limit`` items of a listing, following its cursor: the answer's ``cursor``,
+    or (``cursor_field``) the last item's id while pages come back full."""
+    items: list[Any] = []
+    cursor: str | None = None
+    while len(items) < limit:
+        size = min(PAGE, limit - len(items))
+        page_params = {**params, "limit": size, **({"cursor": cursor} if cursor else {})}
+        answer = server.get(path, page_params)
+        page = _data(answer, f"GET {path}")
+        if not isinstance(page, list):
+            raise CliError(f"GET {path}: expected a list, got {render.short_json(page)}")
+        items.extend(page)
+        if cursor_field is None:
+            cursor = answer.get("cursor")
+        else:
+            last = page[-1] if page and len(page) >= size else None
+            cursor = last.get(cursor_field) if isinstance(last, dict) else None
+        if not cursor or not page:
+            break
+    return items[:limit]
+
+
+def send(server: Server, args: argparse.Namespace) -> int:
+    key = args.event_key or os.environ.get("INNGEST_EVENT_KEY") or DEV_EVENT_KEY
+    extra = {"id": args.id} if args.id else {}
+    try:
+        data = orjson.loads(args.data)
+    except orjson.JSONDecodeError:
+        # Not JSON: sent as typed, so that the server's own 400 says what is wrong with it.
+        head = orjson.dumps({"name": args.name, **extra})[:-1]
+        body = head + b',"data":' + args.data.encode() + b"}"
+    else:
+        body = orjson.dumps({"name": args.name, "data": data, **extra})
+    answer = server.post(_path("/e/{}", key), content=body)
+    ids = answer.get("ids") if isinstance(answer, dict) else None
+    out = render.console()
+    for event_id in ids or []:
+        out.print(f"Sent {args.name}: event {event_id}")
+    return 0
+
+
+def _run_filters(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.function:
+        params["function_id"] = args.function
+    if getattr(args, "status", None):
+        params["status"] = list(args.status)
+    if args.from_:
+        params["from"] = args.from_
+    if args.until:
+        params["until"] = args.until
+    if getattr(args, "where", None):
+        params["q"] = args.where
+    return params
+
+
+def runs(server: Server, args: argparse.Namespace) -> int:
+    found = _pages(server, "/v1/runs", _run_filters(args), args.limit, cursor_field=None)
+    if args.json:
+        render.print_json(found)
+        return 0
+    out = render.console()
+    if not found:
+        out.print("No runs match.", style="dim")
+        return 0
+    out.print(render.runs_table(found))
+    return 0
+
+
+def run(server: Server, args: argparse.Namespace) -> int:
+    run_data = _data(server.get(_path("/v1/runs/{}", args.run_id)), "GET /v1/runs/{id}")
+    found = server.graphql(timeline.RUN_QUERY, {"runID": args.run_id})
+    gql_run = found.get("run") if isinstance(found, dict) else None
+    trace = gql_run.get("trace") if isinstance(gql_run, dict) else None
+    if args.json:
+        render.print_json({"run": run_data, "trace": trace})
+        return 0
+    errors: list[tuple[str, Any]] = []
+    steps = trace.get("childrenSpans") or [] if isinstance(trace, dict) else []
+    for label, output_id in timeline.failed_spans(steps):
+        output = server.graphql(timeline.OUTPUT_QUERY, {"outputID": output_id})
+        span_output = output.get("runTraceSpanOutputByID") if isinstance(output, dict) else None
+        if isinstance(span_output, dict) and span_output.get("error"):
+            errors.append((label, span_output["error"]))
+    timeline.render_run(render.console(), run_data, trace, errors)
+    return 0
+
+
+def events(server: Server, args: argparse.Namespace) -> int:
+    params = {"name": args.name} if args.name else {}
+    found = _pages(server, "/v1/events", params, args.limit, cursor_field="internal_id")
+    if args.json:
+        render.print_json(found)
+        return 0
+    out = render.console()
+    out.print(render.events_table(found) if found else "No events.")
+    return 0
+
+
+def functions(server: Server, args: argparse.Namespace) -> int:
+    found = _data(server.get("/v1/functions"), "GET /v1/functions")
+    if args.json:
+        render.print_json(found)
+        return 0
+    out = render.console()
+    out.print(render.functions_table(found) if found else "No functions registered.")
+    return 0
+
+
+def apps(server: Server, args: argparse.Namespace) -> int:
+    found = _data(server.get("/v1/apps"), "GET /v1/apps")
+    if args.json:
+        render.print_json(found)
+        return 0
+    out = render.console()
+    out.print(render.apps_table(found) if found else "No apps synced.")
+    return 0
+
+
+def cancel(server: Server, args: argparse.Namespace) -> int:
+    out = render.console()
+    if args.run_id:
+        if args.function or args.from_ or args.until:
+            raise CliError("cancel: give a run id or --function (with --from/--until), not both", 2)
+        answer = _data(server.delete(_path("/v1/runs/{}", args.run_id)), "DELETE /v1/runs/{id}")
+        if isinstance(answer, dict) and answer.get("cancelled"):
+            out.print(f"Cancelled run {args.run_id}")
+            return 0
+        status = _data(server.get(_path("/v1/runs/{}", args.run_id)), "GET /v1/runs/{id}")
+        shown = render.status_text(status.get("status") if isinstance(status, dict) else None)
+        out.print(f"Run {args.run_id} had already finished ({shown.plain}): nothing to cancel")
+        return 0
+    if not args.function:
+        raise CliError("cancel: give a run id, or --function F [--from T] [--until T]", 2)
+    return _cancel_many(server, args)
+
+
+def _cancel_many(server: Server, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"function_id": args.function}
+    if args.from_:
+        body["started_after"] = args.from_
+    if args.until:
+        body["started_before"] = args.until
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=render.console(stderr=True), transient=False) as bar:
+        task = bar.add_task(f"Finding the unfinished runs of {args.function}", total=None)
+        params = {**_run_filters(args), "status": ["Queued", "Running"]}
+        try:
+            total: int | None = len(
+                _pages(server, "/v1/runs", params, MAX_COUNTED, cursor_field=None)
+            )
+        except CliError:
+            total = None  # the count is only for the bar: the cancellation says what it did
+        bar.update(task, description=f"Cancelling runs of {args.function}", total=total)
+        answer = _data(server.post("/v1/cancellations", body), "POST /v1/cancellations")
+        cancelled = answer.get("cancelled") if isinstance(answer, dict) else None
+        if not isinstance(cancelled, list):
+            raise CliError(f"POST /v1/cancellations: unexpected answer {answer!r}")
+        done = len(cancelled)
+        bar.update(task, completed=done, total=max(done, total or 0))
+    out = render.console()
+    out.print(f"Cancelled {done} run{'' if done == 1 else 's'} of {args.function}")
+    for run_id in cancelled:
+        out.print(f"  {run_id}")
+    return 0
+
+
+def rerun(server: Server, args: argparse.Namespace) -> int:
+    body = {"from_step": args.from_step} if args.from_step else {}
+    answer = _data(server.post(_path("/v1/runs/{}/rerun", args.run_id), body), "rerun")
+    new_id = answer.get("run_id") if isinstance(answer, dict) else None
+    if not new_id:
+        raise CliError(f"POST /v1/runs/{{id}}/rerun: unexpected answer {answer!r}")
+    out = render.console()
+    step = f" from step {args.from_step}" if args.from_step else ""
+    out.print(f"Rerun of {args.run_id}{step}: new run {new_id}")
+    out.print(f"  see it: mainspring run {new_id}", style="dim")
+    return 0

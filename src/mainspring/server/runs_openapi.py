@@ -1,0 +1,220 @@
+"""The OpenAPI description of :mod:`.runs_api`'s routes, merged into ``/openapi.json`` by
+:func:`~.openapi.openapi_document`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mainspring.engine.records import RunStatus
+from mainspring.server import limits
+from mainspring.server.openapi import _ULID_PATTERN, _answer, _body, _path_param, _query, _ref
+from mainspring.server.runs_api import (
+    MAX_EPOCH_MS,
+    MAX_EXPRESSION_CHARS,
+    MAX_FILTER_VALUES,
+)
+
+#: How the statuses read in each API: REST, the CLI and the pages use the ``RunStatus``
+#: values; GraphQL keeps the reference's enum.
+STATUS_VOCABULARY = (
+    "Run statuses are RunStatus values everywhere but GraphQL: Queued, Running, Completed, "
+    "Failed, Cancelled, Skipped (a filter takes them in any case). GraphQL keeps the "
+    "reference's FunctionRunStatus enum: QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, "
+    "SKIPPED (Queued is QUEUED, and so on)."
+)
+
+_TIME = {
+    "description": "RFC 3339 (no offset: UTC), or epoch milliseconds.",
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_MS},
+    ],
+}
+_EXPRESSION = {"type": "string", "pattern": r"\S", "maxLength": MAX_EXPRESSION_CHARS}
+
+SCHEMAS: dict[str, Any] = {
+    "RunPage": {
+        "type": "object",
+        "required": ["data", "cursor"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Run")},
+            "cursor": {
+                "type": "string",
+                "nullable": True,
+                "description": (
+                    "Pass as 'cursor' for the next page; null when there is none. With 'q', "
+                    "a page may hold fewer runs than 'limit' and still have a next page "
+                    "(one request reads at most 10,000 runs)."
+                ),
+            },
+        },
+    },
+    "RerunRequest": {
+        "type": "object",
+        "properties": {
+            "from_step": {
+                "type": "string",
+                "minLength": 1,
+                "nullable": True,
+                "description": (
+                    "Rerun from this step (its id as the function wrote it, or its hashed "
+                    "id): the steps recorded before it reuse their recorded results."
+                ),
+            }
+        },
+    },
+    "CancellationRequest": {
+        "type": "object",
+        "required": ["function_id"],
+        "properties": {
+            "function_id": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The function id (or its slug within 'app_id').",
+            },
+            "app_id": {"type": "string", "nullable": True},
+            "started_after": {**_TIME, "nullable": True},
+            "started_before": {**_TIME, "nullable": True},
+            "if": {
+                **_EXPRESSION,
+                "nullable": True,
+                "description": "CEL on the triggering 'event' (and 'events' for a batch).",
+            },
+        },
+    },
+}
+
+
+def _data(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": schema}}
+
+
+def operations() -> dict[str, dict[str, Any]]:
+    bad = _answer("A parameter or the body is malformed; the message names it.", "Error")
+    not_found = _answer("No such item.", "Error")
+    too_large = _answer("The body is over this route's limit (the connection is closed).", "Error")
+    status = {"type": "string", "enum": [s.value for s in RunStatus]}
+    return {
+        "/v1/runs": {
+            "get": {
+                "operationId": "listRuns",
+                "summary": "Runs, newest first, filtered; cursor paging.",
+                "description": STATUS_VOCABULARY,
+                "parameters": [
+                    _query(
+                        "function_id",
+                        {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1},
+                            "maxItems": MAX_FILTER_VALUES,
+                        },
+                        "Only runs of these functions (repeat the parameter).",
+                    ),
+                    _query(
+                        "status",
+                        {"type": "array", "items": status, "maxItems": MAX_FILTER_VALUES},
+                        "Only runs in these statuses (repeat the parameter).",
+                    ),
+                    _query("from", _TIME, "Only runs created at or after this time."),
+                    _query("until", _TIME, "Only runs created before this time."),
+                    _query(
+                        "q",
+                        _EXPRESSION,
+                        "A CEL expression on the triggering event, e.g. "
+                        "'event.data.user == \"a\"' ('events' holds a batch's).",
+                    ),
+                    _query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": limits.MAX_LIMIT,
+                            "default": limits.DEFAULT_LIMIT,
+                        },
+                        "How many.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": _ULID_PATTERN},
+                        "The 'cursor' of the previous page (the id of its last run).",
+                    ),
+                ],
+                "responses": {"200": _answer("A page of runs.", "RunPage"), "400": bad},
+            }
+        },
+        "/v1/runs/{run_id}/rerun": {
+            "post": {
+                "operationId": "rerunRun",
+                "summary": "Start a new run of the run's function with the same events.",
+                "parameters": [_path_param("run_id", "A run id.")],
+                "requestBody": _body(
+                    "RerunRequest", "Optional: the step to rerun from.", required=False
+                ),
+                "responses": {
+                    "200": _answer(
+                        "Started; the new run's id.",
+                        _data(
+                            {
+                                "type": "object",
+                                "required": ["run_id"],
+                                "properties": {"run_id": {"type": "string"}},
+                            }
+                        ),
+                    ),
+                    "400": _answer(
+                        "A step the run never recorded, a function no longer registered, or "
+                        "a malformed body; the message says which.",
+                        "Error",
+                    ),
+                    "404": not_found,
+                    "413": too_large,
+                },
+            }
+        },
+        "/v1/cancellations": {
+            "post": {
+                "operationId": "cancelRuns",
+                "summary": "Cancel a function's unfinished runs created in a window.",
+                "requestBody": _body("CancellationRequest", "Which runs."),
+                "responses": {
+                    "200": _answer(
+                        "The ids of the runs cancelled.",
+                        _data(
+                            {
+                                "type": "object",
+                                "required": ["cancelled"],
+                                "properties": {
+                                    "cancelled": {"type": "array", "items": {"type": "string"}}
+                                },
+                            }
+                        ),
+                    ),
+                    "400": bad,
+                    "404": _answer("No such function, and no unfinished run of it.", "Error"),
+                    "413": too_large,
+                },
+            }
+        },
+        "/v1/functions": {
+            "get": {
+                "operationId": "listFunctions",
+                "summary": "Every function: ids, app, triggers, a summary of its options.",
+                "responses": {
+                    "200": _answer(
+                        "The functions.", _data({"type": "array", "items": {"type": "object"}})
+                    )
+                },
+            }
+        },
+        "/v1/apps": {
+            "get": {
+                "operationId": "listApps",
+                "summary": "Every app: name, URL, SDK, app version, its functions.",
+                "responses": {
+                    "200": _answer(
+                        "The apps.", _data({"type": "array", "items": {"type": "object"}})
+                    )
+                },
+            }
+        },
+    }
