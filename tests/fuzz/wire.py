@@ -215,6 +215,12 @@ def _judge(
         # without it: its one answer that is not JSON marked with the server's kind.
         location = urllib.parse.unquote(answer.headers["location"])
         assert location.endswith(target.rstrip("/")), answer
+    elif answer.status == 303 and 303 in expect:
+        # A dashboard redirect: to a page of the same server, never elsewhere.
+        assert answer.from_app, answer
+        location = answer.headers["location"]
+        assert location.startswith("/"), answer
+        assert not location.startswith("//"), answer
     elif answer.status not in expect:
         raise AssertionError(f"unexpected {answer}")
     elif answer.from_app and 400 <= answer.status < 500 and method != "HEAD":

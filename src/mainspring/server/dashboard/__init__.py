@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mainspring.engine.engine import Engine
 from mainspring.server.dashboard.feed import RunFeed
@@ -152,7 +152,7 @@ def routes(engine: Engine, *, kind: str, signing_keys: Sequence[str] = ()) -> li
     ]
     # One route standing for all pages: they are not part of the API (``/openapi.json``
     # describes every route of the app itself, and none of these).
-    return [_Pages(pages)]
+    return [_Pages(pages, kind=kind)]
 
 
 class _Pages(BaseRoute):
@@ -160,8 +160,10 @@ class _Pages(BaseRoute):
     matches (fully, or by path only, so that a wrong method is still a 405 listing the
     allowed ones) and lets its own router serve the request."""
 
-    def __init__(self, routes: list[BaseRoute]) -> None:
+    def __init__(self, routes: list[BaseRoute], *, kind: str) -> None:
         self.router = Router(routes=routes)
+        # Every answer of the app says which kind of server it is, the pages' too.
+        self._kind_header = (b"x-inngest-server-kind", kind.encode())
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         best = Match.NONE
@@ -177,7 +179,12 @@ class _Pages(BaseRoute):
         return self.router.url_path_for(name, **path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.router(scope, receive, send)
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self._kind_header]
+            await send(message)
+
+        await self.router(scope, receive, marked)
 
 
 def _login(
