@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import re
 import select
 import socket
 import time
@@ -157,7 +158,12 @@ def close_wires() -> None:
 
 
 def problem_named(answer: Answer) -> str:
-    """The problem a 4xx of the app names (asserting it names one)."""
+    """The problem a 4xx of the app names (asserting it names one): in the JSON body of an
+    API route, or in the text of a dashboard page (HTML, for a person to read)."""
+    if answer.headers.get("content-type", "").startswith("text/html"):
+        text = re.sub(r"<[^>]*>", " ", answer.body.decode("utf-8", "replace"))
+        assert text.strip(), f"a {answer.status} page says nothing: {answer}"
+        return " ".join(text.split())
     body = answer.json()
     assert isinstance(body, dict), f"a {answer.status} body is not a JSON object: {answer}"
     error = body.get("error")
