@@ -18,14 +18,24 @@ from __future__ import annotations
 
 import datetime
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mainspring.engine.records import RunStatus
 from mainspring.protocol.messages import ErrorPayload
 
 if TYPE_CHECKING:
-    from mainspring.engine.queries import EngineQueries
+    from collections.abc import Sequence
+
+    from mainspring.engine.records import Job, StepAttempt
     from mainspring.engine.unit import Unit
+
+
+class RunReads(Protocol):
+    """The reads :func:`last_error` needs (the engine's read side has them)."""
+
+    async def jobs(self, run_id: str) -> Sequence[Job]: ...
+    async def history(self, run_id: str) -> Sequence[StepAttempt]: ...
+
 
 logger = logging.getLogger("mainspring.runs")
 
@@ -138,7 +148,7 @@ def _clock(ms: int) -> str:
     return moment.strftime("%H:%M:%S")
 
 
-async def last_error(engine: EngineQueries, run_id: str) -> dict[str, Any] | None:
+async def last_error(engine: RunReads, run_id: str) -> dict[str, Any] | None:
     """The failed attempt an unfinished run is waiting to retry, or None.
 
     ``{"error", "step", "attempt", "failed_at", "next_attempt", "next_attempt_at"}``:

@@ -11,7 +11,6 @@ the problem, before any work where it can be seen early (body caps, list paramet
 from __future__ import annotations
 
 import contextlib
-import math
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -32,10 +31,10 @@ from mainspring.engine.runlog import last_error
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
 from mainspring.protocol.json_depth import nests_deeper
-from mainspring.sdk.event import Event
 from mainspring.server import dashboard, limits
 from mainspring.server import graphql as gql
 from mainspring.server.dev_info import dev_server_info
+from mainspring.server.event_input import event_from
 from mainspring.server.guard import Contained, exception_handlers, json_response
 from mainspring.server.keys import EventKeys, check_signing_keys
 from mainspring.server.kind_hints import KindMismatches, kind_fix
@@ -93,31 +92,6 @@ def _event_data(event: StoredEvent) -> dict[str, Any]:
         "ts": event.ts,
         "received_at": event.received_at,
     }
-
-
-def _event_from(item: Any, index: int) -> Event:
-    """One event of a send, each field's type checked; ranges are the intake's (it names
-    ``event <n>: <field>: ...`` the same way)."""
-    where = f"event {index}"
-    if not isinstance(item, dict):
-        raise Refused(400, f"{where}: not a JSON object")
-    name = item.get("name")
-    if name is not None and not isinstance(name, str):
-        raise Refused(400, f"{where}: name: must be a string")
-    data = item.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise Refused(400, f"{where}: data: must be a JSON object")
-    if isinstance(data, dict) and "_inngest" in data:
-        data = {k: v for k, v in data.items() if k != "_inngest"}
-    event_id = item.get("id")
-    if event_id is not None and not isinstance(event_id, str):
-        raise Refused(400, f"{where}: id: must be a string")
-    ts = item.get("ts")
-    if isinstance(ts, float) and math.isfinite(ts) and ts.is_integer():
-        ts = int(ts)
-    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
-        raise Refused(400, f"{where}: ts: must be a whole number of epoch milliseconds")
-    return Event(name=name or "", data=data or {}, id=event_id or "", ts=ts or 0)
 
 
 class _App(Starlette):
@@ -190,7 +164,7 @@ def create_app(
         if len(items) > MAX_EVENTS_PER_SEND:  # before building any: a 3 MB body holds 200k
             problem = f"too many events in one send: {len(items)} > {MAX_EVENTS_PER_SEND}"
             return reply({"ids": [], "status": 400, "error": problem}, 400)
-        events = [_event_from(item, index) for index, item in enumerate(items)]
+        events = [event_from(item, index) for index, item in enumerate(items)]
         try:
             ids = await engine.send(events, id_seed=request.headers.get("x-inngest-event-id-seed"))
         except EventInvalidError as exc:

@@ -20,56 +20,17 @@ from mainspring.engine.intake import (
     MIN_EVENT_TS,
 )
 from mainspring.engine.records import JobKind, RunStatus
-from mainspring.server import limits
-
-JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _answer(description: str, schema: str | dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"description": description}
-    if schema is not None:
-        answer["content"] = {JSON: {"schema": _ref(schema) if isinstance(schema, str) else schema}}
-    return answer
-
-
-def _body(schema: str, description: str, *, required: bool = True) -> dict[str, Any]:
-    return {
-        "description": description,
-        "required": required,
-        "content": {JSON: {"schema": _ref(schema)}},
-    }
-
-
-def _path_param(name: str, description: str) -> dict[str, Any]:
-    schema = {"type": "string", "minLength": 1}
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _query(
-    name: str, schema: dict[str, Any], description: str, *, required: bool = False
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema,
-    }
-
-
-#: Text with something besides whitespace in it.
-_NOT_BLANK = r"\S"
-_ULID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$"
+from mainspring.server import limits, runs_openapi
+from mainspring.server.openapi_parts import (
+    _NOT_BLANK,
+    _ULID_PATTERN,
+    JSON,
+    _answer,
+    _body,
+    _path_param,
+    _query,
+    _ref,
+)
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -597,7 +558,6 @@ _PUBLIC = {"/health", "/openapi.json", "/e/{key}"}
 def openapi_document(*, authenticated: bool) -> dict[str, Any]:
     """The document for a server that requires a bearer signing key (``mainspring
     start``) or not (``mainspring dev``)."""
-    from mainspring.server import runs_openapi  # it builds on this module's helpers
 
     paths = {**_operations(), **runs_openapi.operations()}
     unexpected = _answer("An unexpected error (the connection stays open).", "Error")

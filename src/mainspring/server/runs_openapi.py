@@ -7,7 +7,14 @@ from typing import Any
 
 from mainspring.engine.records import RunStatus
 from mainspring.server import limits
-from mainspring.server.openapi import _ULID_PATTERN, _answer, _body, _path_param, _query, _ref
+from mainspring.server.openapi_parts import (
+    _ULID_PATTERN,
+    _answer,
+    _body,
+    _path_param,
+    _query,
+    _ref,
+)
 from mainspring.server.runs_api import (
     MAX_EPOCH_MS,
     MAX_EXPRESSION_CHARS,

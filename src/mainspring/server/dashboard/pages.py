@@ -35,6 +35,7 @@ from mainspring.protocol.opcodes import Opcode
 from mainspring.server import limits
 from mainspring.server.dashboard.security import Guard, Session, form_of
 from mainspring.server.dashboard.timeline import layout
+from mainspring.server.event_input import event_from  # the /e route's own reading
 from mainspring.server.graphql.trace import build_trace
 from mainspring.server.limits import Refused
 
@@ -389,14 +390,13 @@ class Dashboard:
     async def send_event(self, request: Request, session: Session) -> Response:
         """Events from the page's editor, through the checks of ``POST /e/{key}``; JSON
         answers (``{"ids"}``, or ``{"error"}`` with the server's 400 message)."""
-        from mainspring.server.app import _event_from  # the /e route's own reading
 
         try:
             payload = await limits.read_json(request, limits.EVENTS_BODY_BYTES, depth=None)
             items = payload if isinstance(payload, list) else [payload]
             if len(items) > MAX_EVENTS_PER_SEND:
                 raise Refused(400, f"too many events in one send: {len(items)}")
-            events = [_event_from(item, index) for index, item in enumerate(items)]
+            events = [event_from(item, index) for index, item in enumerate(items)]
             ids = await self.engine.send(events)
         except Refused as exc:
             return JSONResponse({"error": exc.message, "status": exc.status}, exc.status)
