@@ -32,8 +32,9 @@ class AppRegistry:
         self._ids: dict[str, set[str]] = {}
         #: Each app's last sync: its serve URL and the SDK it reported.
         self._syncs: dict[str, tuple[str, str]] = {}
-        #: The ``appVersion`` of the app serving each function (absent: none given).
-        self._versions: dict[str, str] = {}
+        #: The ``appVersion`` of the app serving each function synced over HTTP (None: its
+        #: app gave none); functions loaded in process are not in it.
+        self._versions: dict[str, str | None] = {}
 
     def install(self, registration: Registration) -> None:
         """Route the app's functions to its URL, replacing its previous ones."""
@@ -51,8 +52,7 @@ class AppRegistry:
             self._functions[fn.id] = fn
             self._routes[fn.id] = transport
             version = registration.body.get("appVersion")
-            if isinstance(version, str) and version:
-                self._versions[fn.id] = version
+            self._versions[fn.id] = version if isinstance(version, str) and version else None
         self._ids[registration.app_name] = {fn.id for fn in registration.functions}
         self._syncs[registration.app_name] = (registration.url, registration.sdk)
 
@@ -72,11 +72,9 @@ class AppRegistry:
 
     def version_of(self, fn_id: str, local: str | None) -> str | None:
         """The app version serving ``fn_id``: its app's last sync's, else ``local`` (the
-        version of the engine's own client) for a function loaded in process."""
-        version = self._versions.get(fn_id)
-        if version is not None or fn_id not in self._functions or self.owner(fn_id) is not None:
-            return version
-        return local
+        version of the engine's own client) for a function loaded in process. Called
+        for every job: one dict lookup."""
+        return self._versions.get(fn_id, local)
 
     def owner(self, fn_id: str) -> str | None:
         """The app serving ``fn_id`` now, if an app synced over HTTP does."""

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 
 import orjson
 
 from mainspring.engine.records import Job
 from mainspring.engine.unit import OpsState, Unit, maybe_discover
 from mainspring.protocol.codes import ErrorCode
-from mainspring.protocol.messages import Drift, ErrorPayload
+from mainspring.protocol.messages import Drift, ErrorPayload, StepOp
 
 logger = logging.getLogger("mainspring.engine")
 
@@ -142,11 +143,14 @@ def _versions(unit: Unit, step_ids: list[str]) -> str:
     return f" (recorded by app version {by}; the app now runs {now})"
 
 
-def targeted_step_unreached(unit: Unit, reported: set[str]) -> bool:
+def targeted_step_unreached(unit: Unit, reported: Sequence[StepOp] = ()) -> bool:
     """Whether the call ``unit.job`` targeted came back without the targeted step: not
-    recorded before, and not among the steps the answer reports."""
+    recorded before, and not among the steps the answer reports. (Most calls target no
+    step: they cost one attribute read here.)"""
     step_id = unit.job.step_id
-    return step_id is not None and step_id not in unit.run.memos and step_id not in reported
+    if step_id is None or step_id in unit.run.memos:
+        return False
+    return all(op.id != step_id for op in reported)
 
 
 def targeted_retry(job: Job, *, step_id: str, user_id: str, run_at: int) -> Job:

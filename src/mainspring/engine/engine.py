@@ -187,7 +187,7 @@ class Engine(EngineQueries):
             emitter=self,
             on_settled=self._settled,
             held=self._held,
-            version_of=lambda fn_id: self._apps.version_of(fn_id, self.client.app_version),
+            version_of=self.function_version,
             run_log=self.run_log,
         )
         self._admission = Admission(

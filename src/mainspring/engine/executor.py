@@ -306,7 +306,7 @@ class Executor:
         if isinstance(response, (Complete, Ops)) and response.drift is not None:
             drift.note_code_changed(unit, response.drift, returned=isinstance(response, Complete))
         if isinstance(response, Complete):
-            if drift.targeted_step_unreached(unit, set()):
+            if drift.targeted_step_unreached(unit):
                 # A call targeting one step may skip the others (the official SDKs do):
                 # its output is not the function's. Ask again, untargeted.
                 drift.drop_unreached_step(unit, "The function returned without it.")
@@ -424,7 +424,7 @@ class Executor:
         if run.request_version == -1:
             unit.run_fields["request_version"] = consts.REQUEST_VERSION
             unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
-        if drift.targeted_step_unreached(unit, {op.id for op in ops}):
+        if drift.targeted_step_unreached(unit, ops):
             drift.note_unreached_step(unit, "The function went on to other steps.")
             tx.drop_pending(run.run_id, unit.job.step_id or "")
         state = OpsState(run)
@@ -498,8 +498,7 @@ class Executor:
             elif op.op in (Opcode.STEP_ERROR, Opcode.STEP_FAILED):
                 error = op.error or ErrorPayload(name="Error", message="step failed")
                 self._save(unit, state, op, orjson.dumps({"error": error.to_wire()}), failure=True)
-                name = op.user_id or op.display_name or op.id
-                self._log.attempt_failed(unit, error, step=name, retry_at=None)
+                self._log.attempt_failed(unit, error, step=_op_name(op), retry_at=None)
             elif op.op is Opcode.STEP_PLANNED:
                 if op.id not in run.memos:
                     unit.enqueue(
@@ -558,8 +557,8 @@ class Executor:
         if retry:
             at = self._retry(unit, retry_at, failed_step)
             if failed_step is not None and failed_error is not None:
-                name = failed_step.user_id or failed_step.display_name or failed_step.id
-                self._log.attempt_failed(unit, failed_error, step=name, retry_at=at)
+                step = _op_name(failed_step)
+                self._log.attempt_failed(unit, failed_error, step=step, retry_at=at)
         unit.parked = all(op.op in _WAIT_OPS for op in ops)
         unit.settle_jobs(keep_current=retry)
         state.write(unit)
@@ -607,6 +606,11 @@ class Executor:
         unit.finished = status
         unit.after.append(lambda: setattr(run, "status", status))
         self._log.finished(unit, status, error)
+
+
+def _op_name(op: StepOp) -> str:
+    """A reported step as the function named it."""
+    return op.user_id or op.display_name or op.id
 
 
 def _step_name(job: Job) -> str | None:
