@@ -225,10 +225,9 @@ def test_an_event_sent_from_the_page_starts_a_run_that_appears_live(
     servers: Servers, page: Page, browser: Any
 ) -> None:
     page.goto(f"{servers.url}/runs")
-    page.locator("#live-indicator").wait_for()
+    page.locator("#live-indicator:not(.off)").wait_for()  # the stream is open
     page.evaluate("window.__notReloaded = true")
     before = set(page.locator("tr[data-run]").evaluate_all("rows => rows.map(r => r.dataset.run)"))
-    page.wait_for_timeout(500)  # the stream is open
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     events = context.new_page()
@@ -243,10 +242,9 @@ def test_an_event_sent_from_the_page_starts_a_run_that_appears_live(
     finally:
         context.close()
 
-    fresh = page.locator("tr.fresh[data-run]").first
+    fresh = page.locator("tr.fresh[data-run]", has_text="hello").first
     fresh.wait_for(timeout=5_000)
     assert fresh.get_attribute("data-run") not in before
-    assert "hello" in fresh.inner_text()
     assert page.evaluate("window.__notReloaded") is True
     shot(page, "runs-live")
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -58,6 +58,10 @@ def _watch_exit() -> None:
 class _Listener:
     def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
+        # A page rendered before the watcher's look that this listener joins may have
+        # missed a change: its first message, sent once that look is the baseline,
+        # makes it fetch what it shows again (on first connect and on every reconnect).
+        self.joined = True
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=16)
 
     def push(self, message: dict[str, Any]) -> None:
@@ -113,11 +117,12 @@ class RunFeed:
         return (run.status.value, run.ended_at, len(history), last, len(jobs))
 
     async def _look(self, first: bool) -> None:
-        if not self._changed() and not first:
+        joined = [listener for listener in self._listeners if listener.joined]
+        if not self._changed() and not first and not joined:
             return
         runs = await self._engine.list_runs(limit=NEWEST)
         newest = {run.id: (run.status.value, run.started_at, run.ended_at) for run in runs}
-        changed = [i for i, sig in newest.items() if self._newest.get(i) != sig]
+        changed = [] if first else [i for i, sig in newest.items() if self._newest.get(i) != sig]
         self._newest = newest
         watched = {ls.run_id for ls in self._listeners if ls.run_id is not None}
         moved: set[str] = set()
@@ -128,11 +133,12 @@ class RunFeed:
             self._watched[run_id] = signature
         for run_id in set(self._watched) - watched:
             del self._watched[run_id]
-        if first:
-            return
         statuses = {i: newest[i][0] for i in changed}
         for listener in list(self._listeners):
-            if listener.run_id is None:
+            if listener.joined:  # after the baseline above: nothing falls in between
+                listener.joined = False
+                listener.push({"runs": [listener.run_id] if listener.run_id else changed})
+            elif listener.run_id is None:
                 if changed:
                     listener.push({"runs": changed, "statuses": statuses})
             elif listener.run_id in moved or listener.run_id in changed:
@@ -156,7 +162,7 @@ class RunFeed:
 
     # -- listeners -------------------------------------------------------------------
 
-    async def stream(self, run_id: str | None) -> AsyncIterator[bytes]:
+    async def stream(self, run_id: str | None) -> AsyncGenerator[bytes, None]:
         """Server-sent events for one page: ``event: runs`` with the ids of runs that
         changed (any run, or the run ``run_id`` only)."""
         _watch_exit()

@@ -39,11 +39,22 @@
   const runsTable = document.getElementById("runs-table");
   if (runsTable) {
     const body = document.getElementById("runs-body");
+    // A new row is highlighted for a while, and stays so through the swaps that follow
+    // (its run finishing a moment later swaps the rows again): when each run first appeared.
+    const FRESH_MS = 2000;
+    const appeared = new Map();
     liveRegion(runsTable, withFragment, (html) => {
       const known = new Set(Array.from(body.querySelectorAll("tr[data-run]"), (r) => r.dataset.run));
       body.innerHTML = html;
+      const now = Date.now();
       body.querySelectorAll("tr[data-run]").forEach((row) => {
-        if (known.size && !known.has(row.dataset.run)) row.classList.add("fresh");
+        const id = row.dataset.run;
+        if (known.size && !known.has(id) && !appeared.has(id)) appeared.set(id, now);
+        const since = appeared.has(id) ? now - appeared.get(id) : FRESH_MS;
+        if (since < FRESH_MS) {
+          row.classList.add("fresh");
+          row.style.animationDelay = `-${since}ms`;  // the highlight goes on fading, not anew
+        }
       });
     });
   }
