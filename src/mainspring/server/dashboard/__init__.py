@@ -23,8 +23,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
 from mainspring.engine.engine import Engine
+from mainspring.server.dashboard.base import Handler
 from mainspring.server.dashboard.feed import RunFeed
-from mainspring.server.dashboard.pages import Dashboard, Handler
+from mainspring.server.dashboard.pages import Dashboard
 from mainspring.server.dashboard.security import Guard, Session, form_of
 
 __all__ = ["routes"]
