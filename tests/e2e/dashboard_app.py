@@ -1,5 +1,6 @@
 """An app served over HTTP by uvicorn, for the dashboard's browser tests: a parallel
-function whose two branches overlap in time, a failing one, and a sleeping one.
+function whose two branches overlap in time, a failing one, a sleeping one, a batch of
+events, and one of more steps than the run page lists at once.
 
 Run it with ``MAINSPRING_DEV=1`` and ``MAINSPRING_API_BASE_URL`` set to the server, then
 ``python -m uvicorn tests.e2e.dashboard_app:app``.
@@ -8,6 +9,7 @@ Run it with ``MAINSPRING_DEV=1`` and ``MAINSPRING_API_BASE_URL`` set to the serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 
 import mainspring as inngest
@@ -53,4 +55,36 @@ async def hello(ctx: inngest.Context) -> str:
     return await ctx.step.run("greet", lambda: f"hello {ctx.event.data.get('who', 'you')}")
 
 
-app = serve(client, [fan_out, failing, sleepy, hello])
+@client.create_function(
+    fn_id="batched",
+    trigger=inngest.TriggerEvent(event="dash/batch"),
+    batch_events=inngest.Batch(max_size=4, timeout="60s"),
+)
+async def batched(ctx: inngest.Context) -> list[object]:
+    return [event.data.get("n") for event in ctx.events]
+
+
+#: Steps of the "many-steps" function: more than the run page lists at once.
+MANY_STEPS = 120
+
+
+def _count(n: int) -> dict[str, int]:
+    return {"n": n, "square": n * n}
+
+
+def _refuse() -> None:
+    raise inngest.NonRetriableError("step 4 refuses, and the function goes on")
+
+
+@client.create_function(fn_id="many-steps", trigger=inngest.TriggerEvent(event="dash/many"))
+async def many_steps(ctx: inngest.Context) -> int:
+    """A failed step early on (caught), then many more: it is outside the latest window."""
+    with contextlib.suppress(inngest.StepError):
+        await ctx.step.run("refuse", _refuse)
+    total = 0
+    for i in range(MANY_STEPS):
+        total += (await ctx.step.run(f"count-{i}", _count, i))["n"]
+    return total
+
+
+app = serve(client, [fan_out, failing, sleepy, hello, batched, many_steps])

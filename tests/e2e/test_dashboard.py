@@ -343,3 +343,204 @@ def test_the_login_gate_holds_in_start_mode(tmp_path: pathlib.Path, page: Page) 
         assert "/login" in page.url
     finally:
         stop(server)
+
+
+# -- the runs list filtered by a CEL expression on the triggering event ------------------
+
+
+def _rows(page: Page) -> list[str]:
+    ids: list[str] = page.locator("tr[data-run]").evaluate_all(
+        "rows => rows.map(r => r.dataset.run)"
+    )
+    return ids
+
+
+def test_runs_page_filters_by_a_cel_expression_across_pages_and_live(
+    servers: Servers, page: Page
+) -> None:
+    tag = f"cel-{time.monotonic_ns()}"  # this test's runs only, whatever others sent
+    sent = [{"name": "dash/hello", "data": {"plan": "pro", "tag": tag, "n": n}} for n in range(55)]
+    sent += [{"name": "dash/hello", "data": {"plan": "free", "tag": tag, "n": n}} for n in range(5)]
+    assert httpx.post(f"{servers.url}/e/key", json=sent).status_code == 200
+    expression = f'event.data.plan == "pro" && event.data.tag == "{tag}"'
+    listed = httpx.get(f"{servers.url}/v1/runs", params={"q": expression, "limit": 100}).json()
+    pro = {run["run_id"] for run in listed["data"]}
+    assert len(pro) == 55  # the REST API's answer, which the page must agree with
+
+    page.goto(f"{servers.url}/runs")
+    box = page.get_by_label("Triggering event matches (CEL)")
+    assert box.get_attribute("placeholder") == 'event.data.plan == "pro"'
+    box.fill(expression)
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"[?&]q="))
+    first = _rows(page)
+    assert len(first) == 50
+    assert set(first) <= pro
+    assert box.input_value() == expression
+    shot(page, "runs-cel-filter")
+
+    page.get_by_role("link", name="Older →").click()
+    page.wait_for_url(re.compile(r"older="))
+    second = _rows(page)
+    assert set(second) == pro - set(first)  # the filter holds on the next page
+    assert box.input_value() == expression
+    assert page.get_by_role("link", name="Older →").count() == 0
+    shot(page, "runs-cel-filter-older")
+
+    # Back to the newest page, live: a matching run appears, one that does not never does.
+    page.get_by_role("link", name="← Newest").click()
+    page.locator("#live-indicator:not(.off)").wait_for()
+    free = servers.run_of(servers.send("dash/hello", {"plan": "free", "tag": tag}))
+    fresh = servers.run_of(servers.send("dash/hello", {"plan": "pro", "tag": tag}))
+    page.locator(f'tr[data-run="{fresh["run_id"]}"]').wait_for(timeout=5_000)
+    assert page.locator(f'tr[data-run="{free["run_id"]}"]').count() == 0
+    assert set(_rows(page)) <= pro | {fresh["run_id"]}
+    shot(page, "runs-cel-filter-live")
+
+
+def test_runs_page_shows_why_a_cel_expression_is_bad(servers: Servers, page: Page) -> None:
+    page.goto(f"{servers.url}/runs")
+    page.get_by_label("Triggering event matches (CEL)").fill('event.data.plan == "pro" &&')
+    with page.expect_response(re.compile(r"/runs\?")) as answer:
+        page.get_by_role("button", name="Filter").click()
+    assert answer.value.status == 400
+    problem = page.locator(".q-error")
+    assert problem.is_visible()
+    text = problem.inner_text()
+    assert text.startswith("Not a valid expression")
+    assert "Syntax error: mismatched input '<EOF>'" in text
+    assert "Traceback" not in page.content()
+    # What was typed is still there to fix, and no run is listed under a bad filter.
+    box = page.get_by_label("Triggering event matches (CEL)")
+    assert box.input_value() == 'event.data.plan == "pro" &&'
+    assert box.get_attribute("aria-invalid") == "true"
+    assert page.locator("tr[data-run]").count() == 0
+    shot(page, "runs-cel-bad")
+
+
+# -- the apps page: last sync, last failed attempt and its fix ---------------------------
+
+
+def test_apps_page_shows_when_an_app_last_synced(servers: Servers, page: Page) -> None:
+    page.goto(f"{servers.url}/apps")
+    row = page.locator("tr[data-url]", has_text="dash-app")
+    assert re.search(r"synced \d+ (s|min) ago", row.inner_text()), row.inner_text()
+    assert "py:v" in row.inner_text()  # the SDK and its version
+    assert "failed" not in row.inner_text()
+    shot(page, "apps-synced")
+
+
+def test_apps_page_shows_apps_that_do_not_sync_with_the_fix(
+    tmp_path: pathlib.Path, page: Page
+) -> None:
+    port, app_port, closed_port = free_port(), free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    cloudy = f"http://127.0.0.1:{app_port}/api/inngest"
+    closed = f"http://127.0.0.1:{closed_port}/api/inngest"  # nothing listens there
+    # The dashboard's app without INNGEST_DEV: in cloud mode, it refuses a dev server.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_DEV")}
+    command = [sys.executable, "-m", "uvicorn", "tests.e2e.dashboard_app:app"]
+    app = subprocess.Popen(
+        [*command, "--port", str(app_port), "--log-level", "warning"], cwd=ROOT, env=env
+    )
+    server = start_dev_server(
+        cloudy, port, tmp_path / "dev.db", "-u", closed, "--poll-interval", "0.3"
+    )
+    try:
+        wait_until_up(cloudy, app)
+        wait_until_up(f"{url}/health", server)
+        page.goto(f"{url}/apps")
+        down = page.locator(f'tr[data-url="{closed}"]')
+        cloud = page.locator(f'tr[data-url="{cloudy}"]')
+        # Polled every 0.3 s: reload until both have been asked (the page is not live).
+        deadline = time.monotonic() + 10
+        while "Fix:" not in down.inner_text() + "" or "Fix:" not in cloud.inner_text():
+            assert time.monotonic() < deadline, page.locator("table.apps").inner_text()
+            time.sleep(0.3)
+            page.reload()
+        assert "never synced" in down.inner_text()
+        assert "no answer" in down.inner_text()
+        assert "Fix: is the app running and serving at this URL?" in down.inner_text()
+        assert "never synced" in cloud.inner_text()
+        assert "server_kind_mismatch" in cloud.inner_text()
+        assert "Fix: the app is in cloud mode and this is a dev server" in cloud.inner_text()
+        assert "set INNGEST_DEV=1" in cloud.inner_text()
+        shot(page, "apps-failing")
+        # Asking again from the page says what happened, there and in the row.
+        down.get_by_role("button", name="Resync").click()
+        page.locator(".notice", has_text=f"{closed} did not sync: no answer").wait_for()
+        assert "(Resync from this page)" in page.locator(f'tr[data-url="{closed}"]').inner_text()
+        shot(page, "apps-resync-failed")
+    finally:
+        for proc in (server, app):
+            stop(proc)
+
+
+def test_a_batch_runs_page_shows_every_event_of_the_batch(servers: Servers, page: Page) -> None:
+    # The batch holds 4 events: the fourth fills it and its run starts at once.
+    event_ids = [servers.send("dash/batch", {"n": n, "label": f"item {n}"}) for n in range(4)]
+    run = servers.run_of(event_ids[0])
+    assert servers.run_of(event_ids[3])["run_id"] == run["run_id"]
+    servers.run_until(run["run_id"], {"Completed"})
+    page.goto(f"{servers.url}/runs/{run['run_id']}")
+    entries = page.locator("#events .event-entry")
+    assert entries.count() == 4
+    for n, event_id in enumerate(event_ids):
+        entry = entries.nth(n)
+        assert entry.is_visible()
+        assert f'{{"n":{n},"label":"item {n}"}}' in entry.inner_text()  # its line
+        link = entry.get_by_role("link", name="dash/batch")
+        assert link.get_attribute("href") == f"/events/{event_id}"
+    assert page.locator("#events h2").inner_text() == "Events a batch of 4"
+    assert "and 3 more" in page.locator(".facts").inner_text()
+    entries.nth(2).locator("summary .step-preview").click()  # opened: its data in full
+    assert entries.nth(2).locator("pre.json", has_text='"label": "item 2"').is_visible()
+    shot(page, "run-batch")
+
+
+def test_a_run_of_many_steps_lists_a_window_and_reaches_every_step(
+    servers: Servers, page: Page
+) -> None:
+    from tests.e2e.dashboard_app import MANY_STEPS
+
+    total = MANY_STEPS + 1  # and the failed step before them
+    run = servers.run_of(servers.send("dash/many"))
+    servers.run_until(run["run_id"], {"Completed"}, timeout=60)
+    page.goto(f"{servers.url}/runs/{run['run_id']}")
+    note = page.locator("#steps-window")
+    assert note.is_visible()
+    assert f"Showing steps {total - 49}–{total} of {total} (the latest)." in note.inner_text()
+    steps = page.locator("details.step")
+    assert steps.count() == 50
+    assert steps.last.locator(".step-name").inner_text() == f"count-{MANY_STEPS - 1}"
+    # The failed step is outside the window: named, with a link to it.
+    elsewhere = page.locator("#failed-elsewhere")
+    assert elsewhere.is_visible()
+    assert "1 failed step not in this list" in elsewhere.inner_text()
+    # A step's output is fetched when it is opened.
+    last = steps.last
+    assert (
+        last.locator(".step-preview").inner_text()
+        == f'{{"n":{MANY_STEPS - 1},"square":{(MANY_STEPS - 1) ** 2}}}'
+    )
+    last.locator("summary").click()
+    last.locator("pre.json", has_text=f'"square": {(MANY_STEPS - 1) ** 2}').wait_for()
+    # The timeline stays a handful of lanes of bars, a bar standing for several steps.
+    assert 1 <= page.locator("#timeline .lane").count() <= 8
+    assert page.locator("#timeline .bar").count() < total
+    shot(page, "run-many-steps")
+
+    elsewhere.get_by_role("link", name="#1 refuse").click()
+    page.wait_for_url(re.compile(r"from=0#step-"))
+    refused = page.locator("details.step.failed")
+    assert refused.get_attribute("open") is not None
+    assert "step 4 refuses" in refused.inner_text()
+    assert f"Showing steps 1–50 of {total}." in note.inner_text()
+    page.get_by_role("link", name="Later ›").click()
+    page.wait_for_url(re.compile(r"from=50"))
+    assert steps.first.locator(".step-name").inner_text() == "count-49"
+    page.get_by_role("link", name=f"Show all {total} steps").click()
+    page.wait_for_url(re.compile(r"steps=all"))
+    assert steps.count() == total
+    assert f"Showing all {total} steps." in note.inner_text()
+    shot(page, "run-many-steps-all")

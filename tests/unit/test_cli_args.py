@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 
 import mainspring
 from mainspring import cli
 from mainspring.cli import args as types
 from mainspring.cli import commands, timeline
-from mainspring.cli.client import DEFAULT_URL, CliError, Server, bearer, server_url
+from mainspring.cli.client import DEFAULT_URL, Answer, CliError, Server, bearer, server_url
 from mainspring.protocol import signing
 
 NOW = datetime.datetime(2025, 1, 31, 12, 0, tzinfo=datetime.UTC)
@@ -143,19 +145,36 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"mainspring {mainspring.__version__}"
 
 
+Handler = Callable[[str, str, dict[str, str], Any], tuple[int, Any]]
+
+
+def fake(handler: Handler) -> Server:
+    """A client whose requests ``handler`` answers: (method, path, query, JSON body) in,
+    (status, JSON body) out."""
+
+    def send(method: str, target: str, headers: Mapping[str, str], body: bytes | None) -> Answer:
+        parts = urlsplit(target)
+        status, data = handler(
+            method, parts.path, dict(parse_qsl(parts.query)), body and json.loads(body)
+        )
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "")
+        return Answer(status, reason, json.dumps(data).encode())
+
+    return Server("http://test", transport=send)
+
+
 def test_runs_follows_the_cursor_until_the_limit() -> None:
     asked: list[dict[str, Any]] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        params = dict(request.url.params)
+    def answer(method: str, path: str, params: dict[str, str], body: Any) -> tuple[int, Any]:
         asked.append(params)
         start = int(params.get("cursor", "0"))
         size = int(params["limit"])
         page = [{"run_id": str(n)} for n in range(start, min(start + size, 2500))]
         following = str(start + size) if start + size < 2500 else None
-        return httpx.Response(200, json={"data": page, "cursor": following})
+        return 200, {"data": page, "cursor": following}
 
-    server = Server("http://test", transport=httpx.MockTransport(answer))
+    server = fake(answer)
     found = commands._pages(server, "/v1/runs", {"status": "Failed"}, 2200, cursor_field=None)
     assert [r["run_id"] for r in found] == [str(n) for n in range(2200)]
     assert [(p.get("cursor"), p["limit"]) for p in asked] == [
@@ -167,10 +186,10 @@ def test_runs_follows_the_cursor_until_the_limit() -> None:
 
 
 def test_a_refusal_is_one_line_with_the_servers_message() -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(400, json={"error": "event 0: name:\n  is required"})
+    def answer(method: str, path: str, params: dict[str, str], body: Any) -> tuple[int, Any]:
+        return 400, {"error": "event 0: name:\n  is required"}
 
-    server = Server("http://test", transport=httpx.MockTransport(answer))
+    server = fake(answer)
     with pytest.raises(CliError) as refused:
         server.post("/e/key", {"name": ""})
     assert str(refused.value) == "POST /e/key: 400 Bad Request: event 0: name: is required"
@@ -199,3 +218,40 @@ def test_steps_that_overlap_get_lanes_of_their_own() -> None:
         "middle": 3,
         "after": 1,
     }
+
+
+def test_a_keep_alive_connection_the_server_dropped_is_opened_again() -> None:
+    """A server closes an idle keep-alive connection (uvicorn after 5 s) without a word:
+    the next request on it fails before the server reads it, and is sent again once."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the client expects
+
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = json.dumps({"n": len(seen)}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True  # hangs up after the answer, without saying so
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        server = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
+        assert server.get("/a") == {"n": 1}
+        assert server.get("/b", {"x": ["1", "2"]}) == {"n": 2}
+        server.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen == ["/a", "/b?x=1&x=2"]

@@ -3,29 +3,26 @@ what it answers (:mod:`.render`, :mod:`.timeline`), or raw JSON with ``--json``.
 
 Routes: ``POST /e/{key}`` (send), ``GET /v1/runs`` (cursor paging), ``GET /v1/runs/{id}``
 with the GraphQL trace (run), ``GET /v1/events``, ``GET /v1/functions``, ``GET /v1/apps``,
-``DELETE /v1/runs/{id}`` and ``POST /v1/cancellations`` (cancel), ``POST
-/v1/runs/{id}/rerun`` (rerun).
+``DELETE /v1/runs/{id}`` (cancel; a function's runs are listed, then cancelled one by one:
+see :mod:`.bulk`), ``POST /v1/runs/{id}/rerun`` (rerun).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-from mainspring.cli import render, timeline
+from mainspring.cli import bulk, render
 from mainspring.cli.client import CliError, Server
 from mainspring.sdk.settings import DEV_EVENT_KEY
 
 #: Largest page the server hands out (``server/limits.py``).
-PAGE = 1000
-#: Unfinished runs counted before a bulk cancel, for its progress bar.
-MAX_COUNTED = 10_000
+PAGE = bulk.PAGE
 
 Command = Callable[[Server, argparse.Namespace], int]
 
@@ -60,7 +57,8 @@ def _pages(
         else:
             last = page[-1] if page and len(page) >= size else None
             cursor = last.get(cursor_field) if isinstance(last, dict) else None
-        if not cursor or not page:
+        # A page filtered by CEL may be short, even empty, and still have a next page.
+        if not cursor:
             break
     return items[:limit]
 
@@ -69,19 +67,28 @@ def send(server: Server, args: argparse.Namespace) -> int:
     key = args.event_key or os.environ.get("INNGEST_EVENT_KEY") or DEV_EVENT_KEY
     extra = {"id": args.id} if args.id else {}
     try:
-        data = orjson.loads(args.data)
-    except orjson.JSONDecodeError:
+        data = json.loads(args.data, parse_constant=_not_json)
+    except (ValueError, RecursionError):
         # Not JSON: sent as typed, so that the server's own 400 says what is wrong with it.
-        head = orjson.dumps({"name": args.name, **extra})[:-1]
+        head = _dumps({"name": args.name, **extra})[:-1]
         body = head + b',"data":' + args.data.encode() + b"}"
     else:
-        body = orjson.dumps({"name": args.name, "data": data, **extra})
+        body = _dumps({"name": args.name, "data": data, **extra})
     answer = server.post(_path("/e/{}", key), content=body)
     ids = answer.get("ids") if isinstance(answer, dict) else None
     out = render.console()
     for event_id in ids or []:
         out.print(f"Sent {args.name}: event {event_id}")
     return 0
+
+
+def _not_json(constant: str) -> Any:
+    # json reads NaN and Infinity, which are not JSON: the server is left to refuse them.
+    raise ValueError(constant)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _run_filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -113,6 +120,8 @@ def runs(server: Server, args: argparse.Namespace) -> int:
 
 
 def run(server: Server, args: argparse.Namespace) -> int:
+    from mainspring.cli import timeline  # rich panels and groups: only this command draws them
+
     run_data = _data(server.get(_path("/v1/runs/{}", args.run_id)), "GET /v1/runs/{id}")
     found = server.graphql(timeline.RUN_QUERY, {"runID": args.run_id})
     gql_run = found.get("run") if isinstance(found, dict) else None
@@ -165,8 +174,10 @@ def apps(server: Server, args: argparse.Namespace) -> int:
 def cancel(server: Server, args: argparse.Namespace) -> int:
     out = render.console()
     if args.run_id:
-        if args.function or args.from_ or args.until:
-            raise CliError("cancel: give a run id or --function (with --from/--until), not both", 2)
+        if args.function or args.from_ or args.until or args.where:
+            raise CliError(
+                "cancel: give a run id or --function (with --from/--until/--where), not both", 2
+            )
         answer = _data(server.delete(_path("/v1/runs/{}", args.run_id)), "DELETE /v1/runs/{id}")
         if isinstance(answer, dict) and answer.get("cancelled"):
             out.print(f"Cancelled run {args.run_id}")
@@ -177,47 +188,34 @@ def cancel(server: Server, args: argparse.Namespace) -> int:
         return 0
     if not args.function:
         raise CliError("cancel: give a run id, or --function F [--from T] [--until T]", 2)
-    return _cancel_many(server, args)
-
-
-def _cancel_many(server: Server, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"function_id": args.function}
-    if args.from_:
-        body["started_after"] = args.from_
-    if args.until:
-        body["started_before"] = args.until
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=render.console(stderr=True), transient=False) as bar:
-        task = bar.add_task(f"Finding the unfinished runs of {args.function}", total=None)
-        params = {**_run_filters(args), "status": ["Queued", "Running"]}
-        try:
-            total: int | None = len(
-                _pages(server, "/v1/runs", params, MAX_COUNTED, cursor_field=None)
-            )
-        except CliError:
-            total = None  # the count is only for the bar: the cancellation says what it did
-        bar.update(task, description=f"Cancelling runs of {args.function}", total=total)
-        answer = _data(server.post("/v1/cancellations", body), "POST /v1/cancellations")
-        cancelled = answer.get("cancelled") if isinstance(answer, dict) else None
-        if not isinstance(cancelled, list):
-            raise CliError(f"POST /v1/cancellations: unexpected answer {answer!r}")
-        done = len(cancelled)
-        bar.update(task, completed=done, total=max(done, total or 0))
-    out = render.console()
-    out.print(f"Cancelled {done} run{'' if done == 1 else 's'} of {args.function}")
-    for run_id in cancelled:
-        out.print(f"  {run_id}")
-    return 0
+    return bulk.cancel_runs(server, args, _run_filters(args))
 
 
 def rerun(server: Server, args: argparse.Namespace) -> int:
+    run_ids = _ids(args.run_ids)
+    if len(run_ids) > 1:
+        return bulk.rerun_runs(server, run_ids, args.from_step)
+    [run_id] = run_ids
     body = {"from_step": args.from_step} if args.from_step else {}
-    answer = _data(server.post(_path("/v1/runs/{}/rerun", args.run_id), body), "rerun")
+    answer = _data(server.post(_path("/v1/runs/{}/rerun", run_id), body), "rerun")
     new_id = answer.get("run_id") if isinstance(answer, dict) else None
     if not new_id:
         raise CliError(f"POST /v1/runs/{{id}}/rerun: unexpected answer {answer!r}")
     out = render.console()
     step = f" from step {args.from_step}" if args.from_step else ""
-    out.print(f"Rerun of {args.run_id}{step}: new run {new_id}")
+    out.print(f"Rerun of {run_id}{step}: new run {new_id}")
     out.print(f"  see it: mainspring run {new_id}", style="dim")
     return 0
+
+
+def _ids(given: list[str]) -> list[str]:
+    """Run ids as given, ``-`` standing for those read from stdin (whitespace-separated:
+    ``mainspring runs --status failed --json | jq -r '.[].run_id' | mainspring rerun -``);
+    each once, in order."""
+    ids: list[str] = []
+    for item in given:
+        ids.extend(sys.stdin.read().split() if item == "-" else [item])
+    unique = list(dict.fromkeys(ids))
+    if not unique:
+        raise CliError("rerun: no run ids (stdin was empty)", 2)
+    return unique

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -95,6 +94,8 @@ def between(start: Any, end: Any) -> float | None:
 
 
 def short_json(value: Any, limit: int = 60) -> str:
+    import orjson  # here, not at the top: its import is ~15 ms of every command's start
+
     if value is None:
         return "-"
     text = value if isinstance(value, str) else orjson.dumps(value).decode()
@@ -103,6 +104,8 @@ def short_json(value: Any, limit: int = 60) -> str:
 
 def print_json(value: Any) -> None:
     """Raw JSON for scripts: one document, indented, no colours."""
+    import orjson
+
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -191,7 +194,11 @@ def apps_table(apps: Sequence[Mapping[str, Any]]) -> Table:
         )
         error = field(app, "error", "sync_error", "last_sync_error")
         if isinstance(error, Mapping):
+            fix = error.get("fix")
             error = field(error, "message", "error")
+            error = f"{error} — fix: {fix}" if error and fix else error
+        # An error older than the last sync (sync_failing false) is history: dimmed.
+        error_style = "dim" if app.get("sync_failing") is False else "red"
         table.add_row(
             str(field(app, "name", "id", "app_id") or "-"),
             str(app.get("url") or "(in process)"),
@@ -199,6 +206,6 @@ def apps_table(apps: Sequence[Mapping[str, Any]]) -> Table:
             str(field(app, "app_version", "version") or "-"),
             "-" if count is None else str(count),
             when(field(app, "synced_at", "last_synced_at", "last_sync")),
-            Text(str(error), style="red") if error else Text(""),
+            Text(str(error), style=error_style) if error else Text(""),
         )
     return table

@@ -25,32 +25,34 @@ before it fails (``engine/held.py``; 24 h by default).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import importlib
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mainspring.engine import held
-from mainspring.engine.engine import Engine
 from mainspring.protocol import signing
 from mainspring.protocol.durations import DurationError, parse_duration_ms
-from mainspring.sdk.client import Client
-from mainspring.sdk.function import Function
 from mainspring.server import keys
-from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S, poll_apps
 
-logger = logging.getLogger("mainspring.cli")
+# The engine, the server and the SDK's client are imported by the functions that start a
+# server, not here: `mainspring --version` and the client commands build the same parser
+# and must not pay for them (tests/unit/test_import_cost.py holds that line).
+if TYPE_CHECKING:
+    from mainspring.engine.engine import Engine
+    from mainspring.sdk.client import Client
+    from mainspring.sdk.function import Function
 
 
 def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
     """Import ``MODULE:ATTR`` from the current directory: a list of functions (their
     module's ``Client`` serves them) or a ``Client`` (the module's functions of that app).
     Stops with one line naming what is missing."""
+    from mainspring.sdk.client import Client
+    from mainspring.sdk.function import Function
+
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"mainspring: expected MODULE:ATTR (e.g. app:functions), got {spec!r}")
@@ -89,12 +91,20 @@ def load_functions(spec: str) -> tuple[Client, list[Function[Any]]]:
 
 
 def serve_engine(
-    args: argparse.Namespace, *, dev: bool, engine_type: type[Engine] = Engine
+    args: argparse.Namespace, *, dev: bool, engine_type: type[Engine] | None = None
 ) -> None:
-    # Imported here: the client commands need neither (strawberry alone takes ~0.2 s).
+    # Imported here: the client commands need none of them (strawberry alone takes ~0.2 s).
+    import asyncio
+
     import uvicorn
 
+    from mainspring.engine.engine import Engine
+    from mainspring.sdk.client import Client
     from mainspring.server.app import create_app
+    from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S, poll_apps
+    from mainspring.server.sync_status import SyncStatus
+
+    engine_type = Engine if engine_type is None else engine_type
 
     if args.functions:
         client, functions = load_functions(args.functions)
@@ -109,9 +119,12 @@ def serve_engine(
         signing_key=None if dev else args.signing_key,
         missing_function_grace=args.missing_function_grace,
     )
+    # The poller and the server's routes (registration, Apps page, /v1/apps) share it.
+    sync_status = SyncStatus(engine.clock.now_ms)
     app = create_app(
         engine,
         dev=dev,
+        sync_status=sync_status,
         event_keys=frozenset(getattr(args, "event_key", None) or ()),
         signing_key=None if dev else args.signing_key,
         signing_key_fallback=None if dev else args.signing_key_fallback,
@@ -146,6 +159,7 @@ def serve_engine(
                         interval=args.poll_interval if dev else DEFAULT_POLL_INTERVAL_S,
                         poll=polled,
                         dev=dev,
+                        status=sync_status,
                     )
                 )
                 if args.url or polled
@@ -194,7 +208,7 @@ def add_server_commands(commands: Any) -> None:
     dev_cmd.add_argument(
         "--poll-interval",
         type=_positive_seconds,
-        default=DEFAULT_POLL_INTERVAL_S,
+        default=None,  # server.poll's DEFAULT_POLL_INTERVAL_S, filled in by run_server
         metavar="SECONDS",
         help="seconds between requests to every known app to sync again (default: 5)",
     )
@@ -204,10 +218,20 @@ def add_server_commands(commands: Any) -> None:
     start_cmd.set_defaults(server_parser=start_cmd)
 
 
-def run_server(args: argparse.Namespace, *, engine_type: type[Engine] = Engine) -> int:
+def run_server(args: argparse.Namespace, *, engine_type: type[Engine] | None = None) -> int:
     """``mainspring dev`` / ``mainspring start``: serve until stopped."""
+    import logging
+
+    from mainspring.engine import held
+    from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S
+
     if args.command == "start":
         _check_keys(args.server_parser, args)
+    # The defaults the parser leaves out, so that building it imports neither module.
+    if args.missing_function_grace is None:
+        args.missing_function_grace = held.DEFAULT_GRACE.total_seconds()
+    if args.command == "dev" and args.poll_interval is None:
+        args.poll_interval = DEFAULT_POLL_INTERVAL_S
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the dev server's sync requests every few seconds.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -270,7 +294,7 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
     dev_cmd.add_argument(
         "--missing-function-grace",
         type=_grace_seconds,
-        default=held.DEFAULT_GRACE.total_seconds(),
+        default=None,  # engine.held's DEFAULT_GRACE, filled in by run_server
         metavar="DURATION",
         help="how long a run whose function is not registered is held before it fails: "
         "a duration such as 24h, 90m or 3600 (seconds); default: 24h",
@@ -303,6 +327,8 @@ def _positive_seconds(text: str) -> float:
 
 def _grace_seconds(text: str) -> float:
     """A duration: a time string (``24h``, ``90m``, ``1d``) or a number of seconds."""
+    from mainspring.engine import held  # only `dev` and `start` take this option
+
     try:
         seconds = float(text)
     except ValueError:

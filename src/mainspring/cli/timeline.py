@@ -31,7 +31,7 @@ from mainspring.cli.render import (
 
 _SPAN = """
 fragment Span on RunTraceSpan {
-  spanID name status attempts queuedAt startedAt endedAt outputID stepID stepOp
+  spanID name status attempts queuedAt startedAt endedAt outputID stepID stepOp copiedFromRunID
 }"""
 
 #: The run and its trace, three levels deep (run, steps, attempts).
@@ -101,6 +101,9 @@ def _bar(
     span: Mapping[str, Any], origin: datetime.datetime, total: float, now: datetime.datetime
 ) -> Text:
     start = instant(field(span, "startedAt", "queuedAt"))
+    if span.get("copiedFromRunID"):
+        # A rerun reused it: it ran in that run, before this one started (Took is its time).
+        return Text(f"reused from {span['copiedFromRunID']}", style="dim")
     if start is None or total <= 0:
         return Text("")
     end = instant(span.get("endedAt"))

@@ -524,8 +524,10 @@ class Engine(EngineQueries):
     async def rerun(self, run_id: str, *, from_step: str | None = None) -> str:
         """Start a new run of ``run_id``'s function with the same triggering events;
         returns the new run's id. With ``from_step`` (a step's id as the function wrote it,
-        or its hashed id), the steps recorded before it are not run again: their recorded
-        results are copied in. See :mod:`mainspring.engine.rerun`."""
+        or its hashed id), that step and what came after it run again, and what came before
+        it is not run again: its recorded results are copied in (for a step of a parallel
+        group, the group's other branches that completed too). See
+        :mod:`mainspring.engine.rerun`."""
         self._require_running()
         return await start_rerun(
             store=self._store,

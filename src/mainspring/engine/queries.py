@@ -214,6 +214,32 @@ class EngineQueries:
         self._require_running()
         return await self._store.get_event(event_id)
 
+    async def run_events(
+        self, run_id: str, *, limit: int | None = None
+    ) -> tuple[list[StoredEvent], int]:
+        """The events that started a run, in order (all of a batch's, as ``ctx.events``
+        has them): the first ``limit`` of them (all with None), and how many there are.
+        An event no longer stored is given as the run's copy of it, ``internal_id`` empty.
+        """
+        self._require_running()
+        run = await self.run(run_id)
+        raw = (await self._store.triggering_events([run.id])).get(run.id)
+        copies = orjson.loads(raw) if raw else []
+        copies = copies if isinstance(copies, list) else []
+        shown = copies if limit is None else copies[:limit]
+        if not shown:
+            return [], len(copies)
+        # The first is the run's own event; a batch filed the others by function and
+        # event id (a primary key: looked up without reading every batch's events).
+        keys = [f"{run.function_id}:{copy.get('id')}" for copy in shown[1:]]
+        filed = await self._store.filed_events(keys) if keys else {}
+        found = [await self._store.get_event(run.event_id), *(filed.get(k) for k in keys)]
+        events = [
+            stored if stored is not None else _unstored(copy)
+            for stored, copy in zip(found, shown, strict=True)
+        ]
+        return events, len(copies)
+
     async def run_state(self, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
         """A run's events and memo map, as an SDK fetches them when ``use_api`` is set."""
         self._require_running()
@@ -233,3 +259,13 @@ class EngineQueries:
         self._require_running()
         found = await self._store.runs_for_events(event_ids)
         return {event: [self._current(run) for run in runs] for event, runs in found.items()}
+
+
+def _unstored(copy: dict[str, Any]) -> StoredEvent:
+    """A run's copy of an event (wire shape) that the events table no longer has."""
+    data = copy.get("data")
+    ts = copy.get("ts")
+    when = ts if isinstance(ts, int) else 0
+    return StoredEvent(
+        "", str(copy.get("id", "")), str(copy.get("name", "")), data or {}, when, when
+    )

@@ -111,6 +111,8 @@ class StepAttempt:
         started_at, ended_at: epoch milliseconds (``started_at`` when known).
         output: the step's result; ``error``: ``{"name", "message", ...}`` if it failed.
         app_version: the app version that recorded a step's result, if the app has one.
+        copied_from: for a result a rerun reused (``Engine.rerun`` from a step), the run
+            that executed the step; its times are that run's (before this run started).
     """
 
     step_id: str
@@ -122,6 +124,7 @@ class StepAttempt:
     output: Any
     error: dict[str, Any] | None
     app_version: str | None = None
+    copied_from: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

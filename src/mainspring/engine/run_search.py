@@ -83,8 +83,9 @@ async def search(
     """A page of at most ``limit`` runs, newest first, after ``cursor`` (the id of the last
     run of the previous page). ``created_*`` are epoch milliseconds (``[after, before)``).
 
-    Without an expression the page is one query. With one, pages of :data:`SCAN_PAGE` runs
-    are read and filtered until ``limit`` match, or ``scan_limit`` runs were read or
+    Without an expression the page is one query. With one, pages of runs (``limit`` first,
+    each next one twice as many, up to :data:`SCAN_PAGE`) are read and filtered until
+    ``limit`` match, or ``scan_limit`` runs were read or
     ``scan_seconds`` spent (at least one page is read); then the cursor is the last run
     read, so a page may hold fewer than ``limit`` runs and still have a next page.
     """
@@ -103,8 +104,12 @@ async def search(
     scanned = 0
     deadline = time.monotonic() + scan_seconds
     after = cursor
+    # The first read is one page's worth, then each doubles up to SCAN_PAGE: an expression
+    # most runs match fills its page from the first read, without evaluating 500 events.
+    want = min(SCAN_PAGE, limit)
     while True:
-        size = max(1, min(SCAN_PAGE, scan_limit - scanned))
+        size = max(1, min(want, scan_limit - scanned))
+        want = min(SCAN_PAGE, want * 2)
         chunk = await store.find_runs(**filters, cursor=after, limit=size)
         if not chunk:
             return RunPage(kept, None)

@@ -40,8 +40,10 @@ from mainspring.server.keys import EventKeys, check_signing_keys
 from mainspring.server.kind_hints import KindMismatches, kind_fix
 from mainspring.server.limits import Refused
 from mainspring.server.openapi import openapi_document
+from mainspring.server.poll import REGISTRATION_FIX
 from mainspring.server.runs_api import rerun_data
 from mainspring.server.runs_api import routes as runs_routes
+from mainspring.server.sync_status import SyncProblem, SyncStatus, claimed_url
 
 #: Largest request body accepted (a send of events), as the reference's cap; other routes
 #: have their own caps in :mod:`.limits`.
@@ -94,6 +96,14 @@ def _event_data(event: StoredEvent) -> dict[str, Any]:
     }
 
 
+async def _claimed_url(request: Request) -> str | None:
+    """The serve URL a refused registration's body names, if it can be read."""
+    try:
+        return claimed_url(await limits.read_json(request, limits.REGISTER_BODY_BYTES))
+    except Refused:
+        return None
+
+
 class _App(Starlette):
     """Starlette with :class:`~.guard.Contained` outside its whole middleware stack."""
 
@@ -113,6 +123,7 @@ def create_app(
     signing_key: str | None = None,
     signing_key_fallback: str | None = None,
     start_options: Mapping[str, Any] | None = None,
+    sync_status: SyncStatus | None = None,
 ) -> Starlette:
     """The API for ``engine``.
 
@@ -121,6 +132,8 @@ def create_app(
     ``Bearer`` token matching ``signing_key`` or ``signing_key_fallback`` (raw or hashed,
     protocol §9). Malformed keys raise :class:`ValueError` here, so that no request can
     meet one. ``start_options`` are shown by ``GET /dev`` (how the server was started).
+    ``sync_status`` is where registrations are noted, shared with the poller (a new one if
+    None; ``app.state.sync_status`` either way).
     """
     kind = "dev" if dev else "cloud"
     engine.run_log.tracebacks = dev  # `mainspring start` logs failures without their stacks
@@ -131,6 +144,7 @@ def create_app(
         check_signing_keys(signing_keys)
     document = orjson.dumps(openapi_document(authenticated=bool(signing_keys)))
     kind_mismatches = KindMismatches()
+    syncs = sync_status if sync_status is not None else SyncStatus(engine.clock.now_ms)
 
     def reply(data: Any, status: int = 200) -> Response:
         return json_response(data, status, kind=kind)
@@ -176,22 +190,34 @@ def create_app(
             return denied
         expected = request.headers.get("x-inngest-expected-server-kind")
         if expected and expected != kind:
-            problem = f"Expected server kind {expected}, got {kind}: {kind_fix(dev=dev)}"
+            wanted = f"Expected server kind {expected}, got {kind}"
+            mismatch = SyncProblem(wanted, kind_fix(dev=dev))
+            problem = f"{mismatch.message}: {mismatch.fix}"
             kind_mismatches.say(request, problem)
+            refused_sync(await _claimed_url(request), mismatch)
             return reply({"error": problem}, 400)
         payload = await limits.read_json(request, limits.REGISTER_BODY_BYTES)
         try:
             registration = parse_registration(payload)
             await engine.register_app(registration)
         except RegistrationError as exc:
+            refused_sync(claimed_url(payload), SyncProblem(str(exc), REGISTRATION_FIX))
             return reply({"error": str(exc), "data": exc.errors, "status": 400}, 400)
         except (ValueError, MainspringError) as exc:
+            refused_sync(claimed_url(payload), SyncProblem(str(exc), REGISTRATION_FIX))
             return reply({"error": str(exc), "status": 400}, 400)
+        syncs.synced(registration.url)
         kind_mismatches.over(request)
         app_id = uuid.uuid5(uuid.NAMESPACE_URL, registration.app_name)
         return reply(
             {"ok": True, "modified": True, "sync_id": str(uuid.uuid4()), "app_id": str(app_id)}
         )
+
+    def refused_sync(url: str | None, problem: SyncProblem) -> None:
+        """A registration refused: noted for the Apps page under the URL its body names
+        (a body that names none is only answered)."""
+        if url is not None:
+            syncs.failed(url, problem, source="register")
 
     async def invoke(request: Request) -> Response:
         if (denied := refused(request)) is not None:
@@ -291,6 +317,7 @@ def create_app(
         if not url:
             return reply({"error": "the url query parameter is required", "status": 400}, 400)
         removed = await engine.remove_app(url)
+        syncs.forget(url)
         if not removed:
             return reply({"error": f"no app is synced from {url}", "status": 404}, 404)
         return reply({"ok": True, "removed": removed})
@@ -360,7 +387,7 @@ def create_app(
         async with engine:
             yield
 
-    return _App(
+    app = _App(
         kind=kind,
         routes=[
             Route("/health", health, methods=["GET"]),
@@ -377,12 +404,16 @@ def create_app(
             Route("/v1/events/{event_id}/runs", event_runs, methods=["GET"]),
             Route("/v1/runs/{run_id}", run_item, methods=["GET", "DELETE"]),
             Route("/v1/runs/{run_id}/jobs", run_jobs, methods=["GET"]),
-            *runs_routes(engine, reply=reply, refused=refused, run_data=run_data),
+            *runs_routes(
+                engine, reply=reply, refused=refused, run_data=run_data, sync_status=syncs
+            ),
             Route("/v0/runs/{run_id}", cancel_run_v0, methods=["DELETE"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),
-            *dashboard.routes(engine, kind=kind, signing_keys=signing_keys),
+            *dashboard.routes(engine, kind=kind, signing_keys=signing_keys, sync_status=syncs),
         ],
         exception_handlers=exception_handlers(kind),
         lifespan=lifespan,
     )
+    app.state.sync_status = syncs
+    return app

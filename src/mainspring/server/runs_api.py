@@ -26,6 +26,7 @@ from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol.expressions import ExpressionError, compile_expression
 from mainspring.server import limits
 from mainspring.server.limits import Refused
+from mainspring.server.sync_status import AppSync, SyncStatus
 
 #: ``POST /v1/runs/{run_id}/rerun`` and ``POST /v1/cancellations``: a few small fields.
 ACTION_BODY_BYTES: Final = 64 * 1024
@@ -141,10 +142,18 @@ def function_data(engine: Engine, app: str, fn: Any) -> dict[str, Any]:
     }
 
 
-def routes(engine: Engine, *, reply: Reply, refused: Refuser, run_data: RunData) -> list[Route]:
+def routes(
+    engine: Engine,
+    *,
+    reply: Reply,
+    refused: Refuser,
+    run_data: RunData,
+    sync_status: SyncStatus | None = None,
+) -> list[Route]:
     """The routes, answering with the app's ``reply``, guarded by its ``refused`` (the
     signing key outside dev mode), runs shown by its ``run_data`` (as ``GET
-    /v1/runs/{run_id}``)."""
+    /v1/runs/{run_id}``), apps with their syncs as ``sync_status`` knows them."""
+    syncs = sync_status if sync_status is not None else SyncStatus()
 
     async def list_runs(request: Request) -> Response:
         if (denied := refused(request)) is not None:
@@ -225,8 +234,11 @@ def routes(engine: Engine, *, reply: Reply, refused: Refuser, run_data: RunData)
         if (denied := refused(request)) is not None:
             return denied
         listed = []
+        served = set()
         for app in engine.app_list():
             versions = {engine.function_version(fn.id) for fn in app.functions} - {None}
+            sync = syncs.of(app.url) if app.url else None
+            served.add(app.url)
             listed.append(
                 {
                     "name": app.name,
@@ -235,8 +247,23 @@ def routes(engine: Engine, *, reply: Reply, refused: Refuser, run_data: RunData)
                     "app_version": next(iter(versions)) if len(versions) == 1 else None,
                     "function_count": len(app.functions),
                     "function_ids": [fn.id for fn in app.functions],
+                    **(sync or AppSync(app.url or "")).to_json(),
                 }
             )
+        # URLs that serve no app: a -u URL that never synced, a registration refused.
+        for sync in syncs.all():
+            if sync.url not in served:
+                listed.append(
+                    {
+                        "name": None,
+                        "url": sync.url,
+                        "sdk": None,
+                        "app_version": None,
+                        "function_count": 0,
+                        "function_ids": [],
+                        **sync.to_json(),
+                    }
+                )
         return reply({"data": listed})
 
     return [

@@ -89,6 +89,58 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "App": {
+        "type": "object",
+        "description": (
+            "An app the server serves, or an app URL that serves none (name null): a -u URL "
+            "that never synced, or one whose registration was refused. The sync fields "
+            "cover the time since the server started (it keeps them in memory)."
+        ),
+        "required": ["name", "url", "function_count", "last_synced_at", "last_sync_error"],
+        "properties": {
+            "name": {"type": "string", "nullable": True},
+            "url": {
+                "type": "string",
+                "nullable": True,
+                "description": "Its serve URL; null for functions loaded in process.",
+            },
+            "sdk": {"type": "string", "nullable": True, "description": "e.g. py:v0.5.1"},
+            "app_version": {"type": "string", "nullable": True},
+            "function_count": {"type": "integer", "minimum": 0},
+            "function_ids": {"type": "array", "items": {"type": "string"}},
+            "last_synced_at": {
+                "type": "integer",
+                "nullable": True,
+                "description": "When it last synced (registered), epoch milliseconds.",
+            },
+            "last_sync_error": {
+                "type": "object",
+                "nullable": True,
+                "description": (
+                    "The last failed attempt to sync it (kept after a later sync: compare "
+                    "'at' with last_synced_at, or read sync_failing)."
+                ),
+                "required": ["at", "message", "source"],
+                "properties": {
+                    "at": {"type": "integer", "description": "Epoch milliseconds."},
+                    "message": {"type": "string"},
+                    "fix": {"type": "string", "nullable": True, "description": "What to try."},
+                    "source": {
+                        "type": "string",
+                        "enum": ["poll", "resync", "register"],
+                        "description": (
+                            "Who saw it fail: the server asking the app to sync, the "
+                            "dashboard's Resync, or the app's registration being refused."
+                        ),
+                    },
+                },
+            },
+            "sync_failing": {
+                "type": "boolean",
+                "description": "Whether the last attempt failed (no sync since).",
+            },
+        },
+    },
 }
 
 
@@ -216,11 +268,14 @@ def operations() -> dict[str, dict[str, Any]]:
         "/v1/apps": {
             "get": {
                 "operationId": "listApps",
-                "summary": "Every app: name, URL, SDK, app version, its functions.",
+                "summary": "Every app: name, URL, SDK, app version, functions, last sync.",
+                "description": (
+                    "The apps the server serves, then the app URLs it knows that serve none "
+                    "(a -u URL that never synced, a refused registration), each with its "
+                    "last sync and its last failed attempt with the fix to try."
+                ),
                 "responses": {
-                    "200": _answer(
-                        "The apps.", _data({"type": "array", "items": {"type": "object"}})
-                    )
+                    "200": _answer("The apps.", _data({"type": "array", "items": _ref("App")}))
                 },
             }
         },

@@ -18,7 +18,9 @@ What is atomic and what ``Tx`` methods return:
   run has no pending set, which lets a backend skip that bookkeeping.
 * ``record_attempt`` — keeps a failed attempt that will be retried (with ``steps``, the
   run's history).
-* ``set_pending`` — replaces the run's pending set (the members of a parallel batch).
+* ``set_pending`` — replaces the run's pending set (the members of a parallel batch);
+  with a coalesce key, it also files each member under that batch unless it was planned
+  in one before (kept after the run ends, for ``step_group``).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
 * ``delete_job`` / ``reschedule_job`` — queue maintenance.
 * ``save_app`` / ``delete_app`` — an app's last registration body, by app name.
@@ -58,12 +60,16 @@ Runs held because their function is not registered (``engine/held.py``):
 
 Reruns (``engine/rerun.py``):
 
-* ``step_position`` — where a step first shows in a run's stack: the position of its
-  record, or, for a step that only failed attempts, the position after the steps recorded
-  before its first failure; None if the run has no trace of it.
-* ``copy_steps`` — copies a run's recorded steps before a position into another run
-  (same ids, memos, ops and app versions; positions renumbered from 1), recorded ``at``;
-  returns how many.
+* ``step_position`` — a step named by its id or hashed id: its hashed id and where it
+  first shows in the run's stack: the position of its record, or, for a step that only
+  failed attempts (retried ``StepError``), the position after the steps recorded before its
+  first failure; None if the run has no such trace of it.
+* ``step_group`` — the parallel batch a step was first planned in (``set_pending`` keeps
+  it): how many steps the run had recorded then, and the other members that completed
+  without an error; None for a step planned alone.
+* ``copy_steps`` — copies a run's recorded steps before a position, and those named in
+  ``also``, into another run (same ids, memos, ops, times and app versions, marked as
+  copied from the run that executed them; positions renumbered from 1); returns how many.
 * ``record_rerun`` — files the new run's origin.
 """
 
@@ -112,6 +118,16 @@ class StepRecord:
     op: str = "StepRun"
     #: The app version that recorded it, when the app has one.
     app_version: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StepGroup:
+    """The parallel batch a step was first planned in (``Tx.step_group``)."""
+
+    #: The highest position of the run's stack when the batch was planned (0: none).
+    after: int
+    #: The other members whose result is recorded and is not an error.
+    completed: tuple[str, ...]
 
 
 @dataclasses.dataclass(slots=True)
@@ -210,8 +226,11 @@ class Tx(Protocol):
     ) -> list[Job]: ...
     def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None: ...
     def function_app(self, function_id: str) -> str | None: ...
-    def step_position(self, run_id: str, step: str) -> int | None: ...
-    def copy_steps(self, source: str, target: str, *, before: int | None, at: int) -> int: ...
+    def step_position(self, run_id: str, step: str) -> tuple[str, int] | None: ...
+    def step_group(self, run_id: str, step_id: str) -> StepGroup | None: ...
+    def copy_steps(
+        self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
+    ) -> int: ...
     def record_rerun(self, origin: RerunOrigin) -> None: ...
 
 
@@ -278,4 +297,9 @@ class Store(Protocol):
 
     async def triggering_events(self, run_ids: Sequence[str]) -> dict[str, bytes]:
         """Each run's triggering events as stored (a JSON list, wire shape)."""
+        ...
+
+    async def filed_events(self, keys: Sequence[str]) -> dict[str, StoredEvent]:
+        """The events filed under batch runs (``add_run_event``) by these keys
+        (``"{function id}:{event id}"``), by key (keys filed under none are left out)."""
         ...

@@ -64,8 +64,12 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "app_version" not in columns:
         # Stored before app versions were recorded: unknown (NULL).
         db.execute("ALTER TABLE runs ADD COLUMN app_version TEXT")
-    if "app_version" not in {row[1] for row in db.execute("PRAGMA table_info(steps)")}:
+    step_columns = {row[1] for row in db.execute("PRAGMA table_info(steps)")}
+    if "app_version" not in step_columns:
         db.execute("ALTER TABLE steps ADD COLUMN app_version TEXT")
+    if "copied_from" not in step_columns:
+        # Copies made before reruns kept their origin: unknown (NULL), timed at the copy.
+        db.execute("ALTER TABLE steps ADD COLUMN copied_from TEXT")
 
 
 def _loads(raw: bytes | str) -> Any:
@@ -271,7 +275,19 @@ class SQLiteStore:
         rows = self._reader().execute(
             f"SELECT run_id, events FROM runs WHERE run_id IN ({_marks(ids)})", ids
         )
-        return {row[0]: bytes(row[1]) for row in rows}
+        # A batch's events column is TEXT once an event was appended (``||`` makes text).
+        return {row[0]: _blob(row[1]) for row in rows}
+
+    async def filed_events(self, keys: Sequence[str]) -> dict[str, StoredEvent]:
+        ids = tuple(keys)
+        rows = self._reader().execute(
+            "SELECT run_events.dedupe_key, events.internal_id, events.id, events.name, "
+            "events.data, events.ts, events.received_at FROM run_events JOIN events "
+            "ON events.internal_id = run_events.event_id "
+            f"WHERE run_events.dedupe_key IN ({_marks(ids)})",
+            ids,
+        )
+        return {row[0]: _event(row[1:]) for row in rows}
 
     async def holds_for_run(self, run_id: str) -> list[Hold]:
         rows = self._reader().execute(
@@ -406,11 +422,12 @@ class SQLiteStore:
         # Ordered as recorded: a step's row by its position in the stack, a failed attempt
         # just before the step that was recorded next.
         found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in ids}
-        for run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version in db.execute(
+        for row in db.execute(
             "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq, "
-            f"app_version FROM steps WHERE run_id IN ({marks})",
+            f"app_version, copied_from FROM steps WHERE run_id IN ({marks})",
             ids,
         ):
+            run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version, copied = row
             kind, value = memo_value(_loads(memo) if memo is not None else None)
             failed = kind == "error"
             entry = StepAttempt(
@@ -423,6 +440,7 @@ class SQLiteStore:
                 None if failed else value,
                 value if failed else None,
                 version,
+                copied,
             )
             found[run_id].append((seq, 1, entry))
         for run_id, step_id, user_id, op, attempt, started, ended, error, after in db.execute(
@@ -465,6 +483,10 @@ class SQLiteStore:
             .fetchone()
         )
         return None if row is None else _event(row)
+
+
+def _blob(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _event(row: Sequence[Any]) -> StoredEvent:

@@ -23,8 +23,9 @@ from mainspring.engine.records import (
     RunStatus,
     StoredEvent,
 )
-from mainspring.engine.store.contract import NewRun
+from mainspring.engine.store.contract import NewRun, StepGroup
 from mainspring.protocol.match_keys import value_key
+from mainspring.protocol.messages import memo_value
 
 RUN_COLUMNS = (
     "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at, "
@@ -232,6 +233,17 @@ class SQLiteTx:
             [(run_id, step_id, run_id, step_id) for step_id in step_ids],
         )
         db.execute("UPDATE runs SET coalesce_key = ? WHERE run_id = ?", (coalesce_key, run_id))
+        if coalesce_key is not None:
+            # Kept for reruns: the batch a step was first planned in (a race-mode discovery
+            # plans unfinished members again, with new steps; they stay in their first).
+            (after,) = db.execute(
+                "SELECT coalesce(max(seq), 0) FROM steps WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            db.executemany(
+                "INSERT INTO step_groups (run_id, step_id, group_key, after_seq) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(run_id, step_id, coalesce_key, after) for step_id in step_ids],
+            )
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - _UPDATABLE
@@ -487,24 +499,60 @@ class SQLiteTx:
 
     # -- reruns (engine/rerun.py) ------------------------------------------------------
 
-    def step_position(self, run_id: str, step: str) -> int | None:
-        # A failed call of the function itself (FunctionError) belongs to no step.
+    def step_position(self, run_id: str, step: str) -> tuple[str, int] | None:
+        # Only a retried failure (StepError) is an attempt of the step itself: a failed call
+        # of the function (FunctionError), a dropped step or a note belongs to no attempt.
         row = self._db.execute(
-            "SELECT min(position) FROM ("
-            "SELECT seq AS position FROM steps WHERE run_id = ? AND (user_id = ? OR step_id = ?) "
-            "UNION ALL SELECT after_seq + 1 FROM attempts WHERE run_id = ? "
-            "AND op != 'FunctionError' AND (user_id = ? OR step_id = ?))",
+            "SELECT step_id, position FROM ("
+            "SELECT step_id, seq AS position FROM steps WHERE run_id = ? "
+            "AND (user_id = ? OR step_id = ?) "
+            "UNION ALL SELECT step_id, after_seq + 1 FROM attempts WHERE run_id = ? "
+            "AND op = 'StepError' AND (user_id = ? OR step_id = ?)) "
+            "ORDER BY position, step_id LIMIT 1",
             (run_id, step, step, run_id, step, step),
         ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        return None if row is None else (str(row[0]), int(row[1]))
 
-    def copy_steps(self, source: str, target: str, *, before: int | None, at: int) -> int:
+    def step_group(self, run_id: str, step_id: str) -> StepGroup | None:
+        db = self._db
+        row = db.execute(
+            "SELECT group_key, after_seq FROM step_groups WHERE run_id = ? AND step_id = ?",
+            (run_id, step_id),
+        ).fetchone()
+        if row is None:
+            return None
+        key, after = row
+        members = db.execute(
+            "SELECT step_groups.step_id, steps.memo FROM step_groups LEFT JOIN steps "
+            "ON steps.run_id = step_groups.run_id AND steps.step_id = step_groups.step_id "
+            "WHERE step_groups.run_id = ? AND step_groups.group_key = ? "
+            "AND step_groups.step_id != ?",
+            (run_id, key, step_id),
+        ).fetchall()
+        # A member completed if it has a result that is not an error (StepFailed, an invoke
+        # whose child failed, ...); one still pending has no row in steps.
+        completed = sorted(
+            member
+            for member, memo in members
+            if memo is not None and memo_value(orjson.loads(memo))[0] != "error"
+        )
+        return StepGroup(after=int(after), completed=tuple(completed))
+
+    def copy_steps(
+        self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
+    ) -> int:
         cur = self._db.execute(
             "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
-            "ended_at, app_version) SELECT ?, step_id, row_number() OVER (ORDER BY seq), memo, "
-            "user_id, op, attempt, NULL, ?, app_version FROM steps WHERE run_id = ? AND seq < ? "
-            "ORDER BY seq",
-            (target, at, source, before if before is not None else 2**62),
+            "ended_at, app_version, copied_from) SELECT ?, step_id, "
+            "row_number() OVER (ORDER BY seq, step_id), memo, user_id, op, attempt, started_at, "
+            "ended_at, app_version, coalesce(copied_from, run_id) FROM steps WHERE run_id = ? "
+            "AND (seq < ? OR step_id IN (SELECT value FROM json_each(?))) ORDER BY seq, step_id",
+            (
+                target,
+                source,
+                before if before is not None else 2**62,
+                orjson.dumps(list(also)).decode(),
+            ),
         )
         return max(cur.rowcount, 0)
 

@@ -27,16 +27,23 @@ from mainspring.server.dashboard.base import Handler
 from mainspring.server.dashboard.feed import RunFeed
 from mainspring.server.dashboard.pages import Dashboard
 from mainspring.server.dashboard.security import Guard, Session, form_of
+from mainspring.server.sync_status import SyncStatus
 
 __all__ = ["routes"]
 
 
-def routes(engine: Engine, *, kind: str, signing_keys: Sequence[str] = ()) -> list[BaseRoute]:
+def routes(
+    engine: Engine,
+    *,
+    kind: str,
+    signing_keys: Sequence[str] = (),
+    sync_status: SyncStatus | None = None,
+) -> list[BaseRoute]:
     """The dashboard's routes for ``engine`` (one mount, to go last in the app's routes):
     pages behind a login when ``signing_keys`` are given (``start`` mode), open otherwise
-    (``dev``)."""
+    (``dev``); the Apps page shows (and its Resync notes) the syncs in ``sync_status``."""
     guard = Guard(signing_keys)
-    dashboard = Dashboard(engine, kind=kind, guard=guard)
+    dashboard = Dashboard(engine, kind=kind, guard=guard, sync_status=sync_status)
     feed = RunFeed(engine)
 
     def page(handler: Handler) -> Handler:

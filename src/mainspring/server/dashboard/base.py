@@ -22,6 +22,7 @@ from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.engine.records import Run
 from mainspring.protocol.opcodes import Opcode
 from mainspring.server.dashboard.security import Guard, Session
+from mainspring.server.sync_status import SyncStatus
 
 #: Runs per page of the runs list.
 PAGE_SIZE = 50
@@ -118,13 +119,16 @@ Handler = Callable[[Request, Session], Awaitable[Response]]
 class PageBase:
     """The engine, the templates and the responses every page uses."""
 
-    def __init__(self, engine: Engine, *, kind: str, guard: Guard) -> None:
+    def __init__(
+        self, engine: Engine, *, kind: str, guard: Guard, sync_status: SyncStatus | None = None
+    ) -> None:
         self.engine = engine
         self.kind = kind
         self.guard = guard
         self.env = _environment()
-        #: The last resync the dashboard asked of each app URL: when and what went wrong.
-        self.resyncs: dict[str, tuple[int, str | None]] = {}
+        #: Each app URL's last sync and failed attempt (shared with the poller and the
+        #: registration route; the Resync button adds its own).
+        self.sync_status = sync_status if sync_status is not None else SyncStatus()
 
     # -- responses -------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mainspring.engine.intake import MAX_DATA_DEPTH, MAX_EVENTS_PER_SEND
-from mainspring.engine.records import Run, RunStatus
+from mainspring.engine.records import AppInfo, Run, RunStatus
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol.json_depth import nests_deeper
 from mainspring.server import limits
@@ -37,6 +37,8 @@ from mainspring.server.dashboard.runs_list import RunsList
 from mainspring.server.dashboard.security import Session, form_of
 from mainspring.server.event_input import event_from  # the /e route's own reading
 from mainspring.server.limits import Refused
+from mainspring.server.poll import SYNC_TIMEOUT_S, ask_to_sync
+from mainspring.server.sync_status import AppSync
 
 
 class Dashboard(RunsList, RunPage):
@@ -181,41 +183,33 @@ class Dashboard(RunsList, RunPage):
     # -- apps ------------------------------------------------------------------------
 
     async def apps_page(self, request: Request, session: Session) -> Response:
-        apps = [(app, self.resyncs.get(app.url or "")) for app in self.engine.app_list()]
-        return self.render(request, session, "apps.html", apps=apps)
+        syncs = self.sync_status
+        apps = self.engine.app_list()
+        rows: list[tuple[AppInfo | None, str | None, AppSync | None, str | None]] = []
+        for app in apps:
+            versions = {self.engine.function_version(fn.id) for fn in app.functions} - {None}
+            version = next(iter(versions)) if len(versions) == 1 else None
+            rows.append((app, app.url, syncs.of(app.url) if app.url else None, version))
+        # URLs that serve no app: a -u URL that never synced, a registration refused.
+        served = {app.url for app in apps}
+        rows += [(None, s.url, s, None) for s in syncs.all() if s.url not in served]
+        now = self.engine.clock.now_ms()
+        return self.render(request, session, "apps.html", rows=rows, now=now)
 
     async def resync_app(self, request: Request, session: Session) -> Response:
         form = await form_of(request)
         url = form.get("url")
         known = {app.url for app in self.engine.app_list() if app.url}
+        known |= {sync.url for sync in self.sync_status.all() if sync.expected}
         if not isinstance(url, str) or url not in known:
             return self.redirect("/apps", "No app is synced from that URL.")
-        problem = await ask_to_sync(url, dev=self.kind == "dev")
-        self.resyncs[url] = (self.engine.clock.now_ms(), problem)
+        async with httpx.AsyncClient(timeout=SYNC_TIMEOUT_S) as http:
+            problem = await ask_to_sync(http, url, dev=self.kind == "dev")
         if problem is None:
+            self.sync_status.synced(url)
             return self.redirect("/apps", f"{url} was asked to sync, and answered.")
+        self.sync_status.failed(url, problem, source="resync")
         return self.redirect("/apps", f"{url} did not sync: {problem}")
-
-
-async def ask_to_sync(url: str, *, dev: bool) -> str | None:
-    """Ask the app at ``url`` to sync (a ``PUT``, as ``server/poll.py`` does); what went
-    wrong, with the fix to try, or None."""
-    try:
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            answer = await http.put(
-                url,
-                json={"url": url},
-                headers={"x-inngest-server-kind": "dev" if dev else "cloud"},
-            )
-    except httpx.HTTPError as exc:
-        return f"no answer ({exc or type(exc).__name__}): is the app running at that URL?"
-    if answer.status_code != 200:
-        text = answer.text[:500]
-        hint = ""
-        if "server_kind_mismatch" in text or "kind" in text.lower():
-            hint = " (an app in cloud mode: set INNGEST_DEV=1 or is_production=False)"
-        return f"{answer.status_code} {text}{hint}"
-    return None
 
 
 def _stats(runs: Sequence[Run], now: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from typing import Any, ParamSpec, TypeVar
 from strawberry.dataloader import DataLoader
 
 from mainspring.engine.engine import Engine
-from mainspring.engine.records import AppInfo, Run
+from mainspring.engine.records import AppInfo, RerunOrigin, Run
 from mainspring.sdk.function import Function
 from mainspring.server.graphql.limits import MAX_PAGE
 from mainspring.server.graphql.trace import build_trace
@@ -205,6 +205,9 @@ class Loaders:
         self.event_runs: DataLoader[str, list[Run]] = DataLoader(
             self._event_runs, max_batch_size=MAX_PAGE
         )
+        self.rerun_origins: DataLoader[str, RerunOrigin | None] = DataLoader(
+            self._rerun_origins, max_batch_size=MAX_PAGE
+        )
 
     async def _traces(self, runs: Sequence[Run]) -> list[RunTraceSpan]:
         context = self._context
@@ -222,6 +225,10 @@ class Loaders:
             )
             for run in runs
         ]
+
+    async def _rerun_origins(self, run_ids: Sequence[str]) -> list[RerunOrigin | None]:
+        found = await self._context.call(self._context.engine.rerun_origins, run_ids)
+        return [found.get(run_id) for run_id in run_ids]
 
     async def _event_runs(self, event_ids: Sequence[str]) -> list[list[Run]]:
         engine = self._context.engine

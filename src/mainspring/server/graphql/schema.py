@@ -119,6 +119,11 @@ class FunctionRunV2:
     async def trace(self, info: strawberry.Info) -> RunTraceSpan:
         return await _trace(_context(info), self.run)
 
+    @strawberry.field
+    async def rerun_of(self, info: strawberry.Info) -> RerunOf | None:
+        """For a run a rerun started: where it came from; null for any other run."""
+        return await _rerun_of(info, self.run.id)
+
 
 @strawberry.type(name="FunctionRun")
 class FunctionRun:
@@ -149,6 +154,50 @@ class FunctionRun:
     @strawberry.field
     def output(self) -> str | None:
         return run_output_json(self.run)
+
+    @strawberry.field
+    async def rerun_of(self, info: strawberry.Info) -> RerunOf | None:
+        """As ``FunctionRunV2.rerunOf``."""
+        return await _rerun_of(info, self.run.id)
+
+
+@strawberry.type(
+    name="RerunOf",
+    description="Where a run that a rerun started came from (not in the reference).",
+)
+class RerunOf:
+    """Where a rerun came from (``Engine.rerun``). Not in the reference, whose runs do not
+    say which run they rerun."""
+
+    run_id: strawberry.ID = strawberry.field(
+        name="runID", description="The run it reruns (the original)."
+    )
+    from_step: str | None = strawberry.field(
+        description="The step it was rerun from, as it was named (the step's id or hashed "
+        "id); null: from the start."
+    )
+    copied_steps: int = strawberry.field(
+        description="How many of the original's recorded steps it reused instead of running."
+    )
+    created_at: datetime.datetime
+
+    @strawberry.field
+    async def run(self, info: strawberry.Info) -> FunctionRunV2 | None:
+        """The original run; null if it is no longer stored."""
+        found = await _get_run(_context(info), str(self.run_id))
+        return None if found is None else FunctionRunV2.of(found)
+
+
+async def _rerun_of(info: strawberry.Info, run_id: str) -> RerunOf | None:
+    origin = await _context(info).loaders.rerun_origins.load(run_id)
+    if origin is None:
+        return None
+    return RerunOf(
+        run_id=strawberry.ID(origin.original_id),
+        from_step=origin.from_step,
+        copied_steps=origin.copied,
+        created_at=_time(origin.created_at) or datetime.datetime.fromtimestamp(0, datetime.UTC),
+    )
 
 
 @strawberry.type(name="Event")

@@ -103,6 +103,9 @@ class Span:
     is_root: bool
     parent_span_id: str | None
     children: tuple[Span, ...] = ()
+    #: A step a rerun reused (``Engine.rerun`` from a later step): the run that executed
+    #: it. Its times are that run's, so they come before this run's start.
+    copied_from: str | None = None
 
     @property
     def duration(self) -> int | None:
@@ -221,6 +224,7 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
         is_root=False,
         parent_span_id=parent,
         children=children,
+        copied_from=next((e.copied_from for e in entries if e.copied_from), None),
     )
 
 

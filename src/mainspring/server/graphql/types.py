@@ -175,6 +175,14 @@ class RunTraceSpan:
     is_root: bool
     parent_span_id: str | None = strawberry.field(name="parentSpanID")
     children_spans: list[RunTraceSpan]
+    #: Not in the reference: for a step a rerun reused instead of running it, the run that
+    #: executed it (its times are that run's, before this run started); else null.
+    copied_from_run_id: str | None = strawberry.field(
+        name="copiedFromRunID",
+        default=None,
+        description="For a step a rerun reused instead of running it: the run that executed "
+        "it (the span's times are that run's, before this run started).",
+    )
 
     @staticmethod
     def of(span: Span) -> RunTraceSpan:
@@ -195,6 +203,7 @@ class RunTraceSpan:
             is_root=span.is_root,
             parent_span_id=span.parent_span_id,
             children_spans=[RunTraceSpan.of(child) for child in span.children],
+            copied_from_run_id=span.copied_from,
         )
 
 

@@ -49,6 +49,20 @@ CREATE TABLE IF NOT EXISTS steps (
     started_at INTEGER,                    -- when the attempt that produced it began
     ended_at   INTEGER NOT NULL,
     app_version TEXT,                      -- the app version that recorded it, if it has one
+    -- A rerun's copy of a step another run executed (engine/rerun.py): that run's id. The
+    -- times are that run's, so a copy keeps its duration; NULL for a step this run ran.
+    copied_from TEXT,
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+
+-- The parallel batch each step was first planned in (one response planning several steps,
+-- protocol §7): which batch, and how many steps the run had recorded then. A rerun from a
+-- member reuses its completed siblings (engine/rerun.py). Kept after the batch completes.
+CREATE TABLE IF NOT EXISTS step_groups (
+    run_id      TEXT NOT NULL,
+    step_id     TEXT NOT NULL,
+    group_key   TEXT NOT NULL,         -- the batch's coalesce key (runs.coalesce_key)
+    after_seq   INTEGER NOT NULL,      -- the highest seq of the run's steps when planned
     PRIMARY KEY (run_id, step_id)
 ) WITHOUT ROWID;
 

@@ -63,10 +63,45 @@
   const runLive = document.getElementById("run-live");
   if (runLive) {
     liveRegion(runLive, withFragment, (html) => {
-      const open = new Set(Array.from(runLive.querySelectorAll("details[open]"), (d) => d.id));
+      const open = new Map(Array.from(runLive.querySelectorAll("details[open]"), (d) => [d.id, d]));
       runLive.innerHTML = html;
-      runLive.querySelectorAll("details[id]").forEach((d) => { if (open.has(d.id)) d.open = true; });
+      runLive.querySelectorAll("details[id]").forEach((d) => {
+        const was = open.get(d.id);
+        if (!was) return;
+        // An opened step keeps the body it fetched while the step has recorded nothing new.
+        const body = was.querySelector(".step-body[data-loaded]");
+        const slot = d.querySelector(".step-body");
+        if (body && slot && was.dataset.version === d.dataset.version) slot.replaceWith(body);
+        d.open = true;
+      });
     });
+
+    // A step's attempts and output are fetched when its line is opened (the page lists
+    // only its line: a run of thousands of steps would otherwise carry every output).
+    const loadStep = (details) => {
+      const body = details.querySelector(".step-body");
+      if (!body || body.dataset.loaded) return;
+      body.dataset.loaded = "1";
+      fetch(details.dataset.body, { credentials: "same-origin", headers: { "x-requested-with": "fetch" } })
+        .then((answer) => (answer.ok ? answer.text() : Promise.reject(new Error(String(answer.status)))))
+        .then((text) => { body.innerHTML = text; })
+        .catch((err) => {
+          delete body.dataset.loaded;
+          body.textContent = "Could not load this step (" + err.message + "): close it and open it again.";
+        });
+    };
+    document.addEventListener("toggle", (e) => {
+      const d = e.target;
+      if (d instanceof HTMLDetailsElement && d.open && d.dataset.body) loadStep(d);
+    }, true);  // toggle does not bubble: caught on its way down
+    // A link to a step (a timeline bar, a failed step elsewhere) opens it.
+    const openTarget = () => {
+      const id = decodeURIComponent(window.location.hash.slice(1));
+      const target = id && document.getElementById(id);
+      if (target instanceof HTMLDetailsElement) target.open = true;
+    };
+    window.addEventListener("hashchange", openTarget);
+    openTarget();
   }
 
   // Forms that ask first.
