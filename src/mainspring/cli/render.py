@@ -205,7 +205,9 @@ def apps_table(apps: Sequence[Mapping[str, Any]]) -> Table:
             sdk or "-",
             str(field(app, "app_version", "version") or "-"),
             "-" if count is None else str(count),
-            when(field(app, "synced_at", "last_synced_at", "last_sync")),
+            when(field(app, "synced_at", "last_synced_at", "last_sync"))
+            if app.get("url")
+            else "(loaded in process)",  # an embedded app never syncs over HTTP
             Text(str(error), style=error_style) if error else Text(""),
         )
     return table
