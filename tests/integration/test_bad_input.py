@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import pathlib
 
 import pytest
 
@@ -204,6 +205,21 @@ def test_engine_refuses_a_database_that_is_not_a_file(database: str) -> None:
     # Its writer and reader connections would each see their own empty database.
     with pytest.raises(ValueError, match=r"needs a file path"):
         inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
+
+
+@pytest.mark.parametrize(
+    "database",
+    ["postgresql://user:secret@127.0.0.1:5432/test", "postgres://h/db", "sqlite:///x.db"],
+)
+def test_engine_refuses_a_database_url_without_making_a_file_or_echoing_it(
+    database: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Taken as a path, the URL used to become a SQLite file under a folder "postgresql:".
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"a database URL is not supported yet") as refused:
+        inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
+    assert "secret" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_flow_control_is_refused_at_definition_naming_the_field() -> None:

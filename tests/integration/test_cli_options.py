@@ -38,3 +38,16 @@ def test_dev_refuses_an_unknown_loop(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         cli.main(["dev", "--loop", "trio"])
     assert "invalid choice: 'trio'" in capsys.readouterr().err
+
+
+def test_dev_refuses_a_database_url_with_a_message_not_a_traceback(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["dev", "--db", "postgresql://u:pw@127.0.0.1/test", "--port", "9"])
+    message = str(refused.value.code)
+    assert message.startswith("mainspring: database=postgresql://...: a database URL")
+    assert "pw@" not in message
+    assert list(tmp_path.iterdir()) == []

@@ -110,15 +110,18 @@ def serve_engine(
         client, functions = load_functions(args.functions)
     else:
         client, functions = Client(app_id="mainspring", is_production=not dev), []
-    engine = engine_type(
-        client,
-        functions,
-        database=args.db,
-        durability=args.durability,
-        retry_backoff=args.retry_backoff,
-        signing_key=None if dev else args.signing_key,
-        missing_function_grace=args.missing_function_grace,
-    )
+    try:
+        engine = engine_type(
+            client,
+            functions,
+            database=args.db,
+            durability=args.durability,
+            retry_backoff=args.retry_backoff,
+            signing_key=None if dev else args.signing_key,
+            missing_function_grace=args.missing_function_grace,
+        )
+    except ValueError as exc:  # an option the engine refuses: its message, not a traceback
+        raise SystemExit(f"mainspring: {exc}") from exc
     # The poller and the server's routes (registration, Apps page, /v1/apps) share it.
     sync_status = SyncStatus(engine.clock.now_ms)
     app = create_app(

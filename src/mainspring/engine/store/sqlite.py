@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import fcntl
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -48,6 +49,9 @@ from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
+
+#: A URL's scheme (``postgresql://``, ``sqlite://``): not a file path.
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class DatabaseLockedError(RuntimeError):
@@ -104,6 +108,16 @@ class SQLiteStore:
         if durability not in ("full", "normal"):
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = os.fspath(path)
+        scheme = _URL_SCHEME.match(self.path)
+        if scheme is not None:
+            # Taken as a path, "postgresql://..." would quietly become a SQLite file in a
+            # folder named "postgresql:": a server would look shared and would not be.
+            # The URL itself is not repeated: it may carry a password.
+            raise ValueError(
+                f"database={scheme.group(1)}://...: a database URL is not supported yet; "
+                "the engine stores its state in a SQLite file (give a file path, such as "
+                "'mainspring.db'). PostgreSQL is planned, not implemented."
+            )
         if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
             # The store writes on one connection and reads on another: they must share a
             # file, and that file's lock is what keeps a second engine off it.
