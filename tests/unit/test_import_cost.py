@@ -27,6 +27,8 @@ HEAVY = (
     "httpx",
     "jinja2",
     "orjson",
+    "psycopg",
+    "psycopg_pool",
     "pydantic",
     "sqlite3",
     "starlette",
@@ -91,6 +93,7 @@ def test_importing_the_package_loads_nothing_else_of_ours() -> None:
         ("runs", "--help"),
         ("cancel", "--help"),
         ("dev", "--help"),
+        ("migrate", "--help"),
     ],
     ids=" ".join,
 )

@@ -12,6 +12,7 @@
     mainspring apps [--json]
     mainspring cancel ID | cancel --function F [--from T] [--until T] [--where CEL]
     mainspring rerun ID [ID ... | -] [--from-step S]
+    mainspring migrate [--database postgresql://...]         PostgreSQL schema migrations
 
 The servers are in :mod:`.serve`. The other commands talk to a running server
 (:mod:`.client`: ``--url`` / ``MAINSPRING_URL`` / ``INNGEST_BASE_URL``, default
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import mainspring
 from mainspring.cli import args as types
+from mainspring.cli.migrate import add_migrate_command
 from mainspring.cli.serve import add_server_commands
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(shared, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_server_commands(sub)
+    add_migrate_command(sub)
 
     def client(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[shared], help=text, description=text)
@@ -156,6 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # Through the module, so that its __getattr__ imports it or a test's stand-in wins.
         return run_server(args, engine_type=sys.modules[__name__].Engine)
+    if args.command == "migrate":
+        from mainspring.cli.migrate import run_migrate
+
+        return run_migrate(args)
     from mainspring.cli import commands
     from mainspring.cli.client import CliError, Server, bearer, server_url
 
