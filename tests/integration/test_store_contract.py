@@ -82,7 +82,7 @@ async def test_pending_set_empties_as_members_are_recorded(store: Store) -> None
     await store.transact(lambda tx: tx.create_run(new_run()))
 
     def plan(tx: Tx) -> None:
-        tx.set_pending("r1", ["a", "b"], "ck")
+        tx.set_pending("r1", ["a", "b"], "ck", after_seq=0)
 
     await store.transact(plan)
     a = await store.transact(
@@ -119,7 +119,7 @@ async def test_jobs_dedupe_by_id_and_can_be_repurposed(store: Store) -> None:
 async def test_finishing_a_run_is_final_and_clears_its_jobs(store: Store) -> None:
     await store.transact(lambda tx: tx.create_run(new_run()))
     await store.transact(lambda tx: tx.enqueue(job("j1")))
-    await store.transact(lambda tx: tx.set_pending("r1", ["a"], "ck"))
+    await store.transact(lambda tx: tx.set_pending("r1", ["a"], "ck", after_seq=0))
     done = await store.transact(
         lambda tx: tx.finish_run("r1", RunStatus.COMPLETED, output=b"42", error=None, at=9)
     )

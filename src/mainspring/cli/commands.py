@@ -108,15 +108,7 @@ def _run_filters(args: argparse.Namespace) -> dict[str, Any]:
 
 def runs(server: Server, args: argparse.Namespace) -> int:
     found = _pages(server, "/v1/runs", _run_filters(args), args.limit, cursor_field=None)
-    if args.json:
-        render.print_json(found)
-        return 0
-    out = render.console()
-    if not found:
-        out.print("No runs match.", style="dim")
-        return 0
-    out.print(render.runs_table(found))
-    return 0
+    return _listing(args, found, render.runs_table, "No runs match.")
 
 
 def run(server: Server, args: argparse.Namespace) -> int:
@@ -143,31 +135,28 @@ def run(server: Server, args: argparse.Namespace) -> int:
 def events(server: Server, args: argparse.Namespace) -> int:
     params = {"name": args.name} if args.name else {}
     found = _pages(server, "/v1/events", params, args.limit, cursor_field="internal_id")
-    if args.json:
-        render.print_json(found)
-        return 0
-    out = render.console()
-    out.print(render.events_table(found) if found else "No events.")
-    return 0
+    return _listing(args, found, render.events_table, "No events.")
 
 
 def functions(server: Server, args: argparse.Namespace) -> int:
     found = _data(server.get("/v1/functions"), "GET /v1/functions")
-    if args.json:
-        render.print_json(found)
-        return 0
-    out = render.console()
-    out.print(render.functions_table(found) if found else "No functions registered.")
-    return 0
+    return _listing(args, found, render.functions_table, "No functions registered.")
 
 
 def apps(server: Server, args: argparse.Namespace) -> int:
     found = _data(server.get("/v1/apps"), "GET /v1/apps")
+    return _listing(args, found, render.apps_table, "No apps synced.")
+
+
+def _listing(args: argparse.Namespace, found: Any, table: Callable[[Any], Any], empty: str) -> int:
+    """A listing command's output: the raw JSON with ``--json``, else a table, or ``empty``
+    (dimmed) when there is nothing to list."""
     if args.json:
         render.print_json(found)
-        return 0
-    out = render.console()
-    out.print(render.apps_table(found) if found else "No apps synced.")
+    elif found:
+        render.console().print(table(found))
+    else:
+        render.console().print(empty, style="dim")
     return 0
 
 

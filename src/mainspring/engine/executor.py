@@ -437,7 +437,9 @@ class Executor:
                     (run.run_id + "".join(ids)).encode(), usedforsecurity=False
                 ).hexdigest()[:16]
                 state.grouped = unit.grouped = True
-                tx.set_pending(run.run_id, ids, state.coalesce)
+                tx.set_pending(
+                    run.run_id, ids, state.coalesce, after_seq=len(run.stack) + unit.saved
+                )
         retry_at: datetime.datetime | None = None
         retry = False
         failed_step: StepOp | None = None

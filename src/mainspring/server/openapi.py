@@ -27,6 +27,7 @@ from mainspring.server.openapi_parts import (
     JSON,
     _answer,
     _body,
+    _limit_query,
     _path_param,
     _query,
     _ref,
@@ -432,16 +433,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "summary": "Recent events, newest first.",
                 "parameters": [
                     _query("name", {"type": "string"}, "Only events of this name."),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": limits.MAX_LIMIT,
-                            "default": limits.DEFAULT_LIMIT,
-                        },
-                        "How many.",
-                    ),
+                    _limit_query(),
                     _query(
                         "cursor",
                         {"type": "string", "pattern": _ULID_PATTERN},

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mainspring.server import limits
+
 JSON = "application/json"
 
 
@@ -48,6 +50,17 @@ def _query(
         "description": description,
         "schema": schema,
     }
+
+
+def _limit_query() -> dict[str, Any]:
+    """The ``limit`` of a listing: its bounds and default, as the route enforces them."""
+    schema = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": limits.MAX_LIMIT,
+        "default": limits.DEFAULT_LIMIT,
+    }
+    return _query("limit", schema, "How many.")
 
 
 #: Text with something besides whitespace in it.

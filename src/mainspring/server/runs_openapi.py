@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from mainspring.engine.records import RunStatus
-from mainspring.server import limits
 from mainspring.server.openapi_parts import (
     _ULID_PATTERN,
     _answer,
     _body,
+    _limit_query,
     _path_param,
     _query,
     _ref,
@@ -182,16 +182,7 @@ def operations() -> dict[str, dict[str, Any]]:
                         "A CEL expression on the triggering event, e.g. "
                         "'event.data.user == \"a\"' ('events' holds a batch's).",
                     ),
-                    _query(
-                        "limit",
-                        {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": limits.MAX_LIMIT,
-                            "default": limits.DEFAULT_LIMIT,
-                        },
-                        "How many.",
-                    ),
+                    _limit_query(),
                     _query(
                         "cursor",
                         {"type": "string", "pattern": _ULID_PATTERN},

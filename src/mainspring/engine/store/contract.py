@@ -18,7 +18,8 @@ What is atomic and what ``Tx`` methods return:
   run has no pending set, which lets a backend skip that bookkeeping.
 * ``record_attempt`` — keeps a failed attempt that will be retried (with ``steps``, the
   run's history).
-* ``set_pending`` — replaces the run's pending set (the members of a parallel batch);
+* ``set_pending`` — replaces the run's pending set (the members of a parallel batch, planned
+  after the run's first ``after_seq`` steps);
   with a coalesce key, it also files each member under that batch unless it was planned
   in one before (kept after the run ends, for ``step_group``).
 * ``enqueue`` — inserts a job; False if a job with that id exists (idempotent enqueue).
@@ -184,7 +185,7 @@ class Tx(Protocol):
         ...
 
     def set_pending(
-        self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None
+        self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None, *, after_seq: int
     ) -> None: ...
     def drop_pending(self, run_id: str, step_id: str) -> bool:
         """Take a step out of the run's pending set (it will never be recorded); whether

@@ -223,7 +223,9 @@ class SQLiteTx:
         db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
         return self._has_pending(run_id)
 
-    def set_pending(self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None) -> None:
+    def set_pending(
+        self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None, *, after_seq: int
+    ) -> None:
         db = self._db
         db.execute("DELETE FROM pending WHERE run_id = ?", (run_id,))
         # Members already recorded (a race with their own save) are not pending.
@@ -236,13 +238,12 @@ class SQLiteTx:
         if coalesce_key is not None:
             # Kept for reruns: the batch a step was first planned in (a race-mode discovery
             # plans unfinished members again, with new steps; they stay in their first).
-            (after,) = db.execute(
-                "SELECT coalesce(max(seq), 0) FROM steps WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            # ``after_seq`` comes from the executor's copy of the run (its stack's length),
+            # so planning a batch reads nothing more from the run's steps.
             db.executemany(
                 "INSERT INTO step_groups (run_id, step_id, group_key, after_seq) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(run_id, step_id, coalesce_key, after) for step_id in step_ids],
+                [(run_id, step_id, coalesce_key, after_seq) for step_id in step_ids],
             )
 
     def update_run(self, run_id: str, **fields: Any) -> None:
