@@ -50,16 +50,13 @@ class RunPage(PageBase):
             return self.problem(request, session, 404, f"No run with id {run_id}.")
         history = await self.engine.history(run.id)
         by_step = _by_step(history)
-        can_rerun = hasattr(self.engine, "rerun")
         params = request.query_params
         wanted = params.get("step")
         if wanted is not None:  # one step's attempts, for its line opened on the page
             if wanted not in by_step:
                 return self.problem(request, session, 404, f"No step {wanted} in this run.")
             step = StepView(wanted, by_step[wanted], list(by_step).index(wanted))
-            return self.render(
-                request, session, "run_step.html", run=run, step=step, can_rerun=can_rerun
-            )
+            return self.render(request, session, "run_step.html", run=run, step=step)
         jobs = await self.engine.jobs(run.id) if not run.status.finished else []
         now = self.engine.clock.now_ms()
         name = self._function_name(run.function_id)
@@ -74,8 +71,7 @@ class RunPage(PageBase):
         ]
         shown_events = None if params.get("events") == "all" else EVENTS_SHOWN
         events, events_total = await self.engine.run_events(run.id, limit=shown_events)
-        origin_of = getattr(self.engine, "rerun_origin", None)
-        origin = await origin_of(run.id) if origin_of is not None else None
+        origin = await self.engine.rerun_origin(run.id)
         origin_step = None
         if origin is not None and origin.from_step:
             # The step's name: this run ran it again (then its own history has it), else
@@ -106,7 +102,6 @@ class RunPage(PageBase):
             waiting=None if run.status.finished else await self.engine.waiting_for(run.id),
             origin=origin,
             origin_step=origin_step,
-            can_rerun=can_rerun,
         )
 
     async def cancel_run(self, request: Request, session: Session) -> Response:
@@ -122,11 +117,8 @@ class RunPage(PageBase):
         run_id = request.path_params["run_id"]
         form = await form_of(request)
         from_step = form.get("from_step")
-        rerun = getattr(self.engine, "rerun", None)
-        if rerun is None:
-            return self.redirect(f"/runs/{quote(run_id)}", "This engine cannot rerun runs yet.")
         try:
-            new_id = await rerun(
+            new_id = await self.engine.rerun(
                 run_id, from_step=from_step if isinstance(from_step, str) else None
             )
         except (MainspringError, ValueError) as exc:
