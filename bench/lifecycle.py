@@ -19,9 +19,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import mainspring
+from mainspring.engine.store.sqlite import SQLiteStore
 
 N_SLEEPERS: Final = 10_000
 SLEEP_S: Final = 5
@@ -60,7 +61,7 @@ async def sleepers(workdir: Path) -> list[dict[str, Any]]:
         for start in range(0, N_SLEEPERS, BATCH):
             count = min(BATCH, N_SLEEPERS - start)
             ids += await engine.send([mainspring.Event(name="bench/nap") for _ in range(count)])
-        reader = engine._store._reader()
+        reader = cast(SQLiteStore, engine._store)._reader()
 
         def all_asleep() -> bool:
             # Asleep now, or already woken (the first may wake before the last sleeps).
@@ -128,7 +129,7 @@ async def waiters(workdir: Path) -> list[dict[str, Any]]:
                 ]
             )
         runs = [run for event_id in ids for run in await engine.runs(event_id)]
-        reader = engine._store._reader()
+        reader = cast(SQLiteStore, engine._store)._reader()
 
         def all_waiting() -> bool:
             return bool(reader.execute("SELECT count(*) FROM pauses").fetchone()[0] >= N_WAITERS)

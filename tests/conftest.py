@@ -1,10 +1,15 @@
-"""Shared fixtures: a temporary database path and an engine factory with fast retries."""
+"""Shared fixtures: a temporary database and an engine factory with fast retries.
+
+A module runs its scenarios on PostgreSQL as well as SQLite by saying so:
+``pytestmark = pytest.mark.backends("sqlite", "postgres")``. Its tests then take ``db_path``
+(a SQLite file's path, or a fresh PostgreSQL database's URL) once per backend.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -13,13 +18,37 @@ import pytest
 
 import mainspring
 from mainspring.sdk.serve.asgi import serve
+from tests.postgres_support import TEMPLATES
 
 EngineFactory = Callable[..., AbstractAsyncContextManager[mainspring.Engine]]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("backends")
+    if marker is not None and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", marker.args, indirect=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    TEMPLATES.close()
+
+
 @pytest.fixture
-def db_path(tmp_path: pathlib.Path) -> pathlib.Path:
-    return tmp_path / "engine.db"
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The store backend: ``"sqlite"``, unless the module asks for others (see above)."""
+    kind: str = getattr(request, "param", "sqlite")
+    return kind
+
+
+@pytest.fixture
+def db_path(tmp_path: pathlib.Path, store_kind: str) -> Iterator[Any]:
+    """The engine's ``database``: a file in a temporary folder, or on PostgreSQL a database
+    of the test's own (cloned from a migrated template, dropped afterwards)."""
+    if store_kind == "postgres":
+        with TEMPLATES.clone() as url:
+            yield url
+    else:
+        yield tmp_path / "engine.db"
 
 
 #: Signs the calls of the HTTP transport in tests (and is checked by the serve handler).
@@ -117,17 +146,37 @@ def log_calls(engine: mainspring.Engine) -> CallLog:
     return log
 
 
+async def store_rows(engine: mainspring.Engine, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of a query on the engine's store, whichever the backend (a test-only peek).
+
+    Written with ``?`` placeholders; on PostgreSQL they become ``%s``."""
+    store: Any = engine._store
+    if hasattr(store, "_reader"):
+        return list(store._reader().execute(sql, args).fetchall())
+    rows: list[tuple[Any, ...]] = await store._rows(sql.replace("?", "%s"), args)
+    return rows
+
+
+def peek(engine: mainspring.Engine, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """:func:`store_rows` from synchronous code (a check polled by a loop)."""
+    store: Any = engine._store
+    if hasattr(store, "_reader"):
+        return list(store._reader().execute(sql, args).fetchall())
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        return list(conn.execute(sql.replace("?", "%s"), args).fetchall())
+
+
 async def wait_for_pauses(engine: mainspring.Engine, run_id: str, count: int = 1) -> None:
     """Until the run has ``count`` pauses stored (a test-only peek at the store)."""
     import asyncio
 
     for _ in range(500):
-        row = (
-            engine._store._reader()
-            .execute("SELECT count(*) FROM pauses WHERE run_id = ?", (run_id,))
-            .fetchone()
+        [(stored,)] = await store_rows(
+            engine, "SELECT count(*) FROM pauses WHERE run_id = ?", run_id
         )
-        if row[0] >= count:
+        if stored >= count:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"run {run_id} never paused")
@@ -138,12 +187,10 @@ async def wait_for_job(engine: mainspring.Engine, run_id: str, kind: str) -> Non
     import asyncio
 
     for _ in range(500):
-        row = (
-            engine._store._reader()
-            .execute("SELECT count(*) FROM jobs WHERE run_id = ? AND kind = ?", (run_id, kind))
-            .fetchone()
+        [(stored,)] = await store_rows(
+            engine, "SELECT count(*) FROM jobs WHERE run_id = ? AND kind = ?", run_id, kind
         )
-        if row[0]:
+        if stored:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"run {run_id} never queued a {kind} job")
@@ -169,12 +216,8 @@ async def until_idle(engine: mainspring.Engine, timeout: float = 5.0) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        row = (
-            engine._store._reader()
-            .execute("SELECT count(*) FROM jobs WHERE kind != 'cron'")
-            .fetchone()
-        )
-        if row[0] == 0:
+        [(queued,)] = await store_rows(engine, "SELECT count(*) FROM jobs WHERE kind != 'cron'")
+        if queued == 0:
             return
-        assert time.monotonic() < deadline, f"{row[0]} jobs still queued after {timeout} s"
+        assert time.monotonic() < deadline, f"{queued} jobs still queued after {timeout} s"
         await asyncio.sleep(0.01)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime
 import pathlib
+from typing import cast
 
 import pytest
 
 import mainspring as inngest
+from mainspring.engine.store.postgres.store import DatabaseUnavailableError
+from mainspring.engine.store.sqlite import SQLiteStore
 from tests.conftest import EngineFactory, run_to_end
 
 
@@ -195,7 +198,7 @@ async def test_engine_refuses_a_second_process_on_the_same_file(
     client = inngest.Client(app_id="bad")
     other = inngest.Client(app_id="other")
     async with make_engine(client, []) as engine:
-        second = inngest.Engine(other, [], database=engine._store.path)
+        second = inngest.Engine(other, [], database=cast(SQLiteStore, engine._store).path)
         with pytest.raises(RuntimeError, match="in use by another"):
             await second.start()
 
@@ -207,19 +210,47 @@ def test_engine_refuses_a_database_that_is_not_a_file(database: str) -> None:
         inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
 
 
-@pytest.mark.parametrize(
-    "database",
-    ["postgresql://user:secret@127.0.0.1:5432/test", "postgres://h/db", "sqlite:///x.db"],
-)
-def test_engine_refuses_a_database_url_without_making_a_file_or_echoing_it(
+@pytest.mark.parametrize("database", ["sqlite:///x.db", "mysql://user:secret@h/db"])
+def test_engine_refuses_an_unknown_database_url_without_making_a_file_or_echoing_it(
     database: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Taken as a path, the URL used to become a SQLite file under a folder "postgresql:".
+    # Taken as a path, a URL used to become a SQLite file under a folder named "sqlite:".
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"a database URL is not supported yet") as refused:
+    with pytest.raises(ValueError, match=r"not a supported database") as refused:
         inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
+    assert database.split("://")[0] in str(refused.value)
     assert "secret" not in str(refused.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("database", "named", "why"),
+    [
+        # Nothing listens on this port: the connection is refused at once.
+        ("postgresql://postgres:secret@127.0.0.1:1/test", "127.0.0.1:1", "refused"),
+        # The server is there; the database is not.
+        (
+            "postgresql://postgres:secret@127.0.0.1:5432/no_such_database_here",
+            "127.0.0.1:5432",
+            "does not exist",
+        ),
+    ],
+)
+async def test_an_unreachable_postgres_database_fails_start_naming_where(
+    database: str, named: str, why: str
+) -> None:
+    if why == "does not exist":
+        from tests.postgres_support import TEMPLATES
+
+        with TEMPLATES.clone():
+            pass  # fails (CI) or skips here when the server itself is unreachable
+    engine = inngest.Engine(inngest.Client(app_id="bad"), [], database=database)
+    with pytest.raises(DatabaseUnavailableError) as refused:
+        await engine.start()
+    message = str(refused.value)
+    assert f"cannot connect to PostgreSQL at {named}" in message
+    assert why in message
+    assert "secret" not in message
 
 
 def test_bad_flow_control_is_refused_at_definition_naming_the_field() -> None:

@@ -11,6 +11,8 @@ import mainspring as inngest
 from tests.conftest import EngineFactory, until_idle, wait_for_pauses
 from tests.integration.test_parallel import Recorder
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 def build(client: inngest.Client, rec: Recorder, gate: asyncio.Event) -> inngest.Function[str]:
     async def step(name: str) -> str:

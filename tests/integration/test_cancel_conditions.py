@@ -14,7 +14,9 @@ from collections.abc import Sequence
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, wait_for_job
+from tests.conftest import EngineFactory, peek, wait_for_job
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 DAY = 86_400
 
@@ -40,13 +42,10 @@ async def start(engine: inngest.Engine, data: dict[str, object]) -> str:
 
 def armed(engine: inngest.Engine, run_id: str) -> list[str]:
     """The run's stored cancel conditions, by step id (a test-only peek at the store)."""
-    rows = (
-        engine._store._reader()
-        .execute(
-            "SELECT step_id FROM pauses WHERE run_id = ? AND kind = 'cancel' ORDER BY step_id",
-            (run_id,),
-        )
-        .fetchall()
+    rows = peek(
+        engine,
+        "SELECT step_id FROM pauses WHERE run_id = ? AND kind = 'cancel' ORDER BY step_id",
+        run_id,
     )
     return [str(row[0]) for row in rows]
 

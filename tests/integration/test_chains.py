@@ -12,6 +12,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, log_calls, run_to_end
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 def counting_steps(
     app_id: str, n: int, *, pause: float = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -40,14 +41,43 @@ def test_dev_refuses_an_unknown_loop(capsys: pytest.CaptureFixture[str]) -> None
     assert "invalid choice: 'trio'" in capsys.readouterr().err
 
 
-def test_dev_refuses_a_database_url_with_a_message_not_a_traceback(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("database", "expected"),
+    [
+        ("mysql://u:pw@127.0.0.1/test", "mainspring: database=mysql://...: not a supported"),
+        (
+            "postgresql://u:pw@127.0.0.1:1/test",
+            "mainspring: cannot connect to PostgreSQL at 127.0.0.1:1 (database 'test', user 'u')",
+        ),
+    ],
+)
+def test_dev_refuses_a_bad_database_with_a_message_not_a_traceback(
+    database: str,
+    expected: str,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
     with pytest.raises(SystemExit) as refused:
-        cli.main(["dev", "--db", "postgresql://u:pw@127.0.0.1/test", "--port", "9"])
+        cli.main(["dev", "--database", database, "--port", "9"])
     message = str(refused.value.code)
-    assert message.startswith("mainspring: database=postgresql://...: a database URL")
+    assert message.startswith(expected)
     assert "pw@" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_dev_takes_its_database_from_the_environment(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apps: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: apps.append(app))
+    monkeypatch.setenv("MAINSPRING_DATABASE_URL", str(tmp_path / "from-env.db"))
+    assert cli.main(["dev", "--port", "9", "--no-poll"]) == 0
+    app = apps[0]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://dev") as http:
+            options = (await http.get("/dev")).json()["startOpts"]
+    assert options["database"] == str(tmp_path / "from-env.db")
+    assert (tmp_path / "from-env.db").exists()

@@ -9,6 +9,8 @@ import pytest
 
 import mainspring as inngest
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 # 2026-01-01T00:00:30Z: thirty seconds into a minute.
 START = 1_767_225_630_000
 

@@ -16,6 +16,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, wait_for_job, wait_for_step
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 #: Long enough that a retry is still waiting when the first version stops.
 BACKOFF = 60.0
 

@@ -19,6 +19,8 @@ from mainspring.protocol.codes import ErrorCode
 from tests.conftest import EngineFactory, run_to_end
 from tests.integration.loopback_app import SDK, Answer, Call, LoopbackApp, Reply, running
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 # -- the step limit --------------------------------------------------------------------------
 
 

@@ -23,6 +23,8 @@ from mainspring.server.app import create_app
 from tests.conftest import EngineFactory, run_to_end, until_idle
 from tests.integration.loopback_app import SDK, Answer, Call, LoopbackApp, Reply, running
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 TRACEBACK = 'Traceback (most recent call last):\n  File "app.py", line 3\nValueError: boom\n'
 BOOM = {"name": "ValueError", "message": "boom", "stack": TRACEBACK}
 NO_RETRY = {**SDK, "x-inngest-no-retry": "true"}

@@ -13,6 +13,8 @@ import mainspring as inngest
 from tests.conftest import EngineFactory
 from tests.integration.flow_support import until
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 def _batched(client: inngest.Client, flavour: str, **options: Any) -> inngest.Function[Any]:
     if flavour == "async":

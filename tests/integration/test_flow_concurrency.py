@@ -15,6 +15,8 @@ import mainspring as inngest
 from tests.conftest import EngineFactory, wait_for_job
 from tests.integration.flow_support import Spans, all_finished, runs_of, until
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 @pytest.mark.parametrize("flavour", ["async", "sync"])
 async def test_limit_one_never_overlaps_two_step_calls(

@@ -8,9 +8,13 @@ import asyncio
 import datetime
 from typing import Any
 
+import pytest
+
 import mainspring as inngest
 from tests.conftest import EngineFactory
 from tests.integration.flow_support import all_finished, runs_of, until
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def _events(name: str, *data: dict[str, Any]) -> list[inngest.Event]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -27,6 +27,7 @@ import mainspring as inngest
 from mainspring.engine.engine import Engine
 from mainspring.engine.records import RunStatus, StoredEvent
 from mainspring.engine.store.contract import NewRun, Tx
+from mainspring.engine.store.sqlite import SQLiteStore
 from mainspring.protocol.opcodes import Opcode
 from mainspring.server.app import create_app
 from tests.e2e.support import ROOT, free_port, stop, wait_until_up
@@ -74,7 +75,7 @@ class Api:
     def statements(self) -> list[str]:
         """From now on, every SQL statement the store's read connection runs."""
         seen: list[str] = []
-        reader = self.engine._store._read
+        reader = cast(SQLiteStore, self.engine._store)._read
         assert reader is not None
         reader.set_trace_callback(seen.append)
         return seen

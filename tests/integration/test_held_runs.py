@@ -19,6 +19,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, wait_for_job
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 APP = "deploys"
 NAPPER = f"{APP}-napper"
 NAP = datetime.timedelta(hours=1)

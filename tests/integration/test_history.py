@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 import mainspring as inngest
 from tests.conftest import EngineFactory, run_to_end
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 async def test_history_lists_steps_attempts_and_waits(make_engine: EngineFactory) -> None:

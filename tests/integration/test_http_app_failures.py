@@ -24,7 +24,7 @@ import mainspring as inngest
 from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.engine.records import StepAttempt
 from mainspring.server.app import create_app
-from tests.conftest import run_to_end
+from tests.conftest import peek, run_to_end
 from tests.integration.loopback_app import SDK, Answer, Call, LoopbackApp, Reply, running
 
 
@@ -295,10 +295,9 @@ async def test_retry_after_on_a_failed_call_is_clamped(tmp_path: pathlib.Path) -
             return len(failed_calls(await engine.history(run.id))) == 2
 
         await until(waiting_on_busier)
-        jobs = engine._store._reader().execute(
-            "SELECT run_at, attempt FROM jobs WHERE run_id = ?", (run.id,)
+        [(run_at, attempt)] = peek(
+            engine, "SELECT run_at, attempt FROM jobs WHERE run_id = ?", run.id
         )
-        [(run_at, attempt)] = jobs.fetchall()
         now_ms = time.time() * 1000
         assert (await engine.run(run.id)).status == "Running"
         await assert_step_one_intact(engine, run.id)

@@ -23,6 +23,8 @@ from tests.conftest import TEST_SIGNING_KEY, run_to_end
 from tests.e2e.support import free_port
 from tests.integration.loopback_app import running
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 SDK_HEADERS = [(b"content-type", b"application/json"), (b"x-inngest-sdk", b"mainspring:v0.1.0")]
 
 

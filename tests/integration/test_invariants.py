@@ -17,15 +17,20 @@ import asyncio
 import pathlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import mainspring as inngest
 from mainspring.engine.records import Job, JobKind
+from mainspring.engine.store.postgres.store import PostgresStore
 from mainspring.engine.store.sqlite import SQLiteStore
+from mainspring.engine.store.sqlite_tx import SQLiteTx
 from mainspring.protocol.step_ids import hash_step_id
-from tests.conftest import EngineFactory, log_calls, run_to_end, wait_for_job, wait_for_pauses
+from tests.conftest import EngineFactory, log_calls, peek, run_to_end, wait_for_job, wait_for_pauses
+from tests.postgres_support import TEMPLATES
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 async def until(check: Callable[[], bool], what: str, timeout: float = 3.0) -> None:
@@ -37,8 +42,8 @@ async def until(check: Callable[[], bool], what: str, timeout: float = 3.0) -> N
 
 def count(engine: inngest.Engine, sql: str, *args: object) -> int:
     """A test-only peek at the store."""
-    row = engine._store._reader().execute(sql, args).fetchone()
-    return int(row[0])
+    [(found,)] = peek(engine, sql, *args)
+    return int(found)
 
 
 # -- a recorded step never runs again ---------------------------------------------------------
@@ -293,9 +298,19 @@ async def test_an_engine_is_fully_durable_by_default(tmp_path: pathlib.Path) -> 
 
     async with inngest.Engine(client, [fn], database=tmp_path / "default.db") as engine:
         read_back = await engine._store.transact(
-            lambda tx: tx._db.execute("PRAGMA synchronous").fetchone()[0]
+            lambda tx: cast(SQLiteTx, tx)._db.execute("PRAGMA synchronous").fetchone()[0]
         )
     assert read_back == 2
+
+
+async def test_a_postgres_engine_is_fully_durable_by_default() -> None:
+    client = inngest.Client(app_id="durable")
+    with TEMPLATES.clone() as url:
+        async with inngest.Engine(client, [], database=url) as engine:
+            store = cast(PostgresStore, engine._store)
+            assert store._write is not None
+            row = store._write.execute("SHOW synchronous_commit").fetchone()
+    assert row == ("on",)
 
 
 # -- invokes ---------------------------------------------------------------------------------
@@ -490,12 +505,8 @@ async def test_a_failed_attempt_is_retried_after_exactly_its_backoff(
         return await ctx.step.run("flaky", flaky)
 
     def job_of(engine: inngest.Engine, run_id: str) -> tuple[int, int] | None:
-        row = (
-            engine._store._reader()
-            .execute("SELECT run_at, attempt FROM jobs WHERE run_id = ?", (run_id,))
-            .fetchone()
-        )
-        return None if row is None else (int(row[0]), int(row[1]))
+        rows = peek(engine, "SELECT run_at, attempt FROM jobs WHERE run_id = ?", run_id)
+        return None if not rows else (int(rows[0][0]), int(rows[0][1]))
 
     async with make_engine(client, [fn], clock=clock, retry_backoff=[5, 7]) as engine:
         [event_id] = await engine.send(inngest.Event(name="go"))

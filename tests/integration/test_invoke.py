@@ -9,6 +9,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, log_calls, run_to_end, until_idle, wait_for_pauses
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 def build(client: inngest.Client) -> list[inngest.Function[object]]:
     @client.create_function(fn_id="child", trigger=inngest.TriggerEvent(event="never/sent"))

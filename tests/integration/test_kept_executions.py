@@ -9,10 +9,13 @@ import pathlib
 from typing import Any
 
 import httpx
+import pytest
 
 import mainspring as inngest
 from mainspring.sdk.serve.asgi import serve
 from tests.conftest import log_calls, run_to_end
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def fan_out(app_id: str, n: int) -> tuple[inngest.Client, inngest.Function[Any], list[str]]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import mainspring as inngest
 from tests.conftest import (
     EngineFactory,
@@ -15,6 +17,8 @@ from tests.conftest import (
     wait_for_pauses,
     wait_for_step,
 )
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 DAY_MS = 86_400_000
 

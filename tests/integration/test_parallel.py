@@ -18,6 +18,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, log_calls, run_to_end
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 class Recorder:
     """Thread-safe log of handler calls, in call order."""

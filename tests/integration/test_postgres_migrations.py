@@ -27,6 +27,13 @@ def database() -> Iterator[str]:
         yield url
 
 
+#: The versions shipped, all applied to an empty database.
+SHIPPED = [1, 2]
+#: Tables only the PostgreSQL schema has (what SQLite's store keeps in memory, because it
+#: alone writes its file): the match paths of pauses, which other processes add to.
+POSTGRES_ONLY = {"pause_paths"}
+
+
 def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True)
 
@@ -37,10 +44,10 @@ def shipped_sql() -> str:
 
 def test_migrating_an_empty_database_gives_the_declared_schema(database: str) -> None:
     with connect(database) as conn:
-        assert migrate.migrate(conn) == [1]
+        assert migrate.migrate(conn) == SHIPPED
         migrated = migrate.describe(conn)
         rows = conn.execute("SELECT version, name FROM mainspring_migrations").fetchall()
-    assert rows == [(1, "initial")]
+    assert rows == [(1, "initial"), (2, "shared_processes")]
     # The same files run straight into another database: the runner adds nothing but its
     # own table, and leaves nothing out.
     with fresh_database() as other, connect(other) as conn:
@@ -79,7 +86,7 @@ def test_every_sqlite_table_column_and_index_has_its_postgres_counterpart(databa
         pg = migrate.describe(conn)
     lite = sqlite_schema()
     tables = [row[0] for row in lite.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    assert set(pg.tables) == set(tables)
+    assert set(pg.tables) == set(tables) | POSTGRES_ONLY
     for table in tables:
         info = lite.execute(f"PRAGMA table_info({table})").fetchall()
         columns = pg.tables[table]
@@ -112,11 +119,11 @@ def test_every_sqlite_table_column_and_index_has_its_postgres_counterpart(databa
 
 def test_migrating_twice_applies_nothing_the_second_time(database: str) -> None:
     with connect(database) as conn:
-        assert migrate.migrate(conn) == [1]
+        assert migrate.migrate(conn) == SHIPPED
         assert migrate.migrate(conn) == []
-        assert migrate.current_version(conn) == 1
+        assert migrate.current_version(conn) == SHIPPED[-1]
         count = conn.execute("SELECT count(*) FROM mainspring_migrations").fetchone()
-    assert count == (1,)
+    assert count == (len(SHIPPED),)
 
 
 def test_concurrent_migrations_apply_each_version_once(database: str) -> None:
@@ -139,19 +146,22 @@ def test_concurrent_migrations_apply_each_version_once(database: str) -> None:
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(results) == [[]] * (starters - 1) + [[1]]
+    # Each version was applied by exactly one of them (maybe not the same one).
+    applied = sorted(version for versions in results for version in versions)
+    assert len(results) == starters
+    assert applied == SHIPPED
     with connect(database) as conn:
-        rows = conn.execute("SELECT version FROM mainspring_migrations").fetchall()
-    assert rows == [(1,)]
+        rows = conn.execute("SELECT version FROM mainspring_migrations ORDER BY 1").fetchall()
+    assert rows == [(version,) for version in SHIPPED]
 
 
 def test_a_failing_migration_leaves_neither_changes_nor_record(database: str) -> None:
-    broken = migrate.Migration(2, "broken", "CREATE TABLE half_done (a INT); SELECT 1/0;")
+    broken = migrate.Migration(3, "broken", "CREATE TABLE half_done (a INT); SELECT 1/0;")
     with connect(database) as conn:
         with pytest.raises(psycopg.errors.DivisionByZero):
             migrate.migrate(conn, known=[*migrate.migrations(), broken])
-        # Version 1 committed on its own before 2 failed.
-        assert migrate.current_version(conn) == 1
+        # Versions 1 and 2 committed on their own before 3 failed.
+        assert migrate.current_version(conn) == 2
         exists = conn.execute("SELECT to_regclass('half_done')").fetchone()
     assert exists == (None,)
 
@@ -163,7 +173,7 @@ def test_a_database_newer_than_the_code_is_refused(database: str) -> None:
         with pytest.raises(migrate.MigrationError) as refused:
             migrate.migrate(conn)
     assert "at version 7" in str(refused.value)
-    assert "up to version 1" in str(refused.value)
+    assert "up to version 2" in str(refused.value)
 
 
 def test_a_newer_database_is_refused_before_anything_is_applied(database: str) -> None:
@@ -172,8 +182,8 @@ def test_a_newer_database_is_refused_before_anything_is_applied(database: str) -
             "CREATE TABLE mainspring_migrations (version INTEGER PRIMARY KEY, name TEXT, "
             "applied_at TIMESTAMPTZ)"
         )
-        conn.execute("INSERT INTO mainspring_migrations VALUES (2, 'future', now())")
-        with pytest.raises(migrate.MigrationError, match="at version 2"):
+        conn.execute("INSERT INTO mainspring_migrations VALUES (3, 'future', now())")
+        with pytest.raises(migrate.MigrationError, match="at version 3"):
             migrate.migrate(conn)
         assert conn.execute("SELECT to_regclass('runs')").fetchone() == (None,)
 
@@ -182,16 +192,16 @@ def test_the_migrate_command(
     database: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert cli.main(["migrate", "--database", database]) == 0
-    assert capsys.readouterr().out == "applied 0001_initial\n"
+    assert capsys.readouterr().out == "applied 0001_initial\napplied 0002_shared_processes\n"
     monkeypatch.setenv("MAINSPRING_DATABASE_URL", database)
     assert cli.main(["migrate"]) == 0
-    assert capsys.readouterr().out == "the database is up to date (schema version 1)\n"
+    assert capsys.readouterr().out == "the database is up to date (schema version 2)\n"
     with connect(database) as conn:
         conn.execute("INSERT INTO mainspring_migrations VALUES (9, 'future', now())")
     assert cli.main(["migrate"]) == 1
     err = capsys.readouterr().err
     assert "at version 9" in err
-    assert "up to version 1" in err
+    assert "up to version 2" in err
 
 
 def test_the_migrate_command_on_a_sqlite_file(capsys: pytest.CaptureFixture[str]) -> None:

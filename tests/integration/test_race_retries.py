@@ -8,10 +8,13 @@ from __future__ import annotations
 import pathlib
 
 import orjson
+import pytest
 
 import mainspring as inngest
 from tests.conftest import EngineFactory, wait_for_step
 from tests.integration.loopback_app import Call, LoopbackApp, Reply, running
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def race(client: inngest.Client) -> inngest.Function[object]:

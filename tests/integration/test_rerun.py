@@ -15,6 +15,8 @@ import mainspring as inngest
 from mainspring.protocol.step_ids import hash_step_id
 from tests.conftest import EngineFactory, run_to_end
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 class Shop:
     """A three-step order whose ``charge`` step fails while ``failing`` is set; every step

@@ -12,6 +12,8 @@ import pytest
 import mainspring as inngest
 from tests.integration.test_parallel import Recorder
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 def build(rec: Recorder, gate: asyncio.Event | None) -> tuple[inngest.Client, list[Any]]:
     client = inngest.Client(app_id="restart")

@@ -10,6 +10,8 @@ import mainspring as inngest
 from tests.conftest import EngineFactory, log_calls, run_to_end, until_idle
 from tests.integration.test_parallel import Recorder
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 @pytest.mark.parametrize("flavour", ["async", "sync"])
 async def test_sequential_steps_memoize_and_return(

@@ -20,13 +20,15 @@ from mainspring.engine.records import (
     RunStatus,
     StoredEvent,
 )
+from mainspring.engine.store.backend import open_store
 from mainspring.engine.store.contract import NewRun, Store, Tx
-from mainspring.engine.store.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> AsyncIterator[Store]:
-    backend: Store = SQLiteStore(tmp_path / "contract.db", durability="normal")
+@pytest.fixture
+async def store(db_path: pathlib.Path | str) -> AsyncIterator[Store]:
+    backend = open_store(db_path, durability="normal")
     await backend.open()
     try:
         yield backend

@@ -9,6 +9,8 @@ import pytest
 import mainspring as inngest
 from tests.conftest import EngineFactory, wait_for_job
 
+pytestmark = pytest.mark.backends("sqlite", "postgres")
+
 
 async def test_a_run_that_cannot_start_in_time_is_cancelled(make_engine: EngineFactory) -> None:
     client = inngest.Client(app_id="timeouts")

@@ -8,7 +8,9 @@ import datetime
 import pytest
 
 import mainspring as inngest
-from tests.conftest import EngineFactory, run_to_end, wait_for_job, wait_for_pauses
+from tests.conftest import EngineFactory, peek, run_to_end, wait_for_job, wait_for_pauses
+
+pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
 def approval_flow(client: inngest.Client, timeout_ms: int = 5_000) -> inngest.Function[object]:
@@ -106,11 +108,7 @@ async def test_fifty_concurrent_candidates_resume_the_run_once(make_engine: Engi
             )
         )
         run = await engine.wait(run_id, timeout=5)
-        steps = (
-            engine._store._reader()
-            .execute("SELECT count(*) FROM steps WHERE run_id = ?", (run_id,))
-            .fetchone()[0]
-        )
+        [(steps,)] = peek(engine, "SELECT count(*) FROM steps WHERE run_id = ?", run_id)
     assert run.status == "Completed", run.error
     assert isinstance(run.output, dict)
     assert run.output["id"] == "o-5"

@@ -1,6 +1,7 @@
 """``mainspring dev`` and ``mainspring start``: the server.
 
-    mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288] [--db FILE]
+    mainspring dev [MODULE:ATTR] [-u URL ...] [--host 127.0.0.1] [--port 8288]
+                   [--database FILE|postgresql://...]
                    [--loop auto|asyncio|uvloop] [--http auto|h11|httptools]
                    [--poll-interval SECONDS | --no-poll] [--missing-function-grace 24h]
     mainspring start --signing-key KEY [--signing-key-fallback KEY] --event-key KEY
@@ -20,6 +21,12 @@ URL) until it has. ``dev`` then asks every app it knows to sync again every
 does, so that an app restarted with other functions is synced (see ``server/poll.py``).
 ``--missing-function-grace`` is how long a run whose function is not registered is held
 before it fails (``engine/held.py``; 24 h by default).
+
+``--database`` (``MAINSPRING_DATABASE_URL``) is a SQLite file (``mainspring-dev.db`` by
+default) or a ``postgresql://`` URL, which several server processes may share. The URL's
+password is shown nowhere (``GET /dev`` reports it as ``***``); a database that cannot be
+reached, or whose schema is newer than this mainspring, stops the command with a message
+naming where it is, before the server starts.
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ import gc
 import importlib
 import os
 import sys
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from mainspring.cli.migrate import DATABASE_ENV
 from mainspring.protocol import signing
 from mainspring.protocol.durations import DurationError, parse_duration_ms
 from mainspring.server import keys
@@ -136,7 +145,7 @@ def serve_engine(
             "port": args.port,
             "sdkURLs": list(args.url or ()),
             "functions": args.functions,
-            "database": str(args.db),
+            "database": redact_url(str(args.db)),
             "durability": args.durability,
             "missingFunctionGrace": args.missing_function_grace,
             **({"poll": not args.no_poll, "pollInterval": args.poll_interval} if dev else {}),
@@ -235,6 +244,9 @@ def run_server(args: argparse.Namespace, *, engine_type: type[Engine] | None = N
         args.missing_function_grace = held.DEFAULT_GRACE.total_seconds()
     if args.command == "dev" and args.poll_interval is None:
         args.poll_interval = DEFAULT_POLL_INTERVAL_S
+    if args.db is None:
+        args.db = os.environ.get(DATABASE_ENV) or "mainspring-dev.db"
+    _check_database(str(args.db))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the dev server's sync requests every few seconds.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -286,7 +298,15 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
     dev_cmd.add_argument("-u", "--url", action="append", default=[], help="an app's serve URL")
     dev_cmd.add_argument("--host", default="127.0.0.1")
     dev_cmd.add_argument("-p", "--port", type=int, default=8288)
-    dev_cmd.add_argument("--db", default="mainspring-dev.db", help="SQLite file")
+    dev_cmd.add_argument(
+        "--database",
+        "--db",
+        dest="db",
+        default=None,  # MAINSPRING_DATABASE_URL, else mainspring-dev.db (see run_server)
+        metavar="FILE|URL",
+        help="a SQLite file, or postgresql://user@host/dbname to share one database between "
+        f"server processes (default: {DATABASE_ENV}, else mainspring-dev.db)",
+    )
     dev_cmd.add_argument("--durability", choices=["full", "normal"], default="normal")
     dev_cmd.add_argument(
         "--retry-backoff",
@@ -315,6 +335,38 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         default="auto",
         help="HTTP/1.1 parser of the server (default: httptools if installed)",
     )
+
+
+def redact_url(database: str) -> str:
+    """``database`` with a URL's password replaced by ``***`` (a file path unchanged)."""
+    parts = urllib.parse.urlsplit(database)
+    if not parts.scheme or parts.password is None:
+        return database
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def _check_database(database: str) -> None:
+    """Reach a PostgreSQL database and bring its schema up to date before the server starts,
+    so that a wrong URL is a one-line message rather than a failed start-up's traceback."""
+    from mainspring.engine.store.backend import is_postgres
+
+    if not is_postgres(database):
+        return
+    import psycopg
+
+    from mainspring.engine.store.postgres import migrate
+    from mainspring.engine.store.postgres.store import CONNECT_TIMEOUT, describe_url
+
+    where = describe_url(database)
+    try:
+        with psycopg.connect(database, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            migrate.migrate(conn)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split())
+        raise SystemExit(f"mainspring: cannot connect to PostgreSQL at {where}: {reason}") from None
+    except migrate.MigrationError as exc:
+        raise SystemExit(f"mainspring: the database at {where}: {exc}") from None
 
 
 def _positive_seconds(text: str) -> float:

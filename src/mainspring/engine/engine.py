@@ -53,8 +53,8 @@ from mainspring.engine.remote import Registration, parse_registration
 from mainspring.engine.rerun import rerun as start_rerun
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.runlog import RunLog
-from mainspring.engine.store.contract import NewRun, Tx
-from mainspring.engine.store.sqlite import Durability, SQLiteStore
+from mainspring.engine.store.backend import Durability, open_store
+from mainspring.engine.store.contract import NewRun, Store, Tx
 from mainspring.engine.transport import InProcessTransport, RoutingTransport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
@@ -141,7 +141,7 @@ class Engine(EngineQueries):
                     raise MainspringError(f"Engine: two functions share the id {fn.id!r}")
                 self.functions[fn.id] = fn
         self.clock: Clock = clock or SystemClock()
-        self._store: SQLiteStore = SQLiteStore(database, durability=durability)
+        self._store: Store = open_store(database, durability=durability)
         self._index = TriggerIndex(self.functions.values())
         self._queue = JobQueue(self.clock)
         self._signing_key = signing_key
@@ -543,15 +543,32 @@ class Engine(EngineQueries):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
-            run = await self.run(run_id)
-            if run.status.finished:
-                return run
+            # Listening before reading: a read may wait on the database, and the run may
+            # finish meanwhile; its news must not fall between the read and the listening.
             waiter: asyncio.Future[None] = loop.create_future()
-            self._waiters.setdefault(run_id, []).append(waiter)
+            waiters = self._waiters.setdefault(run_id, [])
+            waiters.append(waiter)
+            try:
+                run = await self.run(run_id)
+            except BaseException:
+                self._drop_waiter(run_id, waiter)
+                raise
+            if run.status.finished:
+                self._drop_waiter(run_id, waiter)
+                return run
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
+                self._drop_waiter(run_id, waiter)
                 return run
             try:
                 await asyncio.wait_for(waiter, remaining)
             except TimeoutError:
+                self._drop_waiter(run_id, waiter)
                 return await self.run(run_id)
+
+    def _drop_waiter(self, run_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._waiters.get(run_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiters[run_id]

@@ -72,7 +72,11 @@ class EngineQueries:
         if stored.status.finished:
             return stored
         active = self._executor.active(stored.id)
-        if active is not None and active.status != stored.status:
+        # Only "running" is taken from memory: a finish shows once it is read from the store
+        # (a read that waited on the database may predate a finish already in memory).
+        running = active is not None and active.status is RunStatus.RUNNING
+        if running and stored.status is not RunStatus.RUNNING:
+            assert active is not None
             return active.snapshot()
         return stored
 

@@ -15,16 +15,12 @@ A lock file next to the database keeps a second engine process off the same file
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from importlib import resources
-from typing import Any, Literal, TypeVar
-
-import orjson
+from typing import Any, TypeVar
 
 from mainspring.engine.records import (
     HeldRun,
@@ -36,22 +32,23 @@ from mainspring.engine.records import (
     StepAttempt,
     StoredEvent,
 )
+from mainspring.engine.store.backend import URL_SCHEME, Durability
 from mainspring.engine.store.contract import RunState, StepRecord
-from mainspring.engine.store.sqlite_tx import (
+from mainspring.engine.store.rows import (
     FINISHED_SQL,
     HELD_COLUMNS,
     RUN_COLUMNS,
-    SQLiteTx,
+    blob,
     job_from_row,
+    loads,
+    read_event,
+    read_run,
     run_from_row,
 )
+from mainspring.engine.store.sqlite_tx import SQLiteTx
 from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
-Durability = Literal["full", "normal"]
-
-#: A URL's scheme (``postgresql://``, ``sqlite://``): not a file path.
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class DatabaseLockedError(RuntimeError):
@@ -76,26 +73,6 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE steps ADD COLUMN copied_from TEXT")
 
 
-def _loads(raw: bytes | str) -> Any:
-    """A stored JSON value; one the decoder refuses (nested deeper than it goes, kept by an
-    older version) reads as a note saying so, so that listing it does not fail."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return {"_degraded": f"the stored JSON value could not be decoded: {exc}"}
-
-
-def _run(row: Sequence[Any]) -> Run:
-    try:
-        return run_from_row(row)
-    except orjson.JSONDecodeError:
-        output = None if row[4] is None else _loads(row[4])
-        error = None if row[5] is None else _loads(row[5])
-        return dataclasses.replace(
-            run_from_row([*row[:4], None, None, *row[6:]]), output=output, error=error
-        )
-
-
 def _marks(items: Sequence[Any]) -> str:
     """Placeholders for ``IN (...)``: ``NULL`` for none, which matches nothing."""
     return ", ".join("?" * len(items)) or "NULL"
@@ -108,15 +85,14 @@ class SQLiteStore:
         if durability not in ("full", "normal"):
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
         self.path = os.fspath(path)
-        scheme = _URL_SCHEME.match(self.path)
+        scheme = URL_SCHEME.match(self.path)
         if scheme is not None:
             # Taken as a path, "postgresql://..." would quietly become a SQLite file in a
-            # folder named "postgresql:": a server would look shared and would not be.
-            # The URL itself is not repeated: it may carry a password.
+            # folder named "postgresql:". The URL itself is not repeated: it may carry a
+            # password. (Engine(database=...) picks the backend: engine/store/backend.py.)
             raise ValueError(
-                f"database={scheme.group(1)}://...: a database URL is not supported yet; "
-                "the engine stores its state in a SQLite file (give a file path, such as "
-                "'mainspring.db'). PostgreSQL is planned, not implemented."
+                f"database={scheme.group(1)}://...: SQLiteStore takes a file path, such as "
+                "'mainspring.db'; a postgresql:// URL is opened by PostgresStore"
             )
         if self.path == ":memory:" or self.path.startswith("file:") or not self.path:
             # The store writes on one connection and reads on another: they must share a
@@ -245,7 +221,7 @@ class SQLiteStore:
             .execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
             .fetchone()
         )
-        return None if row is None else _run(row)
+        return None if row is None else read_run(row)
 
     async def runs_for_event(self, event_internal_id: str) -> list[Run]:
         # Its own runs, and the batches it joined (whose first event may be another).
@@ -259,7 +235,7 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [_run(row) for row in rows]
+        return [read_run(row) for row in rows]
 
     async def runs_for_events(self, event_internal_ids: Sequence[str]) -> dict[str, list[Run]]:
         ids, marks = tuple(event_internal_ids), _marks(event_internal_ids)
@@ -272,7 +248,7 @@ class SQLiteStore:
         )
         found: dict[str, list[Run]] = {}
         for row in rows:
-            found.setdefault(row[0], []).append(_run(row[1:]))
+            found.setdefault(row[0], []).append(read_run(row[1:]))
         return found
 
     async def rerun_origins(self, run_ids: Sequence[str]) -> dict[str, RerunOrigin]:
@@ -290,7 +266,7 @@ class SQLiteStore:
             f"SELECT run_id, events FROM runs WHERE run_id IN ({_marks(ids)})", ids
         )
         # A batch's events column is TEXT once an event was appended (``||`` makes text).
-        return {row[0]: _blob(row[1]) for row in rows}
+        return {row[0]: blob(row[1]) for row in rows}
 
     async def filed_events(self, keys: Sequence[str]) -> dict[str, StoredEvent]:
         ids = tuple(keys)
@@ -301,7 +277,7 @@ class SQLiteStore:
             f"WHERE run_events.dedupe_key IN ({_marks(ids)})",
             ids,
         )
-        return {row[0]: _event(row[1:]) for row in rows}
+        return {row[0]: read_event(row[1:]) for row in rows}
 
     async def holds_for_run(self, run_id: str) -> list[Hold]:
         rows = self._reader().execute(
@@ -426,7 +402,7 @@ class SQLiteStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_run(row) for row in self._reader().execute(sql, args).fetchall()]
+        return [read_run(row) for row in self._reader().execute(sql, args).fetchall()]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
         return (await self.histories([run_id]))[run_id]
@@ -442,7 +418,7 @@ class SQLiteStore:
             ids,
         ):
             run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version, copied = row
-            kind, value = memo_value(_loads(memo) if memo is not None else None)
+            kind, value = memo_value(loads(memo) if memo is not None else None)
             failed = kind == "error"
             entry = StepAttempt(
                 step_id,
@@ -462,7 +438,7 @@ class SQLiteStore:
             f"after_seq FROM attempts WHERE run_id IN ({marks})",
             ids,
         ):
-            failure = _loads(error) if error is not None else None
+            failure = loads(error) if error is not None else None
             entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
             found[run_id].append((after + 1, 0, entry))
         for entries in found.values():
@@ -484,7 +460,7 @@ class SQLiteStore:
         sql = f"SELECT internal_id, id, name, data, ts, received_at FROM events{clause}"
         sql += " ORDER BY internal_id DESC LIMIT ?"
         args.append(limit)
-        return [_event(row) for row in self._reader().execute(sql, args)]
+        return [read_event(row) for row in self._reader().execute(sql, args)]
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
         row = (
@@ -496,14 +472,4 @@ class SQLiteStore:
             )
             .fetchone()
         )
-        return None if row is None else _event(row)
-
-
-def _blob(value: bytes | str) -> bytes:
-    return value if isinstance(value, bytes) else value.encode()
-
-
-def _event(row: Sequence[Any]) -> StoredEvent:
-    """An event read back, its data's stored JSON kept (``wire_json`` reuses it as is)."""
-    raw = row[3] if isinstance(row[3], bytes) else str(row[3]).encode()
-    return StoredEvent(row[0], row[1], row[2], _loads(raw), row[4], row[5], raw)
+        return None if row is None else read_event(row)

@@ -1,5 +1,5 @@
 """Writes of the SQLite backend: the :class:`~mainspring.engine.store.contract.Tx` of one
-transaction, and the row decoders the reads share."""
+transaction."""
 
 from __future__ import annotations
 
@@ -10,103 +10,33 @@ from typing import Any
 import orjson
 
 from mainspring.engine.records import (
-    FINISHED_STATUSES,
     HeldRun,
     Hold,
     HoldKind,
     Job,
-    JobKind,
     Pause,
-    PauseKind,
     RerunOrigin,
-    Run,
     RunStatus,
     StoredEvent,
 )
 from mainspring.engine.store.contract import NewRun, StepGroup
+from mainspring.engine.store.rows import (
+    CALL_KINDS_SQL,
+    FINISHED_SQL,
+    HELD_COLUMNS,
+    PAUSE_COLUMNS,
+    UPDATABLE_RUN_FIELDS,
+    job_from_row,
+    pause_from_row,
+)
 from mainspring.protocol.match_keys import value_key
 from mainspring.protocol.messages import memo_value
 
-RUN_COLUMNS = (
-    "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at, "
-    "app_version"
-)
-_UPDATABLE = frozenset(
-    {
-        "status",
-        "request_version",
-        "force_step_plan",
-        "started_at",
-        "coalesce_key",
-        "admitted_at",
-        "app_version",
-    }
-)
-#: SQL list of the finished statuses, for ``status NOT IN (...)``.
-FINISHED_SQL = "(" + ", ".join(f"'{status}'" for status in FINISHED_STATUSES) + ")"
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
     "max_attempts, created_at, admitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
 )
-
-
-def run_from_row(row: Sequence[Any]) -> Run:
-    output = orjson.loads(row[4]) if row[4] is not None else None
-    error = orjson.loads(row[5]) if row[5] is not None else None
-    return Run(
-        id=row[0],
-        function_id=row[1],
-        event_id=row[2],
-        status=RunStatus(row[3]),
-        output=output,
-        error=error,
-        created_at=row[6],
-        started_at=row[7],
-        ended_at=row[8],
-        app_version=row[9],
-    )
-
-
-HELD_COLUMNS = "run_id, function_id, app, since, until"
-#: Kinds of the jobs that call a function (those a held run keeps waiting).
-_CALL_KINDS_SQL = "('start', 'discover', 'plan')"
-
-
-def job_from_row(row: Sequence[Any]) -> Job:
-    """A job from ``job_id, run_id, kind, step_id, run_at, attempt, priority, data``."""
-    return Job(
-        id=row[0],
-        run_id=row[1],
-        kind=JobKind(row[2]),
-        step_id=row[3],
-        run_at=row[4],
-        attempt=row[5],
-        priority=row[6],
-        data=None if row[7] is None else orjson.loads(row[7]),
-    )
-
-
-PAUSE_COLUMNS = (
-    "pause_id, run_id, step_id, kind, event_name, expression, match_path, match_value, "
-    "expires_at, data, created_at"
-)
-
-
-def pause_from_row(row: Sequence[Any]) -> Pause:
-    return Pause(
-        id=row[0],
-        run_id=row[1],
-        step_id=row[2],
-        kind=PauseKind(row[3]),
-        event_name=row[4],
-        expression=row[5],
-        match_path=row[6],
-        match_value=row[7],
-        expires_at=row[8],
-        data=orjson.loads(row[9]) if row[9] is not None else {},
-        created_at=row[10],
-    )
 
 
 class SQLiteTx:
@@ -247,7 +177,7 @@ class SQLiteTx:
             )
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        unknown = set(fields) - _UPDATABLE
+        unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:
             raise ValueError(f"update_run: unknown fields {sorted(unknown)}")
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -477,7 +407,7 @@ class SQLiteTx:
         db.execute("DELETE FROM held_runs WHERE run_id = ?", (run_id,))
         rows = db.execute(
             "UPDATE jobs SET run_at = ? WHERE run_id = ? AND run_at = ? AND job_id != ? "
-            f"AND kind IN {_CALL_KINDS_SQL} "
+            f"AND kind IN {CALL_KINDS_SQL} "
             "RETURNING job_id, run_id, kind, step_id, run_at, attempt, priority, data",
             (now, run_id, until, keep or ""),
         ).fetchall()

@@ -1,0 +1,194 @@
+"""PostgreSQL backend: the store contract on a database that many engine processes share.
+
+Writes. Units are gathered while a transaction is in flight and run together in the next
+one (group commit), each in a savepoint of its own, as on SQLite. Every write transaction
+first takes one cluster-wide advisory lock (:data:`WRITE_LOCK`), so write transactions of
+all processes run one at a time: a unit's read-then-write (a rate limit's cell, a batch's
+hold, the last member of a parallel group leaving the pending set) sees every write made
+before it, exactly as on SQLite's single writer, and no unit ever meets a deadlock or a
+serialization failure that would have it run twice. Group commit keeps the lock cheap: one
+transaction carries every unit a process gathered meanwhile.
+
+Units run on the event loop's thread, on one synchronous connection, and the commit follows
+them without the loop running anything in between: units update the executor's in-memory
+copies of runs, which readers on the loop take as recorded, as on SQLite. Only the wait for
+the write lock (another process may hold it) is handed to a thread of the store's own, so
+the loop runs on meanwhile; units sent while it waits join the next transaction.
+
+Reads go through a small pool of asynchronous connections and see what has committed.
+
+Durability: ``"full"`` is ``synchronous_commit = on`` (a commit survives a crash of the
+database server); ``"normal"`` is ``off`` (an engine process killed at any moment still
+loses nothing it was told was recorded, but a crash of the database server itself may
+lose the last fraction of a second of commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg import conninfo, pq
+from psycopg_pool import AsyncConnectionPool
+
+from mainspring.engine.store.postgres import migrate
+from mainspring.engine.store.postgres.reads import PostgresReads
+from mainspring.engine.store.postgres.tx import PostgresTx
+
+T = TypeVar("T")
+Durability = Literal["full", "normal"]
+
+#: The advisory lock every write transaction holds (``pg_advisory_xact_lock``): another key
+#: than the migrations' so that a migration never waits for a process's writes.
+WRITE_LOCK = int.from_bytes(b"msWrites", "big")
+#: A unit waiting for its transaction, and the future its result goes to.
+_Queued = tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]
+#: Seconds to wait for the server when connecting.
+CONNECT_TIMEOUT = 10
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The database could not be reached, or refused the credentials."""
+
+
+def describe_url(url: str) -> str:
+    """Where a URL points, for messages: host, port, database and user, never a password."""
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "an invalid postgresql:// URL"
+    host = parts.get("host") or "localhost (Unix socket)"
+    port = parts.get("port") or "5432"
+    return f"{host}:{port} (database {parts.get('dbname') or '?'!r}, user {parts.get('user')!r})"
+
+
+class PostgresStore(PostgresReads):
+    """A :class:`~mainspring.engine.store.contract.Store` on a PostgreSQL database."""
+
+    def __init__(self, url: str, *, durability: Durability = "full") -> None:
+        if durability not in ("full", "normal"):
+            raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+        super().__init__()
+        self.url = url
+        self.durability: Durability = durability
+        self.where = describe_url(url)
+        self._write: psycopg.Connection[Any] | None = None
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "mainspring-pg-writer")
+        self._queue: list[_Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._write = await loop.run_in_executor(self._thread, self._connect_and_migrate)
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=4,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            open=False,
+        )
+        await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        self._pool = pool
+
+    def _connect_and_migrate(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise DatabaseUnavailableError(
+                f"cannot connect to PostgreSQL at {self.where}: {reason}"
+            ) from None
+        try:
+            migrate.migrate(conn)
+            sync = "on" if self.durability == "full" else "off"
+            conn.execute(f"SET synchronous_commit = {sync}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        if self._write is not None:
+            self._write.close()
+            self._write = None
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def transact(self, unit: Callable[[PostgresTx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((unit, future))
+        if self._flusher is None:
+            # Started on the next turn of the loop: units sent in this turn share it.
+            self._flusher = loop.create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+
+    async def _flush(
+        self, batch: list[tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        db = self._write
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            if db is None:
+                raise RuntimeError("the store is closed")
+            await loop.run_in_executor(self._thread, self._begin, db)
+            tx = PostgresTx(db)
+            if len(batch) == 1:
+                # Alone in its transaction, a failing unit needs no savepoint of its own.
+                unit, future = batch[0]
+                outcomes.append((future, unit(tx), None))
+            else:
+                for unit, future in batch:
+                    db.execute("SAVEPOINT unit")
+                    try:
+                        result = unit(tx)
+                    except Exception as exc:  # this unit alone is undone and told
+                        db.execute("ROLLBACK TO SAVEPOINT unit")
+                        db.execute("RELEASE SAVEPOINT unit")
+                        outcomes.append((future, None, exc))
+                    else:
+                        db.execute("RELEASE SAVEPOINT unit")
+                        outcomes.append((future, result, None))
+            # On the loop's thread, not awaited: units have already updated in-memory state
+            # (the executor's copies of runs) that readers take as recorded, so nothing
+            # else may run on the loop between the units and their commit.
+            db.execute("COMMIT")
+        except Exception as exc:
+            if db is not None and self._in_transaction(db):
+                db.execute("ROLLBACK")
+            outcomes = [(future, None, exc) for _, future in batch]
+        for future, result, error in outcomes:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    @staticmethod
+    def _in_transaction(db: psycopg.Connection[Any]) -> bool:
+        if db.closed or db.broken:
+            return False
+        return db.info.transaction_status != pq.TransactionStatus.IDLE
+
+    @staticmethod
+    def _begin(db: psycopg.Connection[Any]) -> None:
+        db.execute("BEGIN")
+        db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))

@@ -1,0 +1,483 @@
+"""Writes of the PostgreSQL backend: the :class:`~mainspring.engine.store.contract.Tx` of
+one transaction, on a synchronous psycopg connection.
+
+The statements mirror ``sqlite_tx.py`` one for one (same tables, same meaning); what
+differs is the dialect (``%s`` placeholders, ``= ANY(array)`` for lists, bytea splicing)
+and the pause paths, which live in a table because other processes add pauses too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+
+from mainspring.engine.records import (
+    HeldRun,
+    Hold,
+    HoldKind,
+    Job,
+    Pause,
+    RerunOrigin,
+    RunStatus,
+    StoredEvent,
+)
+from mainspring.engine.store.contract import NewRun, StepGroup
+from mainspring.engine.store.rows import (
+    CALL_KINDS,
+    FINISHED_SQL,
+    HELD_COLUMNS,
+    PAUSE_COLUMNS,
+    UPDATABLE_RUN_FIELDS,
+    job_from_row,
+    pause_from_row,
+)
+from mainspring.protocol.match_keys import value_key
+from mainspring.protocol.messages import memo_value
+
+_JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
+#: ``pause_paths`` stands for pauses without an index with this path.
+NO_PATH = ""
+
+
+def _json(value: Any) -> bytes | None:
+    return None if value is None else orjson.dumps(value)
+
+
+class PostgresTx:
+    """The :class:`~mainspring.engine.store.contract.Tx` of one PostgreSQL transaction."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self._db = db
+
+    def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self._db.execute(sql, args)
+
+    def insert_event(self, event: StoredEvent) -> bool:
+        data = event.data_json if event.data_json is not None else orjson.dumps(event.data)
+        cur = self._run(
+            "INSERT INTO events (internal_id, id, name, data, ts, received_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (event.internal_id, event.id, event.name, data, event.ts, event.received_at),
+        )
+        return cur.rowcount == 1
+
+    def create_run(self, run: NewRun) -> bool:
+        cur = self._run(
+            "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
+            "max_attempts, created_at, admitted_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                run.run_id,
+                run.function_id,
+                run.event_id,
+                run.events_json,
+                run.idempotency_key,
+                RunStatus.QUEUED.value,
+                run.max_attempts,
+                run.created_at,
+                run.created_at if run.admitted else None,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def save_step(
+        self,
+        run_id: str,
+        step_id: str,
+        memo: bytes,
+        *,
+        seq: int,
+        user_id: str,
+        op: str,
+        at: int,
+        grouped: bool = True,
+        attempt: int = 0,
+        started_at: int | None = None,
+        app_version: str | None = None,
+    ) -> tuple[bool, bool]:
+        cur = self._run(
+            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+            "ended_at, app_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
+        )
+        if cur.rowcount != 1:
+            return False, grouped and self._has_pending(run_id)
+        if not grouped:
+            return True, False
+        self._run("DELETE FROM pending WHERE run_id = %s AND step_id = %s", (run_id, step_id))
+        return True, self._has_pending(run_id)
+
+    def record_attempt(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        attempt: int,
+        after_seq: int,
+        user_id: str,
+        op: str,
+        started_at: int | None,
+        ended_at: int,
+        error: bytes,
+    ) -> bool:
+        cur = self._run(
+            "INSERT INTO attempts (run_id, step_id, attempt, after_seq, user_id, op, started_at, "
+            "ended_at, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (run_id, step_id, attempt, after_seq, user_id, op, started_at, ended_at, error),
+        )
+        return cur.rowcount == 1
+
+    def step_names(self, run_id: str, step_ids: Sequence[str]) -> dict[str, str]:
+        rows = self._run(
+            "SELECT step_id, user_id FROM steps WHERE run_id = %s AND step_id = ANY(%s)",
+            (run_id, list(step_ids)),
+        ).fetchall()
+        return {str(row[0]): str(row[1]) for row in rows}
+
+    def _has_pending(self, run_id: str) -> bool:
+        row = self._run("SELECT 1 FROM pending WHERE run_id = %s LIMIT 1", (run_id,)).fetchone()
+        return row is not None
+
+    def drop_pending(self, run_id: str, step_id: str) -> bool:
+        self._run("DELETE FROM pending WHERE run_id = %s AND step_id = %s", (run_id, step_id))
+        return self._has_pending(run_id)
+
+    def set_pending(
+        self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None, *, after_seq: int
+    ) -> None:
+        members = list(step_ids)
+        self._run("DELETE FROM pending WHERE run_id = %s", (run_id,))
+        # Members already recorded (a race with their own save) are not pending.
+        self._run(
+            "INSERT INTO pending (run_id, step_id) SELECT %s, member FROM unnest(%s::text[]) "
+            "AS member WHERE NOT EXISTS (SELECT 1 FROM steps WHERE run_id = %s "
+            "AND step_id = member) ON CONFLICT DO NOTHING",
+            (run_id, members, run_id),
+        )
+        self._run("UPDATE runs SET coalesce_key = %s WHERE run_id = %s", (coalesce_key, run_id))
+        if coalesce_key is not None:
+            # Kept for reruns: the batch a step was first planned in (see sqlite_tx.py).
+            self._run(
+                "INSERT INTO step_groups (run_id, step_id, group_key, after_seq) "
+                "SELECT %s, member, %s, %s FROM unnest(%s::text[]) AS member "
+                "ON CONFLICT DO NOTHING",
+                (run_id, coalesce_key, after_seq, members),
+            )
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - UPDATABLE_RUN_FIELDS
+        if unknown:
+            raise ValueError(f"update_run: unknown fields {sorted(unknown)}")
+        values = [bool(v) if k == "force_step_plan" else v for k, v in fields.items()]
+        assignments = ", ".join(f"{name} = %s" for name in fields)
+        self._run(f"UPDATE runs SET {assignments} WHERE run_id = %s", (*values, run_id))
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        output: bytes | None,
+        error: bytes | None,
+        at: int,
+        grouped: bool = True,
+    ) -> bool:
+        cur = self._run(
+            "UPDATE runs SET status = %s, output = %s, error = %s, ended_at = %s "
+            f"WHERE run_id = %s AND status NOT IN {FINISHED_SQL}",
+            (status.value, output, error, at, run_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        for table in ("jobs", "pauses", "flow_holds", "held_runs"):
+            self._run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+        if grouped:
+            self._run("DELETE FROM pending WHERE run_id = %s", (run_id,))
+        return True
+
+    def enqueue(self, job: Job) -> bool:
+        cur = self._run(
+            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
+            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                job.id,
+                job.run_id,
+                job.kind.value,
+                job.step_id,
+                job.run_at,
+                job.attempt,
+                job.priority,
+                _json(job.data),
+                job.run_at,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def save_app(self, name: str, body: bytes, *, at: int) -> None:
+        self._run(
+            "INSERT INTO apps (name, body, synced_at) VALUES (%s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET body = excluded.body, synced_at = excluded.synced_at",
+            (name, body, at),
+        )
+
+    def delete_app(self, name: str) -> None:
+        self._run("DELETE FROM apps WHERE name = %s", (name,))
+
+    def delete_job(self, job_id: str) -> None:
+        self._run("DELETE FROM jobs WHERE job_id = %s", (job_id,))
+
+    def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None:
+        self._run(
+            "UPDATE jobs SET run_at = %s, attempt = %s WHERE job_id = %s",
+            (run_at, attempt, job_id),
+        )
+
+    def create_pause(self, pause: Pause) -> bool:
+        cur = self._run(
+            f"INSERT INTO pauses ({PAUSE_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                pause.id,
+                pause.run_id,
+                pause.step_id,
+                pause.kind.value,
+                pause.event_name,
+                pause.expression,
+                pause.match_path,
+                pause.match_value,
+                pause.expires_at,
+                orjson.dumps(pause.data),
+                pause.created_at,
+            ),
+        )
+        if cur.rowcount != 1:
+            return False
+        self._run(
+            "INSERT INTO pause_paths (event_name, match_path) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (pause.event_name, pause.match_path if pause.match_path is not None else NO_PATH),
+        )
+        return True
+
+    def claim_pause(self, pause_id: str) -> Pause | None:
+        row = self._run(
+            f"DELETE FROM pauses WHERE pause_id = %s RETURNING {PAUSE_COLUMNS}", (pause_id,)
+        ).fetchone()
+        return None if row is None else pause_from_row(row)
+
+    def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
+        paths = [
+            str(row[0])
+            for row in self._run(
+                "SELECT match_path FROM pause_paths WHERE event_name = %s", (name,)
+            ).fetchall()
+        ]
+        if not paths:
+            return []
+        probes: list[tuple[str, str]] = []
+        for path in paths:
+            if path == NO_PATH:
+                continue
+            key = value_key(event, path)
+            if key is not None:
+                probes.append((path, key))
+        parts: list[str] = []
+        args: list[Any] = []
+        if probes:
+            parts.append(
+                f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = %s AND expires_at > %s "
+                "AND (match_path, match_value) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[]))"
+            )
+            args += [name, now, [p for p, _ in probes], [k for _, k in probes]]
+        if NO_PATH in paths:
+            parts.append(
+                f"SELECT {PAUSE_COLUMNS} FROM pauses WHERE event_name = %s "
+                "AND match_path IS NULL AND expires_at > %s"
+            )
+            args += [name, now]
+        if not parts:
+            return []
+        found = [pause_from_row(row) for row in self._run(" UNION ALL ".join(parts), args)]
+        found.sort(key=lambda p: (p.created_at, p.id))
+        return found
+
+    def job_exists(self, job_id: str) -> bool:
+        return self._run("SELECT 1 FROM jobs WHERE job_id = %s", (job_id,)).fetchone() is not None
+
+    def repurpose_job(self, job_id: str, job: Job) -> None:
+        self._run(
+            "UPDATE jobs SET kind = %s, step_id = %s, run_at = %s, attempt = %s, data = %s "
+            "WHERE job_id = %s",
+            (job.kind.value, job.step_id, job.run_at, job.attempt, _json(job.data), job_id),
+        )
+
+    # -- flow control ------------------------------------------------------------------
+
+    def get_cell(self, key: str, now: int) -> tuple[int, str | None] | None:
+        row = self._run(
+            "SELECT tat, run_id FROM flow_cells WHERE key = %s AND expires_at > %s", (key, now)
+        ).fetchone()
+        return None if row is None else (int(row[0]), row[1])
+
+    def put_cell(self, key: str, tat: int, run_id: str | None, expires_at: int) -> None:
+        self._run(
+            "INSERT INTO flow_cells (key, tat, run_id, expires_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, run_id = excluded.run_id, "
+            "expires_at = excluded.expires_at",
+            (key, tat, run_id, expires_at),
+        )
+
+    def purge_cells(self, now: int) -> int:
+        return self._run("DELETE FROM flow_cells WHERE expires_at <= %s", (now,)).rowcount
+
+    def get_hold(self, kind: HoldKind, key: str) -> Hold | None:
+        row = self._run(
+            "SELECT run_id, since, size FROM flow_holds WHERE kind = %s AND key = %s",
+            (kind.value, key),
+        ).fetchone()
+        return None if row is None else Hold(kind, key, row[0], int(row[1]), int(row[2]))
+
+    def put_hold(self, hold: Hold) -> None:
+        self._run(
+            "INSERT INTO flow_holds (kind, key, run_id, since, size) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (kind, key) DO UPDATE SET run_id = excluded.run_id, "
+            "since = excluded.since, size = excluded.size",
+            (hold.kind.value, hold.key, hold.run_id, hold.since, hold.size),
+        )
+
+    def close_hold(self, kind: HoldKind, run_id: str) -> bool:
+        cur = self._run(
+            "DELETE FROM flow_holds WHERE run_id = %s AND kind = %s", (run_id, kind.value)
+        )
+        return cur.rowcount > 0
+
+    def add_run_event(self, dedupe_key: str, event_id: str, run_id: str) -> bool:
+        cur = self._run(
+            "INSERT INTO run_events (dedupe_key, event_id, run_id) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (dedupe_key, event_id, run_id),
+        )
+        return cur.rowcount == 1
+
+    def append_run_event(self, run_id: str, event_json: bytes, hold_key: str) -> int:
+        # The events column is a JSON array: splice the new event in before its "]".
+        self._run(
+            "UPDATE runs SET events = substring(events FROM 1 FOR octet_length(events) - 1) "
+            "|| '\\x2c'::bytea || %s || '\\x5d'::bytea WHERE run_id = %s",
+            (event_json, run_id),
+        )
+        row = self._run(
+            "UPDATE flow_holds SET size = size + 1 WHERE kind = %s AND key = %s "
+            "AND run_id = %s RETURNING size",
+            (HoldKind.BATCH.value, hold_key, run_id),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    # -- runs held for a missing function (engine/held.py) ---------------------------
+
+    def hold_run(self, held: HeldRun) -> HeldRun:
+        self._run(
+            "INSERT INTO held_runs (run_id, function_id, app, since, until) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (held.run_id, held.function_id, held.app, held.since, held.until),
+        )
+        row = self._run(
+            f"SELECT {HELD_COLUMNS} FROM held_runs WHERE run_id = %s", (held.run_id,)
+        ).fetchone()
+        assert row is not None  # inserted above, or already there
+        return HeldRun(*row)
+
+    def release_held(self, run_id: str, until: int, now: int, keep: str | None = None) -> list[Job]:
+        self._run("DELETE FROM held_runs WHERE run_id = %s", (run_id,))
+        rows = self._run(
+            "UPDATE jobs SET run_at = %s WHERE run_id = %s AND run_at = %s AND job_id != %s "
+            f"AND kind = ANY(%s) RETURNING {_JOB_COLUMNS}",
+            (now, run_id, until, keep or "", list(CALL_KINDS)),
+        ).fetchall()
+        return [job_from_row(row) for row in rows]
+
+    def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None:
+        # Rewritten only when the owner changes: an app syncs every few seconds in dev.
+        self._run(
+            "INSERT INTO function_apps (function_id, app, synced_at) "
+            "SELECT function_id, %s, %s FROM unnest(%s::text[]) AS function_id "
+            "ON CONFLICT (function_id) DO UPDATE SET app = excluded.app, "
+            "synced_at = excluded.synced_at WHERE function_apps.app != excluded.app",
+            (app, at, list(function_ids)),
+        )
+
+    def function_app(self, function_id: str) -> str | None:
+        row = self._run(
+            "SELECT app FROM function_apps WHERE function_id = %s", (function_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- reruns (engine/rerun.py) ------------------------------------------------------
+
+    def step_position(self, run_id: str, step: str) -> tuple[str, int] | None:
+        # Only a retried failure (StepError) is an attempt of the step itself.
+        row = self._run(
+            "SELECT step_id, position FROM ("
+            "SELECT step_id, seq AS position FROM steps WHERE run_id = %s "
+            "AND (user_id = %s OR step_id = %s) "
+            "UNION ALL SELECT step_id, after_seq + 1 FROM attempts WHERE run_id = %s "
+            "AND op = 'StepError' AND (user_id = %s OR step_id = %s)) AS found "
+            "ORDER BY position, step_id LIMIT 1",
+            (run_id, step, step, run_id, step, step),
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    def step_group(self, run_id: str, step_id: str) -> StepGroup | None:
+        row = self._run(
+            "SELECT group_key, after_seq FROM step_groups WHERE run_id = %s AND step_id = %s",
+            (run_id, step_id),
+        ).fetchone()
+        if row is None:
+            return None
+        key, after = row
+        members = self._run(
+            "SELECT step_groups.step_id, steps.memo FROM step_groups LEFT JOIN steps "
+            "ON steps.run_id = step_groups.run_id AND steps.step_id = step_groups.step_id "
+            "WHERE step_groups.run_id = %s AND step_groups.group_key = %s "
+            "AND step_groups.step_id != %s",
+            (run_id, key, step_id),
+        ).fetchall()
+        completed = sorted(
+            str(member)
+            for member, memo in members
+            if memo is not None and memo_value(orjson.loads(memo))[0] != "error"
+        )
+        return StepGroup(after=int(after), completed=tuple(completed))
+
+    def copy_steps(
+        self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
+    ) -> int:
+        cur = self._run(
+            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+            "ended_at, app_version, copied_from) SELECT %s, step_id, "
+            "row_number() OVER (ORDER BY seq, step_id), memo, user_id, op, attempt, started_at, "
+            "ended_at, app_version, coalesce(copied_from, run_id) FROM steps WHERE run_id = %s "
+            "AND (seq < %s OR step_id = ANY(%s)) ORDER BY seq, step_id",
+            (target, source, before if before is not None else 2**62, list(also)),
+        )
+        return max(cur.rowcount, 0)
+
+    def record_rerun(self, origin: RerunOrigin) -> None:
+        self._run(
+            "INSERT INTO reruns (run_id, original_id, from_step, copied, created_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (
+                origin.run_id,
+                origin.original_id,
+                origin.from_step,
+                origin.copied,
+                origin.created_at,
+            ),
+        )
