@@ -356,12 +356,18 @@ def _check_database(database: str) -> None:
     import psycopg
 
     from mainspring.engine.store.postgres import migrate
-    from mainspring.engine.store.postgres.store import CONNECT_TIMEOUT, describe_url
+    from mainspring.engine.store.postgres.store import CONNECT_TIMEOUT, ENGINE_LOCK, describe_url
 
     where = describe_url(database)
     try:
         with psycopg.connect(database, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
             migrate.migrate(conn)
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()
+            if row is None or not row[0]:
+                raise SystemExit(
+                    f"mainspring: the database at {where} is in use by another mainspring "
+                    "server (one per database for now: sharing one is not implemented yet)"
+                )
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
         raise SystemExit(f"mainspring: cannot connect to PostgreSQL at {where}: {reason}") from None

@@ -80,6 +80,14 @@ class EngineQueries:
             return active.snapshot()
         return stored
 
+    async def database_problem(self) -> str | None:
+        """None when the store answers a query, else why it does not (``/health``)."""
+        try:
+            await self._store.ping()
+        except Exception as exc:  # any failure to answer is the answer
+            return " ".join(str(exc).split()) or type(exc).__name__
+        return None
+
     async def history(self, run_id: str) -> list[StepAttempt]:
         """The run's steps in the order they ended, failed attempts included; while flow
         control holds the run back, a last ``Waiting`` entry says for what."""

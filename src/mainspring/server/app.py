@@ -161,6 +161,11 @@ def create_app(
         return reply({"error": "a valid Authorization: Bearer signing key is required"}, 401)
 
     async def health(request: Request) -> Response:
+        # A server whose database is gone takes events it cannot record: say so, so that a
+        # load balancer sends them elsewhere.
+        problem = await engine.database_problem()
+        if problem is not None:
+            return reply({"status": 503, "message": f"database unreachable: {problem}"}, 503)
         return reply({"status": 200, "message": "OK"})
 
     async def openapi(request: Request) -> Response:

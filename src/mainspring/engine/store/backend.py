@@ -17,6 +17,10 @@ URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres"})
 
 
+class DatabaseLockedError(RuntimeError):
+    """Another engine process holds this database."""
+
+
 def is_postgres(database: str | os.PathLike[str]) -> bool:
     scheme = URL_SCHEME.match(os.fspath(database))
     return scheme is not None and scheme.group(1).lower() in POSTGRES_SCHEMES

@@ -32,7 +32,7 @@ from mainspring.engine.records import (
     StepAttempt,
     StoredEvent,
 )
-from mainspring.engine.store.backend import URL_SCHEME, Durability
+from mainspring.engine.store.backend import URL_SCHEME, DatabaseLockedError, Durability
 from mainspring.engine.store.contract import RunState, StepRecord
 from mainspring.engine.store.rows import (
     FINISHED_SQL,
@@ -49,10 +49,6 @@ from mainspring.engine.store.sqlite_tx import SQLiteTx
 from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
-
-
-class DatabaseLockedError(RuntimeError):
-    """Another engine process holds this database."""
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -214,6 +210,9 @@ class SQLiteStore:
         if self._read is None:
             raise RuntimeError("the store is not open")
         return self._read
+
+    async def ping(self) -> None:
+        self._reader().execute("SELECT 1").fetchone()
 
     async def get_run(self, run_id: str) -> Run | None:
         row = (

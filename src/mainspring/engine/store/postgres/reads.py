@@ -7,6 +7,7 @@ so a read of many items is one query whatever their number.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ from mainspring.engine.store.rows import (
 )
 from mainspring.protocol.messages import memo_value
 
+#: Seconds ``ping`` waits for the database.
+PING_TIMEOUT = 3.0
 _JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
 _EVENT_COLUMNS = "internal_id, id, name, data, ts, received_at"
 
@@ -56,6 +59,10 @@ class PostgresReads:
     async def _row(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self._rows(sql, args)
         return rows[0] if rows else None
+
+    async def ping(self) -> None:
+        # Bounded: a server that no longer answers must not hang the health check.
+        await asyncio.wait_for(self._rows("SELECT 1"), PING_TIMEOUT)
 
     async def get_run(self, run_id: str) -> Run | None:
         row = await self._row(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s", (run_id,))

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import conninfo, pq
 from psycopg_pool import AsyncConnectionPool
 
+from mainspring.engine.store.backend import DatabaseLockedError
 from mainspring.engine.store.postgres import migrate
 from mainspring.engine.store.postgres.reads import PostgresReads
 from mainspring.engine.store.postgres.tx import PostgresTx
@@ -46,6 +47,8 @@ Durability = Literal["full", "normal"]
 WRITE_LOCK = int.from_bytes(b"msWrites", "big")
 #: A unit waiting for its transaction, and the future its result goes to.
 _Queued = tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]
+#: Held (``pg_try_advisory_lock``) by the one engine process a database serves for now.
+ENGINE_LOCK = int.from_bytes(b"msEngine", "big")
 #: Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT = 10
 
@@ -103,6 +106,16 @@ class PostgresStore(PostgresReads):
             ) from None
         try:
             migrate.migrate(conn)
+            # Until jobs are claimed under leases, one engine process serves a database:
+            # a second one would run every job the first runs. The lock is the session's,
+            # so a process that dies (its connection gone) frees it.
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()
+            if row is None or not row[0]:
+                raise DatabaseLockedError(
+                    f"the database at {self.where} is in use by another mainspring engine "
+                    "process (one process per database for now: sharing one between several "
+                    "is not implemented yet)"
+                )
             sync = "on" if self.durability == "full" else "off"
             conn.execute(f"SET synchronous_commit = {sync}")
         except BaseException:
