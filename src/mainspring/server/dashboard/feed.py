@@ -95,9 +95,16 @@ class RunFeed:
                 self._db = None
 
     def _changed(self) -> bool:
-        """Whether the database moved since the last look (always True without one)."""
+        """Whether the database moved since the last look (always True without a signal)."""
         if self._db is None:
-            return True
+            # PostgreSQL: the store counts its commits. One engine process serves a database
+            # for now, so they are every change there is.
+            commits = getattr(getattr(self._engine, "_store", None), "commits", None)
+            if not isinstance(commits, int):
+                return True
+            moved = commits != self._version
+            self._version = commits
+            return moved
         try:
             (version,) = self._db.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error:

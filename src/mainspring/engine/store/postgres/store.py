@@ -82,6 +82,8 @@ class PostgresStore(PostgresReads):
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "mainspring-pg-writer")
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Transactions committed by this process (the dashboard's change signal).
+        self.commits = 0
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -183,6 +185,7 @@ class PostgresStore(PostgresReads):
             # (the executor's copies of runs) that readers take as recorded, so nothing
             # else may run on the loop between the units and their commit.
             db.execute("COMMIT")
+            self.commits += 1
         except Exception as exc:
             if db is not None and self._in_transaction(db):
                 db.execute("ROLLBACK")
