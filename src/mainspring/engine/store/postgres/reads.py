@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from mainspring.engine.records import (
@@ -36,6 +37,8 @@ from mainspring.engine.store.rows import (
 )
 from mainspring.protocol.messages import memo_value
 
+#: Tries of a read whose connection broke (each pooled connection may have been cut).
+READ_ATTEMPTS = 5
 #: Seconds ``ping`` waits for the database.
 PING_TIMEOUT = 3.0
 _JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
@@ -51,10 +54,18 @@ class PostgresReads:
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._pool is None:
             raise RuntimeError("the store is not open")
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(sql, args)
-            rows: list[tuple[Any, ...]] = await cur.fetchall()
-            return rows
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(sql, args)
+                    rows: list[tuple[Any, ...]] = await cur.fetchall()
+                    return rows
+            except psycopg.OperationalError:
+                # A pooled connection cut by a restart of the database fails its next
+                # query; the pool drops it, and a read may simply be asked again.
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _row(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self._rows(sql, args)
@@ -130,6 +141,15 @@ class PostgresReads:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     async def load_run_state(self, run_id: str) -> RunState | None:
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return await self._load_run_state(run_id)
+            except psycopg.OperationalError:  # a connection cut by a restart (see _rows)
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _load_run_state(self, run_id: str) -> RunState | None:
         if self._pool is None:
             raise RuntimeError("the store is not open")
         # One snapshot for the run, its steps and its pending set: another process may

@@ -84,8 +84,10 @@ class PostgresStore(PostgresReads):
         self._flusher: asyncio.Task[None] | None = None
         #: Transactions committed by this process (the dashboard's change signal).
         self.commits = 0
+        self._closing = False
 
     async def open(self) -> None:
+        self._closing = False
         loop = asyncio.get_running_loop()
         self._write = await loop.run_in_executor(self._thread, self._connect_and_migrate)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
@@ -93,6 +95,8 @@ class PostgresStore(PostgresReads):
             min_size=1,
             max_size=4,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            # A read waits this long for a connection while the database is away.
+            timeout=CONNECT_TIMEOUT,
             open=False,
         )
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
@@ -126,6 +130,7 @@ class PostgresStore(PostgresReads):
         return conn
 
     async def close(self) -> None:
+        self._closing = True
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self._pool is not None:
@@ -158,12 +163,10 @@ class PostgresStore(PostgresReads):
         self, batch: list[tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]]
     ) -> None:
         loop = asyncio.get_running_loop()
-        db = self._write
+        db: psycopg.Connection[Any] | None = None
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            if db is None:
-                raise RuntimeError("the store is closed")
-            await loop.run_in_executor(self._thread, self._begin, db)
+            db = await loop.run_in_executor(self._thread, self._begin)
             tx = PostgresTx(db)
             if len(batch) == 1:
                 # Alone in its transaction, a failing unit needs no savepoint of its own.
@@ -188,7 +191,10 @@ class PostgresStore(PostgresReads):
             self.commits += 1
         except Exception as exc:
             if db is not None and self._in_transaction(db):
-                db.execute("ROLLBACK")
+                try:
+                    db.execute("ROLLBACK")
+                except psycopg.Error:  # the connection broke: the next batch reconnects
+                    db.close()
             outcomes = [(future, None, exc) for _, future in batch]
         for future, result, error in outcomes:
             if future.done():
@@ -204,7 +210,19 @@ class PostgresStore(PostgresReads):
             return False
         return db.info.transaction_status != pq.TransactionStatus.IDLE
 
-    @staticmethod
-    def _begin(db: psycopg.Connection[Any]) -> None:
+    def _begin(self) -> psycopg.Connection[Any]:
+        """Open a write transaction holding the write lock (in the store's thread)."""
+        db = self._write
+        if self._closing:
+            raise RuntimeError("the store is closed")
+        if db is None or db.closed or db.broken:
+            # The database restarted, or the connection was cut: connect again. The units
+            # of the batch that met the break failed and are retried by their callers (a
+            # job after a pause, an event by its sender); nothing committed is lost.
+            if db is not None:
+                db.close()
+            self._write = None
+            db = self._write = self._connect_and_migrate()
         db.execute("BEGIN")
         db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        return db
