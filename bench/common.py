@@ -1,11 +1,14 @@
-"""Workload sizes, the measurement method and the record format shared by every system."""
+"""Workload sizes, the measurement method, the record format and what the tables share
+(targets, collected results, value formatting) for every system."""
 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal, TypedDict
 
 # Workload sizes, as in ../shared/peers/README.md.
@@ -41,6 +44,7 @@ Metric = Literal[
     "ratio",
     "median_latency",
     "max_latency",
+    "commit_latency",
 ]
 Unit = Literal["ms/step", "ms", "runs/s", "MB", "events/s", "x"]
 
@@ -148,3 +152,64 @@ def events_record(workload: Workload, system: str, sample: Sample, events: int) 
         value=events / sample.median,
         unit="events/s",
     )
+
+
+# --- results, targets and formatting shared by the tables ---------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    bound: float
+    higher_is_better: bool
+    text: str
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.higher_is_better else value <= self.bound
+
+
+@dataclass
+class Results:
+    records: list[Record] = field(default_factory=list)
+    errors: dict[tuple[Workload, str], str] = field(default_factory=dict)
+    failed: bool = False
+
+    def get(self, workload: Workload, system: str) -> Record | None:
+        for record in self.records:
+            if record["workload"] == workload and record["system"] == system:
+                return record
+        return None
+
+
+def attempt(
+    results: Results, workload: Workload, system: str, fn: Callable[[], Record | list[Record]]
+) -> None:
+    """Run one measurement; a failure is printed, kept as the reason and fails the run."""
+    try:
+        got = fn()
+        results.records.extend(got if isinstance(got, list) else [got])
+    except Exception as exc:
+        results.failed = True
+        results.errors[(workload, system)] = f"{type(exc).__name__}: {exc}"
+        print(f"  {system} {workload}: FAILED", file=sys.stderr)
+        traceback.print_exc()
+
+
+def fmt_value(record: Record | None, error: str | None) -> str:
+    if record is None:
+        if error is None:
+            return "-"
+        return "unavailable" if error.startswith("unavailable") else "error"
+    value = record["value"]
+    if record["unit"] == "ms/step":
+        return f"{value:.3f} ms/step"
+    if record["unit"] == "ms":
+        return f"{value:,.1f} ms"
+    return f"{value:,.0f} {record['unit']}"
+
+
+def advantage(ours: Record, peer: Record) -> float:
+    """How many times better Mainspring is (>1 = better): peer/ours for times, ours/peer for
+    throughput."""
+    if ours["metric"] == "throughput":
+        return ours["value"] / peer["value"]
+    return peer["value"] / ours["value"]

@@ -1,8 +1,10 @@
 """Workloads (a)-(d) on Mainspring's embedded engine.
 
-Each workload gets its own engine on a fresh SQLite file; the engine is started before the
-clock runs and stopped after. One timed run is: `engine.send` the triggering event, look up the
-run it started, and `engine.wait` until that run completes (its output is checked).
+Each workload gets its own engine on a fresh database: a SQLite file (`run`), or a database
+the caller made, such as a new PostgreSQL database (`run_on`, used by `postgres_suite.py`).
+The engine is started before the clock runs and stopped after. One timed run is:
+`engine.send` the triggering event, look up the run it started, and `engine.wait` until that
+run completes (its output is checked).
 
 For (c) the 200 events are sent with 200 `engine.send` calls back to back (as the peer starts 200
 workflows with 200 calls), then each event's run is looked up and all are awaited together.
@@ -62,8 +64,9 @@ def version() -> str:
         return "not installed (imported from source)"
 
 
-def make_engine(database: Path, durability: Durability) -> mainspring.Engine:
-    """A fresh client with the three benchmark functions, on an engine over `database`."""
+def make_engine(database: Path | str, durability: Durability) -> mainspring.Engine:
+    """A fresh client with the three benchmark functions, on an engine over `database` (a
+    SQLite file, or a `postgresql://` URL)."""
     client = mainspring.Client(app_id="bench")
     return mainspring.Engine(client, define(client), database=str(database), durability=durability)
 
@@ -101,9 +104,13 @@ async def _start_and_wait(
 
 
 async def _seq(
-    workload: Workload, database: Path, durability: Durability, steps: int, wait_timeout: float
+    workload: Workload,
+    database: Path | str,
+    durability: Durability,
+    system: str,
+    steps: int,
+    wait_timeout: float,
 ) -> Record:
-    system = system_name(durability)
     async with make_engine(database, durability) as engine:
 
         def run_seq(n: int) -> Awaitable[None]:
@@ -117,8 +124,7 @@ async def _seq(
     return per_step_record(workload, system, empty, full, steps)
 
 
-async def _fan(database: Path, durability: Durability) -> Record:
-    system = system_name(durability)
+async def _fan(database: Path | str, durability: Durability, system: str) -> Record:
     async with make_engine(database, durability) as engine:
 
         async def run_fan() -> None:
@@ -130,8 +136,7 @@ async def _fan(database: Path, durability: Durability) -> Record:
     return total_record("b", system, sample)
 
 
-async def _many(database: Path, durability: Durability) -> Record:
-    system = system_name(durability)
+async def _many(database: Path | str, durability: Durability, system: str) -> Record:
     async with make_engine(database, durability) as engine:
 
         async def run_many() -> None:
@@ -155,10 +160,16 @@ def run(workload: Workload, durability: Durability, workdir: Path) -> Record:
     database = workdir / f"mainspring-{workload}-{durability}.db"
     if database.exists():
         raise FileExistsError(f"{database} exists; each workload needs a fresh database")
+    return run_on(workload, durability, database, system_name(durability))
+
+
+def run_on(workload: Workload, durability: Durability, database: Path | str, system: str) -> Record:
+    """Run one workload on `database` (a SQLite file or a `postgresql://` URL), which the
+    caller made fresh for it; the record is filed under `system`."""
     if workload == "a":
-        return asyncio.run(_seq("a", database, durability, N_SEQ, WAIT_TIMEOUT_S))
+        return asyncio.run(_seq("a", database, durability, system, N_SEQ, WAIT_TIMEOUT_S))
     if workload == "b":
-        return asyncio.run(_fan(database, durability))
+        return asyncio.run(_fan(database, durability, system))
     if workload == "c":
-        return asyncio.run(_many(database, durability))
-    return asyncio.run(_seq("d", database, durability, N_LONG, LONG_WAIT_TIMEOUT_S))
+        return asyncio.run(_many(database, durability, system))
+    return asyncio.run(_seq("d", database, durability, system, N_LONG, LONG_WAIT_TIMEOUT_S))

@@ -3,13 +3,15 @@
 --http, Mainspring's server and apps over loopback HTTP against Restate.
 
     python bench/run.py [--json FILE] [--only a,...,f,i,j,k|flow] [--skip-peers] [--workdir DIR]
+                        [--postgres URL]
     python bench/run.py --http [--json FILE] [--only a,b,c,g,h] [--skip-peers] [--workdir DIR]
 
 Runs the selected workloads on Mainspring (durability "full", then "normal"), then (a)-(c) on
 DBOS with a SQLite system database, prints a comparison table and optionally writes the records
 as JSON; the flow-control workloads (i)-(k) run on Mainspring alone (`--only flow` selects
-them). With --http: (a)-(c) with our SDK and with the official `inngest` SDK against our server,
-then on Restate, and event ingestion (g, h). See bench/README.md.
+them). With --postgres, (a)-(c) also run on a PostgreSQL server (bench/postgres_suite.py).
+With --http: (a)-(c) with our SDK and with the official `inngest` SDK against our server, then
+on Restate, and event ingestion (g, h). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `bench` importable
 if importlib.util.find_spec("mainspring") is None and (ROOT / "src").is_dir():
     sys.path.insert(1, str(ROOT / "src"))  # not installed into this interpreter: use the source
 
+from bench import postgres_suite  # noqa: E402
 from bench.common import (  # noqa: E402
     DESCRIPTIONS,
     FLOW,
@@ -46,7 +48,12 @@ from bench.common import (  # noqa: E402
     WARMUP,
     WORKLOADS,
     Record,
+    Results,
+    Target,
     Workload,
+    advantage,
+    attempt,
+    fmt_value,
 )
 from bench.machine import print_machine_facts  # noqa: E402
 
@@ -61,16 +68,6 @@ OURS_HTTP = "mainspring-http"
 OFFICIAL_HTTP = "inngest-py-http"
 PEER_WORKLOADS: tuple[Workload, ...] = ("a", "b", "c")
 D_OVER_A_TARGET = 1.5
-
-
-@dataclass(frozen=True)
-class Target:
-    bound: float
-    higher_is_better: bool
-    text: str
-
-    def met(self, value: float) -> bool:
-        return value >= self.bound if self.higher_is_better else value <= self.bound
 
 
 TARGETS: dict[Workload, Target] = {
@@ -94,19 +91,6 @@ LIFECYCLE_TARGETS: dict[str, Target] = {
     "max_wake_lateness": Target(2000.0, False, "< 2000 ms"),
     "total": Target(1000.0, False, "< 1000 ms"),
 }
-
-
-@dataclass
-class Results:
-    records: list[Record] = field(default_factory=list)
-    errors: dict[tuple[Workload, str], str] = field(default_factory=dict)
-    failed: bool = False
-
-    def get(self, workload: Workload, system: str) -> Record | None:
-        for record in self.records:
-            if record["workload"] == workload and record["system"] == system:
-                return record
-        return None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -135,6 +119,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run Mainspring only (with --http: our SDK only, no official SDK, no Restate)",
     )
     parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run (a)-(c) on this PostgreSQL server, an admin URL such as "
+        "postgresql://postgres@127.0.0.1:5432/test: Mainspring (durability 'full') and DBOS, "
+        "each workload on a database created for it and dropped after, and the server's "
+        "commit floor (embedded suite only)",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         help="directory for the database files (a fresh temporary directory is made inside it "
@@ -157,23 +149,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         alias = "" if args.http else " or 'flow'"
         parser.error(f"--only takes a comma-separated subset of {','.join(suite)}{alias}{other}")
     args.workloads = [w for w in suite if w in selected]
+    if args.postgres is not None:
+        problem = (
+            "it is not run with --http" if args.http else postgres_suite.check_url(args.postgres)
+        )
+        if problem:
+            parser.error(f"--postgres: {problem}")
     return args
 
 
 # --- running -------------------------------------------------------------------------------
-
-
-def _attempt(
-    results: Results, workload: Workload, system: str, fn: Callable[[], Record | list[Record]]
-) -> None:
-    try:
-        got = fn()
-        results.records.extend(got if isinstance(got, list) else [got])
-    except Exception as exc:
-        results.failed = True
-        results.errors[(workload, system)] = f"{type(exc).__name__}: {exc}"
-        print(f"  {system} {workload}: FAILED", file=sys.stderr)
-        traceback.print_exc()
 
 
 def run_mainspring(workloads: Sequence[Workload], workdir: Path, results: Results) -> list[str]:
@@ -202,7 +187,7 @@ def run_mainspring(workloads: Sequence[Workload], workdir: Path, results: Result
     for workload in workloads:
         for durability in durabilities:
             system = msw.system_name(durability)
-            _attempt(
+            attempt(
                 results, workload, system, functools.partial(msw.run, workload, durability, workdir)
             )
     return systems
@@ -231,7 +216,7 @@ def run_flow(workloads: Sequence[Workload], workdir: Path, results: Results) -> 
     for workload in todo:
         for durability in durabilities:
             system = msw.system_name(durability)
-            _attempt(
+            attempt(
                 results, workload, system, functools.partial(flw.run, workload, durability, workdir)
             )
 
@@ -303,9 +288,9 @@ def run_dbos(workloads: Sequence[Workload], workdir: Path, results: Results) -> 
     peer_dir = workdir / "dbos"
     peer_dir.mkdir()
     try:
-        with dbos_peer.DbosPeer(peer_dir) as peer:
+        with dbos_peer.DbosPeer.sqlite(peer_dir) as peer:
             for workload in todo:
-                _attempt(results, workload, DBOS_SYSTEM, functools.partial(peer.run, workload))
+                attempt(results, workload, DBOS_SYSTEM, functools.partial(peer.run, workload))
             print(f"  storage: {peer.storage()}")
     except Exception as exc:
         results.failed = True
@@ -357,7 +342,7 @@ def run_http(
         try:
             with hw.HttpApp(system, workdir, log=_log) as app:
                 for workload in todo:
-                    _attempt(results, workload, system, functools.partial(app.run, workload))
+                    attempt(results, workload, system, functools.partial(app.run, workload))
         except Exception as exc:
             results.failed = True
             print(f"  {system}: the app failed to start or stop", file=sys.stderr)
@@ -416,27 +401,6 @@ def run_restate(workloads: Sequence[Workload], workdir: Path, results: Results) 
 # --- reporting -----------------------------------------------------------------------------
 
 
-def _fmt_value(record: Record | None, error: str | None) -> str:
-    if record is None:
-        if error is None:
-            return "-"
-        return "unavailable" if error.startswith("unavailable") else "error"
-    value = record["value"]
-    if record["unit"] == "ms/step":
-        return f"{value:.3f} ms/step"
-    if record["unit"] == "ms":
-        return f"{value:,.1f} ms"
-    return f"{value:,.0f} {record['unit']}"
-
-
-def _advantage(ours: Record, peer: Record) -> float:
-    """How many times better Mainspring is (>1 = better): peer/ours for times, ours/peer for
-    throughput."""
-    if ours["metric"] == "throughput":
-        return ours["value"] / peer["value"]
-    return peer["value"] / ours["value"]
-
-
 def d_over_a(results: Results, system: str) -> float | None:
     a, d = results.get("a", system), results.get("d", system)
     if a is None or d is None or a["value"] <= 0:
@@ -456,14 +420,13 @@ def print_table(
         row = [f"({workload}) {DESCRIPTIONS[workload]}"]
         ours = [results.get(workload, s) for s in ms_systems]
         for record, system in zip(ours, ms_systems, strict=True):
-            row.append(_fmt_value(record, results.errors.get((workload, system))))
+            row.append(fmt_value(record, results.errors.get((workload, system))))
         peer = results.get(workload, DBOS_SYSTEM)
         if show_dbos:
             if workload in PEER_WORKLOADS:
-                row.append(_fmt_value(peer, results.errors.get((workload, DBOS_SYSTEM))))
+                row.append(fmt_value(peer, results.errors.get((workload, DBOS_SYSTEM))))
                 ratios = [
-                    "-" if r is None or peer is None else f"{_advantage(r, peer):.1f}x"
-                    for r in ours
+                    "-" if r is None or peer is None else f"{advantage(r, peer):.1f}x" for r in ours
                 ]
                 row.append(" | ".join(ratios))
             else:
@@ -537,10 +500,10 @@ def print_http_table(
     header += ["target (our SDK)", "met? (ours" + (" | inngest-py)" if official else ")")]
 
     def value(workload: Workload, system: str) -> str:
-        return _fmt_value(results.get(workload, system), results.errors.get((workload, system)))
+        return fmt_value(results.get(workload, system), results.errors.get((workload, system)))
 
     def ratio(ours: Record | None, peer: Record | None) -> str:
-        return "-" if ours is None or peer is None else f"{_advantage(ours, peer):.2f}x"
+        return "-" if ours is None or peer is None else f"{advantage(ours, peer):.2f}x"
 
     rows: list[list[str]] = []
     for workload in workloads:
@@ -611,10 +574,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         show_dbos = not args.skip_peers and run_dbos(core, workdir, results)
         run_lifecycle(workloads, workdir, results)
         run_flow(workloads, workdir, results)
+    if args.postgres is not None:  # bench/postgres_suite.py: (a)-(c) on the PostgreSQL server
+        postgres_suite.run(args.postgres, workloads, results, peers=not args.skip_peers)
     if core:
         print_table(core, ms_systems, show_dbos, results)
     print_lifecycle_table(results)
     print_flow_table(workloads, results)
+    if args.postgres is not None:
+        header, rows, notes = postgres_suite.table(workloads, results, peers=not args.skip_peers)
+        if rows:
+            _print_rows(header, rows)
+            print("\n".join(notes))
     _print_errors(results)
     _write_json(args.json, results)
     return 1 if results.failed else 0

@@ -2,12 +2,16 @@
 
 The definitions follow ../shared/peers/dbos/bench_dbos.py: a sync workflow of sync steps for (a),
 an async workflow gathering async steps for (b), and `DBOS.start_workflow` called back to back,
-then every handle's result awaited, for (c). The system database is a SQLite file in a directory
-of the caller's choosing, left in DBOS's own settings (SQLite defaults: rollback journal,
-synchronous=FULL).
+then every handle's result awaited, for (c). The system database is either a SQLite file in a
+directory of the caller's choosing (`DbosPeer.sqlite`), left in DBOS's own settings (SQLite
+defaults: rollback journal, synchronous=FULL), or a PostgreSQL database the caller made
+(`DbosPeer(url, system)`, used by bench/postgres_suite.py), in the server's settings.
 
 DBOS keeps one runtime per process, and its decorators register into a process-global registry
-when this module is imported, so a `DbosPeer` is launched once and destroyed once.
+when this module is imported. So only one `DbosPeer` may be open at a time; each is launched
+once and destroyed once. `DBOS.destroy()` keeps that registry, and a new `DBOS(config=...)` then
+`DBOS.launch()` in the same process works with another system database (checked with dbos
+3.4.0: SQLite first, then PostgreSQL), so the PostgreSQL peer runs in the bench process too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sqlite3
 from pathlib import Path
 from types import TracebackType
 
+import psycopg
 from dbos import DBOS, DBOSConfig
 
 from bench.common import (
@@ -75,15 +80,21 @@ def _check(got: int, want: int, what: str) -> None:
 
 
 class DbosPeer:
-    """DBOS launched on a SQLite system database at `<workdir>/dbos-sys.sqlite`."""
+    """DBOS launched on one system database; its records are filed under `system`."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.db_path = workdir / "dbos-sys.sqlite"
+    def __init__(self, system_database_url: str, system: str) -> None:
+        self.system = system
+        self._url = system_database_url
         self._config: DBOSConfig = {
             "name": "bench",
-            "system_database_url": f"sqlite:///{self.db_path}",
+            "system_database_url": system_database_url,
             "log_level": "WARNING",
         }
+
+    @classmethod
+    def sqlite(cls, workdir: Path) -> DbosPeer:
+        """On a SQLite system database at `<workdir>/dbos-sys.sqlite`."""
+        return cls(f"sqlite:///{workdir / 'dbos-sys.sqlite'}", SYSTEM)
 
     def __enter__(self) -> DbosPeer:
         DBOS(config=self._config)
@@ -103,8 +114,15 @@ class DbosPeer:
         DBOS.destroy()
 
     def storage(self) -> str:
-        """The SQLite journal mode and synchronous level DBOS's database ended up with."""
-        con = sqlite3.connect(self.db_path)
+        """The durability settings DBOS's system database ended up with."""
+        if not self._url.startswith("sqlite:///"):
+            shown: list[str] = []
+            with psycopg.connect(self._url) as conn:
+                for name in ("synchronous_commit", "fsync"):
+                    row = conn.execute(f"SHOW {name}").fetchone()
+                    shown.append(f"{name}={row[0] if row else '?'}")
+            return ", ".join(shown) + " (the server's settings; DBOS sets neither)"
+        con = sqlite3.connect(self._url.removeprefix("sqlite:///"))
         try:
             journal = con.execute("PRAGMA journal_mode").fetchone()[0]
             sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(
@@ -129,17 +147,17 @@ class DbosPeer:
 
         empty = measure(lambda: run_seq(0))
         full = measure(lambda: run_seq(N_SEQ))
-        print(f"  {SYSTEM} a: empty run {empty.describe()}")
-        print(f"  {SYSTEM} a: {N_SEQ}-step run {full.describe()}")
-        return per_step_record("a", SYSTEM, empty, full, N_SEQ)
+        print(f"  {self.system} a: empty run {empty.describe()}")
+        print(f"  {self.system} a: {N_SEQ}-step run {full.describe()}")
+        return per_step_record("a", self.system, empty, full, N_SEQ)
 
     def _fan(self) -> Record:
         async def run_fan() -> None:
             _check(await wf_fan(N_FAN), sum(range(N_FAN)), "fan-out workflow")
 
         sample = asyncio.run(measure_async(run_fan))
-        print(f"  {SYSTEM} b: fan-out {N_FAN} {sample.describe()}")
-        return total_record("b", SYSTEM, sample)
+        print(f"  {self.system} b: fan-out {N_FAN} {sample.describe()}")
+        return total_record("b", self.system, sample)
 
     def _many(self) -> Record:
         def run_many() -> None:
@@ -147,5 +165,5 @@ class DbosPeer:
             _check(sum(h.get_result() for h in handles), sum(range(N_RUNS)), "one-step runs")
 
         sample = measure(run_many)
-        print(f"  {SYSTEM} c: {N_RUNS} one-step runs {sample.describe()}")
-        return throughput_record("c", SYSTEM, sample, N_RUNS)
+        print(f"  {self.system} c: {N_RUNS} one-step runs {sample.describe()}")
+        return throughput_record("c", self.system, sample, N_RUNS)

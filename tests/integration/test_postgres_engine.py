@@ -7,6 +7,9 @@ The scenarios that run on both backends are in the suites marked
 from __future__ import annotations
 
 import asyncio
+import datetime
+import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +20,7 @@ from psycopg import sql
 
 import mainspring as inngest
 from mainspring.server.app import create_app
-from tests.conftest import wait_for_step
+from tests.conftest import peek, wait_for_job, wait_for_step
 from tests.postgres_support import TEMPLATES, admin_url
 
 
@@ -27,14 +30,53 @@ def database() -> Iterator[str]:
         yield url
 
 
-async def test_a_second_engine_process_on_one_database_is_refused(database: str) -> None:
-    async with inngest.Engine(inngest.Client(app_id="one"), [], database=database):
-        second = inngest.Engine(inngest.Client(app_id="two"), [], database=database)
-        with pytest.raises(RuntimeError, match="in use by another mainspring engine"):
-            await second.start()
-    # The first one gone, its lock went with its connection.
-    async with inngest.Engine(inngest.Client(app_id="three"), [], database=database):
-        pass
+def _napper(client: inngest.Client) -> inngest.Function[str]:
+    @client.create_function(fn_id="nap", trigger=inngest.TriggerEvent(event="nap"))
+    async def nap(ctx: inngest.Context) -> str:
+        await ctx.step.sleep("nap", datetime.timedelta(seconds=1))
+        return await ctx.step.run("after", lambda: f"woke in {os.getpid()}")
+
+    return nap
+
+
+async def test_a_stopped_engine_hands_its_jobs_to_another_at_once(database: str) -> None:
+    first_client, second_client = inngest.Client(app_id="a"), inngest.Client(app_id="a")
+    first = inngest.Engine(first_client, [_napper(first_client)], database=database)
+    second = inngest.Engine(second_client, [_napper(second_client)], database=database)
+    async with second:
+        await first.start()
+        [event_id] = await first.send(inngest.Event(name="nap"))
+        [run] = await first.runs(event_id)
+        await wait_for_job(first, run.id, "sleep")  # the first engine holds the sleep
+        await first.stop()  # gives it back (30 s leases would otherwise keep it)
+        started = time.monotonic()
+        done = await second.wait(run.id, timeout=10)
+    assert done.status == "Completed", done.error
+    assert time.monotonic() - started < 5
+
+
+async def test_a_dead_engines_jobs_are_taken_over_when_its_leases_end(database: str) -> None:
+    first_client, second_client = inngest.Client(app_id="a"), inngest.Client(app_id="a")
+    first = inngest.Engine(
+        first_client, [_napper(first_client)], database=database, lease_seconds=1
+    )
+    second = inngest.Engine(
+        second_client, [_napper(second_client)], database=database, lease_seconds=1
+    )
+    async with second:
+        await first.start()
+        [event_id] = await first.send(inngest.Event(name="nap"))
+        [run] = await first.runs(event_id)
+        await wait_for_job(first, run.id, "sleep")
+        # Dead: it stops running and renewing without giving anything back.
+        await first._dispatcher.stop()
+        assert first._claims is not None
+        await first._claims.stop(release=False)
+        done = await second.wait(run.id, timeout=10)
+        [(jobs_left,)] = peek(second, "SELECT count(*) FROM jobs")
+        await first.stop()
+    assert done.status == "Completed", done.error
+    assert jobs_left == 0
 
 
 async def test_health_says_when_the_database_is_gone(database: str) -> None:

@@ -128,6 +128,7 @@ def serve_engine(
             retry_backoff=args.retry_backoff,
             signing_key=None if dev else args.signing_key,
             missing_function_grace=args.missing_function_grace,
+            lease_seconds=args.lease_seconds,
         )
     except ValueError as exc:  # an option the engine refuses: its message, not a traceback
         raise SystemExit(f"mainspring: {exc}") from exc
@@ -309,6 +310,14 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
     )
     dev_cmd.add_argument("--durability", choices=["full", "normal"], default="normal")
     dev_cmd.add_argument(
+        "--lease-seconds",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="on a shared PostgreSQL database: how long after a server stops renewing its "
+        "jobs' leases (it died) the others take them over (default: 30)",
+    )
+    dev_cmd.add_argument(
         "--retry-backoff",
         type=float,
         default=None,
@@ -356,18 +365,12 @@ def _check_database(database: str) -> None:
     import psycopg
 
     from mainspring.engine.store.postgres import migrate
-    from mainspring.engine.store.postgres.store import CONNECT_TIMEOUT, ENGINE_LOCK, describe_url
+    from mainspring.engine.store.postgres.store import CONNECT_TIMEOUT, describe_url
 
     where = describe_url(database)
     try:
         with psycopg.connect(database, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
             migrate.migrate(conn)
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()
-            if row is None or not row[0]:
-                raise SystemExit(
-                    f"mainspring: the database at {where} is in use by another mainspring "
-                    "server (one per database for now: sharing one is not implemented yet)"
-                )
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
         raise SystemExit(f"mainspring: cannot connect to PostgreSQL at {where}: {reason}") from None

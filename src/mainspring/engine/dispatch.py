@@ -17,6 +17,7 @@ from mainspring.engine.clock import Clock
 from mainspring.engine.flow.admission import Admission, Verdict
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job
+from mainspring.engine.store.contract import LeaseLostError
 
 logger = logging.getLogger("mainspring.engine")
 
@@ -117,6 +118,9 @@ class Dispatcher:
                 self._queue.push(next_job)  # let other runs have a turn
         except asyncio.CancelledError:
             raise
+        except LeaseLostError as lost:
+            # This process stopped renewing in time and another took the job over.
+            logger.info("%s; left to it", lost)
         except Exception:
             # The job stays in the database; retry it in memory after a pause so a
             # transient store fault does not stall the run until the next restart.

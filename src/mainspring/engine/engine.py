@@ -18,7 +18,7 @@ import datetime
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -26,6 +26,7 @@ import orjson
 from mainspring.engine import cron, finished, run_search
 from mainspring.engine.apps import AppRegistry
 from mainspring.engine.backoff import Backoff, backoff_from
+from mainspring.engine.claims import JobClaims
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.dispatch import Dispatcher
 from mainspring.engine.executor import Executor
@@ -54,7 +55,7 @@ from mainspring.engine.rerun import rerun as start_rerun
 from mainspring.engine.run_state import ActiveRun
 from mainspring.engine.runlog import RunLog
 from mainspring.engine.store.backend import Durability, open_store
-from mainspring.engine.store.contract import NewRun, Store, Tx
+from mainspring.engine.store.contract import NewRun, SharedStore, Store, Tx
 from mainspring.engine.transport import InProcessTransport, RoutingTransport
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol import consts
@@ -78,6 +79,10 @@ def partial_purge(now: int) -> Callable[[Tx], int]:
 
 #: How long a call may run sequential steps before answering (see ``chain_seconds``).
 DEFAULT_CHAIN_SECONDS = 0.02
+
+
+def _is_shared(store: Store) -> TypeGuard[SharedStore]:
+    return bool(getattr(store, "shared", False))
 
 
 class Engine(EngineQueries):
@@ -109,6 +114,10 @@ class Engine(EngineQueries):
         missing_function_grace: how long a run whose function is not registered (a deploy
             dropped it) is held, waiting for it to come back, before it fails: seconds or a
             timedelta (default 24 h). See :mod:`mainspring.engine.held`.
+        lease_seconds: on a database several engine processes share (PostgreSQL), how long
+            a process holds a job after it last renewed its leases: when a process dies,
+            the others take its jobs over this long after (default 30 s). See
+            :mod:`mainspring.engine.claims`.
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class Engine(EngineQueries):
         call_timeout: float | None = None,
         chain_seconds: float = DEFAULT_CHAIN_SECONDS,
         missing_function_grace: float | datetime.timedelta = DEFAULT_GRACE,
+        lease_seconds: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -141,9 +151,12 @@ class Engine(EngineQueries):
                     raise MainspringError(f"Engine: two functions share the id {fn.id!r}")
                 self.functions[fn.id] = fn
         self.clock: Clock = clock or SystemClock()
-        self._store: Store = open_store(database, durability=durability)
+        self._store: Store = open_store(
+            database, durability=durability, clock=self.clock, lease_seconds=lease_seconds
+        )
+        shared: SharedStore | None = self._store if _is_shared(self._store) else None
         self._index = TriggerIndex(self.functions.values())
-        self._queue = JobQueue(self.clock)
+        self._queue = JobQueue(self.clock, owns=None if shared is None else shared.holds)
         self._signing_key = signing_key
         #: One client for the calls to every app: the caller's, else ours (closed by stop),
         #: whose pool is as large as the number of jobs that may call at once.
@@ -204,6 +217,18 @@ class Engine(EngineQueries):
             concurrency=concurrency,
             run_job=self._run_job,
         )
+        #: Jobs come from claims when other processes share the database.
+        self._claims = (
+            None
+            if shared is None
+            else JobClaims(
+                store=shared,
+                clock=self.clock,
+                lease_ms=shared.lease_ms,
+                on_claimed=self._claimed,
+                on_leading=self._leading,
+            )
+        )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._unmatched = UnmatchedEvents(self.clock)
         self._upkeep: asyncio.Task[None] | None = None
@@ -234,7 +259,7 @@ class Engine(EngineQueries):
             except (ValueError, MainspringError) as exc:
                 logger.warning("a stored app registration could not be loaded: %s", exc)
         self._index = TriggerIndex(self.functions.values())
-        self._admission.refresh()
+        self._refresh_flow()
         await self._admission.restore()
         # Runs held for a function this start brings back go on (their jobs are due now
         # in the store, and loaded below).
@@ -248,6 +273,8 @@ class Engine(EngineQueries):
                 self._queue.push(job)
         self._running = True
         self._dispatcher.start()
+        if self._claims is not None:
+            self._claims.start()
         self._upkeep = asyncio.get_running_loop().create_task(self._purge_expired())
 
     async def stop(self) -> None:
@@ -259,6 +286,10 @@ class Engine(EngineQueries):
             self._upkeep.cancel()
             await asyncio.gather(self._upkeep, return_exceptions=True)
         await self._dispatcher.stop()
+        if self._claims is not None:
+            # The calls in flight were cancelled above: their jobs, and every other job
+            # this process held, go back to the other processes now.
+            await self._claims.stop(release=True)
         await self._transport.close()
         if self._calls is not None:
             await self._calls.close()
@@ -351,7 +382,7 @@ class Engine(EngineQueries):
         dropped = self._apps.ids_of(name) - set(served)
         self._apps.install(registration)
         self._index = TriggerIndex(self.functions.values())
-        self._admission.refresh()
+        self._refresh_flow()
         body = orjson.dumps(registration.body)
         now = self.clock.now_ms()
 
@@ -378,7 +409,7 @@ class Engine(EngineQueries):
             await self._held.report_dropped(name, served.get(name, set()))
         if names:
             self._index = TriggerIndex(self.functions.values())
-            self._admission.refresh()
+            self._refresh_flow()
 
             def unit(tx: Tx) -> list[Job]:
                 for name in names:
@@ -432,9 +463,28 @@ class Engine(EngineQueries):
 
     def _adopt_runs(self, created: Sequence[tuple[NewRun, Job]]) -> None:
         """Cache new runs' state so their first job needs no read (jobs are queued by
-        the caller once the transaction that created them has committed)."""
-        for run, _ in created:
-            self._executor.adopt(ActiveRun.new(run))
+        the caller once the transaction that created them has committed). On a shared
+        database, only runs whose first job this process holds: another may run the rest."""
+        for run, job in created:
+            if self._queue.owns(job.id):
+                self._executor.adopt(ActiveRun.new(run))
+
+    def _refresh_flow(self) -> None:
+        """Look again at the functions' flow control (after a sync), and on a shared
+        database tell the store which functions only the flow leader runs."""
+        self._admission.refresh()
+        if _is_shared(self._store):
+            self._store.set_limited(self._admission.limited_functions())
+
+    async def _leading(self) -> None:
+        """This process became the flow leader: count the run-level slots of the runs of
+        limited functions that started elsewhere (as after a restart)."""
+        await self._admission.restore()
+
+    def _claimed(self, jobs: Sequence[Job]) -> None:
+        """Jobs a claim took (engine/claims.py): queue them."""
+        for job in jobs:
+            self._queue.push(job)
 
     def emit(self, tx: Tx, events: Sequence[Event]) -> list[Job]:
         """Record the engine's own events inside a unit: they start functions and resume

@@ -30,7 +30,7 @@ from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
 from mainspring.engine.runlog import RunLog
-from mainspring.engine.store.contract import Store, Tx
+from mainspring.engine.store.contract import LeaseLostError, Store, Tx
 from mainspring.engine.transport import Transport
 from mainspring.engine.unit import Emitter, OpsState, Unit, maybe_discover, record_step
 from mainspring.protocol import consts
@@ -109,6 +109,12 @@ class Executor:
         self._runs: dict[str, ActiveRun] = {}
         #: Jobs of each run being handled now (a parked run is evicted only when idle).
         self._busy: dict[str, int] = {}
+        #: Other processes share the database: a run's copy is kept only while this
+        #: process holds a job of the run (engine/claims.py): no other process can then
+        #: take the run's jobs, so no other writes its steps. Then another may take it over.
+        self._shared = bool(getattr(store, "shared", False))
+        #: Runs whose last unit here queued a job of theirs this process holds.
+        self._holding: set[str] = set()
 
     def active(self, run_id: str) -> ActiveRun | None:
         return self._runs.get(run_id)
@@ -147,14 +153,20 @@ class Executor:
         """
         busy = self._busy
         busy[job.run_id] = busy.get(job.run_id, 0) + 1
+        follow: Job | None = None
         try:
-            return await self._run_job(job)
+            follow = await self._run_job(job)
+            return follow
         finally:
             left = busy[job.run_id] - 1
             if left:
                 busy[job.run_id] = left
             else:
                 del busy[job.run_id]
+                holding = job.run_id in self._holding
+                self._holding.discard(job.run_id)
+                if self._shared and follow is None and not holding:
+                    self._runs.pop(job.run_id, None)
 
     async def _run_job(self, job: Job) -> Job | None:
         run = await self._load(job.run_id)
@@ -250,6 +262,8 @@ class Executor:
         version = self._version_of(run.function_id)
 
         def unit_fn(tx: Tx) -> Unit:
+            if not tx.holds_job(job.id):
+                raise LeaseLostError(f"job {job.id} of run {run.run_id} is held by another process")
             unit = Unit(tx, run, job, now, self._emitter)
             unit.app_version = version
             if run.status.finished:  # cancelled while the call was in flight
@@ -280,10 +294,17 @@ class Executor:
             self._runs.pop(run.run_id, None)
             self._transport.forget(run.run_id)
         jobs = unit.jobs
-        if len(jobs) == 1 and jobs[0].run_id == run.run_id and jobs[0].run_at <= now:
+        if (
+            len(jobs) == 1
+            and jobs[0].run_id == run.run_id
+            and jobs[0].run_at <= now
+            and self._queue.owns(jobs[0].id)
+        ):
             return jobs[0]
         for queued in jobs:
             self._queue.push(queued)
+            if queued.run_id == run.run_id and self._queue.owns(queued.id):
+                self._holding.add(run.run_id)
         return None
 
     # -- applying a response -------------------------------------------------------

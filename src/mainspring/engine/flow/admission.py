@@ -108,6 +108,14 @@ class Admission:
         """Look again at the functions (after a sync): is any of them limited?"""
         self.enabled = any(holds_back(fn.config.flow) for fn in self._functions.values())
 
+    def limited_functions(self) -> frozenset[str]:
+        """The functions with a concurrency limit (step- or run-level)."""
+        return frozenset(
+            fn.id
+            for fn in self._functions.values()
+            if fn.config.flow.concurrency or fn.config.flow.run_concurrency
+        )
+
     async def restore(self) -> None:
         """Count the run-level slots of runs that had started before a restart."""
         limited = [fn.id for fn in self._functions.values() if fn.config.flow.run_concurrency]

@@ -8,6 +8,7 @@ import os
 import re
 from typing import Literal
 
+from mainspring.engine.clock import Clock
 from mainspring.engine.store.contract import Store
 
 Durability = Literal["full", "normal"]
@@ -26,8 +27,15 @@ def is_postgres(database: str | os.PathLike[str]) -> bool:
     return scheme is not None and scheme.group(1).lower() in POSTGRES_SCHEMES
 
 
-def open_store(database: str | os.PathLike[str], *, durability: Durability) -> Store:
-    """The store for ``database`` (not yet opened)."""
+def open_store(
+    database: str | os.PathLike[str],
+    *,
+    durability: Durability,
+    clock: Clock | None = None,
+    lease_seconds: float | None = None,
+) -> Store:
+    """The store for ``database`` (not yet opened). ``clock`` and ``lease_seconds`` are for
+    a store many processes share (PostgreSQL): the time of leases, and their length."""
     text = os.fspath(database)
     scheme = URL_SCHEME.match(text)
     if scheme is None:
@@ -38,7 +46,9 @@ def open_store(database: str | os.PathLike[str], *, durability: Durability) -> S
         # Imported here: psycopg is loaded only by engines that use it.
         from mainspring.engine.store.postgres.store import PostgresStore
 
-        return PostgresStore(text, durability=durability)
+        if lease_seconds is None:
+            return PostgresStore(text, durability=durability, clock=clock)
+        return PostgresStore(text, durability=durability, clock=clock, lease_seconds=lease_seconds)
     # The URL itself is not repeated: it may carry a password.
     raise ValueError(
         f"database={scheme.group(1)}://...: not a supported database; give a SQLite file "

@@ -72,12 +72,21 @@ Reruns (``engine/rerun.py``):
   ``also``, into another run (same ids, memos, ops, times and app versions, marked as
   copied from the run that executed them; positions renumbered from 1); returns how many.
 * ``record_rerun`` — files the new run's origin.
+
+Many processes on one database (PostgreSQL, ``engine/claims.py``): a process runs only the
+jobs it holds a lease on.
+
+* ``holds_job`` — whether this process may act on a job: False when another process holds
+  it (this one's lease ran out and the job was taken over); then the unit must record
+  nothing. A backend with one process always holds its jobs.
+* ``claim_jobs`` / ``renew_leases`` / ``release_leases`` (:class:`SharedTx`) — take due
+  jobs nobody holds, keep this process's, give them all back.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from mainspring.engine.records import (
@@ -94,6 +103,10 @@ from mainspring.engine.records import (
 )
 
 T = TypeVar("T")
+
+
+class LeaseLostError(RuntimeError):
+    """Another process holds the job now (this one's lease ran out): nothing was recorded."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,6 +246,15 @@ class Tx(Protocol):
         self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
     ) -> int: ...
     def record_rerun(self, origin: RerunOrigin) -> None: ...
+    def holds_job(self, job_id: str) -> bool: ...
+
+
+class SharedTx(Tx, Protocol):
+    """The units of a store many engine processes share."""
+
+    def claim_jobs(self, limit: int) -> list[Job]: ...
+    def renew_leases(self) -> int: ...
+    def release_leases(self) -> int: ...
 
 
 class Store(Protocol):
@@ -308,3 +330,29 @@ class Store(Protocol):
         """The events filed under batch runs (``add_run_event``) by these keys
         (``"{function id}:{event id}"``), by key (keys filed under none are left out)."""
         ...
+
+
+class SharedStore(Store, Protocol):
+    """A store many engine processes share: jobs go to the process that claims them."""
+
+    #: This process's name on the leases it holds.
+    owner: str
+    #: How long a lease lasts unless renewed (milliseconds).
+    lease_ms: int
+
+    async def transact(self, unit: Callable[[SharedTx], T]) -> T: ...
+    def holds(self, job_id: str) -> bool:
+        """Whether this process holds the job (as far as its units have seen)."""
+        ...
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process runs the jobs of functions with concurrency limits."""
+        ...
+
+    def set_limited(self, function_ids: Iterable[str]) -> None:
+        """The functions with concurrency limits (their jobs go to the flow leader)."""
+        ...
+
+    async def next_claimable(self) -> int | None: ...
+    async def listen(self, wake: Callable[[], None]) -> None: ...

@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 import psycopg
 from psycopg import conninfo, pq
 from psycopg_pool import AsyncConnectionPool
 
-from mainspring.engine.store.backend import DatabaseLockedError
+from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.store.postgres import migrate
+from mainspring.engine.store.postgres.leases import CHANNEL, LeaseBook, new_owner
 from mainspring.engine.store.postgres.reads import PostgresReads
 from mainspring.engine.store.postgres.tx import PostgresTx
 
@@ -47,8 +48,10 @@ Durability = Literal["full", "normal"]
 WRITE_LOCK = int.from_bytes(b"msWrites", "big")
 #: A unit waiting for its transaction, and the future its result goes to.
 _Queued = tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]
-#: Held (``pg_try_advisory_lock``) by the one engine process a database serves for now.
-ENGINE_LOCK = int.from_bytes(b"msEngine", "big")
+#: How long a process holds a job it stopped renewing (it died, or lost the database).
+DEFAULT_LEASE_SECONDS = 30.0
+#: Seconds between attempts to listen again after the listening connection was lost.
+LISTEN_RETRY_SECONDS = 1.0
 #: Seconds to wait for the server when connecting.
 CONNECT_TIMEOUT = 10
 
@@ -71,10 +74,26 @@ def describe_url(url: str) -> str:
 class PostgresStore(PostgresReads):
     """A :class:`~mainspring.engine.store.contract.Store` on a PostgreSQL database."""
 
-    def __init__(self, url: str, *, durability: Durability = "full") -> None:
+    #: Jobs are claimed from the store under leases, by every process sharing it.
+    shared = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: Durability = "full",
+        clock: Clock | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+        if not lease_seconds > 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds!r}")
         super().__init__()
+        now = (clock or SystemClock()).now_ms
+        self.leases = LeaseBook(new_owner(), int(lease_seconds * 1000), now)
+        self.owner = self.leases.owner
+        self.lease_ms = self.leases.lease_ms
         self.url = url
         self.durability: Durability = durability
         self.where = describe_url(url)
@@ -112,16 +131,6 @@ class PostgresStore(PostgresReads):
             ) from None
         try:
             migrate.migrate(conn)
-            # Until jobs are claimed under leases, one engine process serves a database:
-            # a second one would run every job the first runs. The lock is the session's,
-            # so a process that dies (its connection gone) frees it.
-            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (ENGINE_LOCK,)).fetchone()
-            if row is None or not row[0]:
-                raise DatabaseLockedError(
-                    f"the database at {self.where} is in use by another mainspring engine "
-                    "process (one process per database for now: sharing one between several "
-                    "is not implemented yet)"
-                )
             sync = "on" if self.durability == "full" else "off"
             conn.execute(f"SET synchronous_commit = {sync}")
         except BaseException:
@@ -167,7 +176,7 @@ class PostgresStore(PostgresReads):
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
             db = await loop.run_in_executor(self._thread, self._begin)
-            tx = PostgresTx(db)
+            tx = PostgresTx(db, self.leases)
             if len(batch) == 1:
                 # Alone in its transaction, a failing unit needs no savepoint of its own.
                 unit, future = batch[0]
@@ -187,6 +196,10 @@ class PostgresStore(PostgresReads):
             # On the loop's thread, not awaited: units have already updated in-memory state
             # (the executor's copies of runs) that readers take as recorded, so nothing
             # else may run on the loop between the units and their commit.
+            if self.leases.notify:
+                # Delivered at the commit, to every process listening (engine/claims.py).
+                self.leases.notify = False
+                db.execute(f"NOTIFY {CHANNEL}")
             db.execute("COMMIT")
             self.commits += 1
         except Exception as exc:
@@ -203,6 +216,47 @@ class PostgresStore(PostgresReads):
                 future.set_exception(error)
             else:
                 future.set_result(result)
+
+    # -- claims (engine/claims.py) ------------------------------------------------------
+
+    def holds(self, job_id: str) -> bool:
+        return job_id in self.leases.held
+
+    @property
+    def leading(self) -> bool:
+        return self.leases.leader
+
+    def set_limited(self, function_ids: Iterable[str]) -> None:
+        self.leases.limited = frozenset(function_ids)
+
+    async def next_claimable(self) -> int | None:
+        """When a claim may next find something: the soonest due job nobody holds, or the
+        soonest end of another process's lease (None: no such job)."""
+        row = await self._row(
+            "SELECT (SELECT min(run_at) FROM jobs WHERE lease_owner IS NULL), "
+            "(SELECT min(lease_until) FROM jobs WHERE lease_owner IS NOT NULL "
+            "AND lease_owner != %s)",
+            (self.owner,),
+        )
+        found = [int(value) for value in (row or ()) if value is not None]
+        return min(found) if found else None
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a process commits jobs nobody holds (until cancelled).
+        A lost connection is made again; ``wake`` is called then too, since notices sent
+        meanwhile are lost."""
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    wake()
+                    async for _ in conn.notifies():
+                        wake()
+            except psycopg.Error:
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     @staticmethod
     def _in_transaction(db: psycopg.Connection[Any]) -> bool:
@@ -222,6 +276,8 @@ class PostgresStore(PostgresReads):
             if db is not None:
                 db.close()
             self._write = None
+            # The flow leader's lock went with the old connection (engine/claims.py).
+            self.leases.leader = False
             db = self._write = self._connect_and_migrate()
         db.execute("BEGIN")
         db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))

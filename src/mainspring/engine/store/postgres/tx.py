@@ -25,6 +25,14 @@ from mainspring.engine.records import (
     StoredEvent,
 )
 from mainspring.engine.store.contract import NewRun, StepGroup
+from mainspring.engine.store.postgres.leases import (
+    LeaseBook,
+    claim_jobs,
+    held_elsewhere,
+    holds_job,
+    release_leases,
+    renew_leases,
+)
 from mainspring.engine.store.rows import (
     CALL_KINDS,
     FINISHED_SQL,
@@ -49,10 +57,16 @@ def _json(value: Any) -> bytes | None:
 class PostgresTx:
     """The :class:`~mainspring.engine.store.contract.Tx` of one PostgreSQL transaction."""
 
-    __slots__ = ("_db",)
+    __slots__ = ("_book", "_db", "_elsewhere", "_functions")
 
-    def __init__(self, db: psycopg.Connection[Any]) -> None:
+    def __init__(self, db: psycopg.Connection[Any], book: LeaseBook) -> None:
         self._db = db
+        self._book = book
+        #: Runs found held by another process in this transaction (the write lock keeps
+        #: that true until it commits).
+        self._elsewhere: dict[str, bool] = {}
+        #: Function ids of runs looked up in this transaction.
+        self._functions: dict[str, str | None] = {}
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._db.execute(sql, args)
@@ -195,16 +209,24 @@ class PostgresTx:
         )
         if cur.rowcount != 1:
             return False
-        for table in ("jobs", "pauses", "flow_holds", "held_runs"):
+        gone = self._run("DELETE FROM jobs WHERE run_id = %s RETURNING job_id", (run_id,))
+        self._book.held.difference_update(str(row[0]) for row in gone.fetchall())
+        for table in ("pauses", "flow_holds", "held_runs"):
             self._run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
         if grouped:
             self._run("DELETE FROM pending WHERE run_id = %s", (run_id,))
         return True
 
     def enqueue(self, job: Job) -> bool:
+        # Taken by this process when it is due soon and no other process holds its run
+        # (see leases.py); otherwise left for the claims, which the commit wakes.
+        book = self._book
+        now = book.now()
+        take = job.run_at <= now + book.lease_ms // 2 and self._may_take(job.run_id)
         cur = self._run(
             "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
-            "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            "created_at, lease_owner, lease_until) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (
                 job.id,
                 job.run_id,
@@ -215,9 +237,71 @@ class PostgresTx:
                 job.priority,
                 _json(job.data),
                 job.run_at,
+                book.owner if take else None,
+                now + book.lease_ms if take else None,
             ),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        if take:
+            book.held.add(job.id)
+        else:
+            book.notify = True
+        return True
+
+    def _take_if_due(self, job_id: str, run_id: str, run_at: int) -> None:
+        """A job moved earlier: take it, as :meth:`enqueue` would, unless another process
+        holds it or its run; then wake the claims instead."""
+        book = self._book
+        now = book.now()
+        if run_at > now + book.lease_ms // 2 or job_id in book.held:
+            return
+        if self._may_take(run_id):
+            row = self._run(
+                "UPDATE jobs SET lease_owner = %s, lease_until = %s WHERE job_id = %s "
+                "AND lease_owner IS NULL RETURNING 1",
+                (book.owner, now + book.lease_ms, job_id),
+            ).fetchone()
+            if row is not None:
+                book.held.add(job_id)
+                return
+        book.notify = True
+
+    def _may_take(self, run_id: str) -> bool:
+        """Whether this process may take a job of this run now: no other process holds the
+        run, and its function has no concurrency limit unless this is the flow leader."""
+        if self._book.limited and not self._book.leader:
+            function_id = self._functions.get(run_id, "")
+            if function_id == "":
+                row = self._run(
+                    "SELECT function_id FROM runs WHERE run_id = %s", (run_id,)
+                ).fetchone()
+                function_id = self._functions[run_id] = None if row is None else str(row[0])
+            if not self._book.may_run(function_id):
+                return False
+        return not self._held_elsewhere(run_id)
+
+    def _held_elsewhere(self, run_id: str) -> bool:
+        known = self._elsewhere.get(run_id)
+        if known is None:
+            known = self._elsewhere[run_id] = held_elsewhere(
+                self._db, self._book, run_id, self._book.now()
+            )
+        return known
+
+    # -- leases (engine/claims.py) -----------------------------------------------------
+
+    def holds_job(self, job_id: str) -> bool:
+        return holds_job(self._db, self._book, job_id)
+
+    def claim_jobs(self, limit: int) -> list[Job]:
+        return claim_jobs(self._db, self._book, limit)
+
+    def renew_leases(self) -> int:
+        return renew_leases(self._db, self._book)
+
+    def release_leases(self) -> int:
+        return release_leases(self._db, self._book)
 
     def save_app(self, name: str, body: bytes, *, at: int) -> None:
         self._run(
@@ -231,12 +315,15 @@ class PostgresTx:
 
     def delete_job(self, job_id: str) -> None:
         self._run("DELETE FROM jobs WHERE job_id = %s", (job_id,))
+        self._book.held.discard(job_id)
 
     def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None:
-        self._run(
-            "UPDATE jobs SET run_at = %s, attempt = %s WHERE job_id = %s",
+        row = self._run(
+            "UPDATE jobs SET run_at = %s, attempt = %s WHERE job_id = %s RETURNING run_id",
             (run_at, attempt, job_id),
-        )
+        ).fetchone()
+        if row is not None:
+            self._take_if_due(job_id, str(row[0]), run_at)
 
     def create_pause(self, pause: Pause) -> bool:
         cur = self._run(
@@ -398,10 +485,13 @@ class PostgresTx:
         self._run("DELETE FROM held_runs WHERE run_id = %s", (run_id,))
         rows = self._run(
             "UPDATE jobs SET run_at = %s WHERE run_id = %s AND run_at = %s AND job_id != %s "
-            f"AND kind = ANY(%s) RETURNING {_JOB_COLUMNS}",
+            f"AND kind = ANY(%s) RETURNING {_JOB_COLUMNS}, lease_owner",
             (now, run_id, until, keep or "", list(CALL_KINDS)),
         ).fetchall()
-        return [job_from_row(row) for row in rows]
+        jobs = [job_from_row(row[:-1]) for row in rows]
+        for job in jobs:
+            self._take_if_due(job.id, job.run_id, job.run_at)
+        return jobs
 
     def set_function_apps(self, app: str, function_ids: Sequence[str], *, at: int) -> None:
         # Rewritten only when the owner changes: an app syncs every few seconds in dev.

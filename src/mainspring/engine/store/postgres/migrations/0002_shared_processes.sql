@@ -13,7 +13,8 @@ CREATE TABLE pause_paths (
 INSERT INTO pause_paths (event_name, match_path)
     SELECT DISTINCT event_name, coalesce(match_path, '') FROM pauses;
 
--- The queue's claims (engine/leases.py): the soonest job nobody holds, and the soonest
--- lease to run out, each read from an index of its own.
+-- The queue's claims (engine/claims.py): the soonest job nobody holds, the leases a process
+-- renews, and the soonest lease to run out, each read from an index of its own.
 CREATE INDEX jobs_unleased ON jobs (run_at) WHERE lease_owner IS NULL;
-CREATE INDEX jobs_leased ON jobs (lease_owner, lease_until) WHERE lease_owner IS NOT NULL;
+CREATE INDEX jobs_by_lease_owner ON jobs (lease_owner) WHERE lease_owner IS NOT NULL;
+CREATE INDEX jobs_by_lease_end ON jobs (lease_until) WHERE lease_owner IS NOT NULL;
