@@ -1,6 +1,7 @@
 """Three server processes on one PostgreSQL database, one SIGKILLed and one restarted
-midway: every run completes with the right output, no recorded step runs again, and a
-concurrency limit of 1 holds across the whole cluster (engine/claims.py).
+midway, then every connection cut by the database: every run completes with the right
+output, no recorded step runs again, and a concurrency limit of 1 holds across the whole
+cluster (engine/claims.py).
 
 Each process is ``mainspring dev tests.e2e.cluster_app:functions --database URL`` with
 short leases, so that the killed process's jobs are taken over within seconds. Events go
@@ -28,7 +29,7 @@ import psycopg
 import pytest
 
 from tests.e2e.support import ROOT, free_port, wait_until_up
-from tests.postgres_support import TEMPLATES
+from tests.postgres_support import TEMPLATES, admin_url
 
 pytestmark = pytest.mark.slow
 
@@ -142,16 +143,19 @@ def test_three_processes_one_killed_and_one_restarted_complete_every_run(
 ) -> None:
     servers = [start(database, tmp_path, n) for n in range(3)]
     stopped_at: dict[int, int] = {}
+    cut_at = 0
     try:
         rotation = itertools.cycle(range(3))
         kinds = ["seq", "fan", "nap", "wait", "parent", "limited"]
         keys = [f"{kind}-{i}" for i in range(PER_KIND) for kind in kinds]
+        midway = len(keys) // 40 * 20
+        later = len(keys) * 3 // 80 * 20
         for chunk_start in range(0, len(keys), 20):
             chunk = keys[chunk_start : chunk_start + 20]
             servers[next(rotation)].send(
                 [{"name": f"cluster/{k.split('-')[0]}", "data": {"key": k}} for k in chunk]
             )
-            if chunk_start == 60:
+            if chunk_start == midway:
                 # Midway: one process dies at once, another restarts (drained by SIGTERM).
                 victim = servers[1]
                 stopped_at[victim.proc.pid] = int(time.time() * 1000)
@@ -166,6 +170,18 @@ def test_three_processes_one_killed_and_one_restarted_complete_every_run(
                 stopped_at[restarted.proc.pid] = int(time.time() * 1000)
                 servers[2] = start(database, tmp_path, 3)
                 servers[1] = servers[0]  # the dead one's turns go to a live one
+            if chunk_start == later:
+                # Then the database cuts every connection (as a restart of it would).
+                name = database.rsplit("/", 1)[1]
+                cut_at = int(time.time() * 1000)
+                with psycopg.connect(admin_url(), autocommit=True) as admin:
+                    cut = admin.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid != pg_backend_pid()",
+                        (name,),
+                    ).fetchone()
+                assert cut is not None
+                assert cut[0] >= 2, cut
         # Resume every wait through another process than the one it was sent to.
         waits = [k for k in keys if k.startswith("wait-")]
         deadline = time.monotonic() + 60
@@ -227,9 +243,13 @@ def test_three_processes_one_killed_and_one_restarted_complete_every_run(
         for execution in runs_of_step:
             assert execution.start <= ended_at, f"re-ran after it was recorded: {execution}"
             if execution.nonce != nonce:
-                # Another execution only where a process stopped while it ran.
-                assert execution.pid in stopped_at, (execution, runs_of_step)
+                # Another execution only where a process stopped while it ran, or whose
+                # result could not be recorded because the database cut its connection.
+                cut_short = execution.pid in stopped_at or execution.start <= cut_at
+                assert cut_short, (execution, runs_of_step, cut_at)
     assert recorded == len(by_step), "a step ran whose result was never recorded"
+    again = sum(len(found) - 1 for found in by_step.values())
+    print(f"{len(runs)} runs, {recorded} steps recorded, {again} run again after a stop")
 
     # The limit of 1 held in the whole cluster: no two executions of `limited` overlapped.
     spans = sorted(

@@ -228,6 +228,12 @@ def test_engine_refuses_an_unknown_database_url_without_making_a_file_or_echoing
     [
         # Nothing listens on this port: the connection is refused at once.
         ("postgresql://postgres:secret@127.0.0.1:1/test", "127.0.0.1:1", "refused"),
+        # The server is there; the role is not (how a wrong user shows with trust auth).
+        (
+            "postgresql://nobody_here:secret@127.0.0.1:5432/test",
+            "127.0.0.1:5432",
+            'role "nobody_here" does not exist',
+        ),
         # The server is there; the database is not.
         (
             "postgresql://postgres:secret@127.0.0.1:5432/no_such_database_here",
@@ -239,7 +245,7 @@ def test_engine_refuses_an_unknown_database_url_without_making_a_file_or_echoing
 async def test_an_unreachable_postgres_database_fails_start_naming_where(
     database: str, named: str, why: str
 ) -> None:
-    if why == "does not exist":
+    if "does not exist" in why:
         from tests.postgres_support import TEMPLATES
 
         with TEMPLATES.clone():

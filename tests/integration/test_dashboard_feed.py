@@ -19,7 +19,7 @@ import pytest
 import mainspring as inngest
 from mainspring.server.dashboard.feed import RunFeed
 
-# The feed's change signal differs: SQLite's data_version, PostgreSQL's commit count.
+# The feed's change signal differs: SQLite's data_version; on PostgreSQL, every look reads.
 pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 

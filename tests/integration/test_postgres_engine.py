@@ -7,10 +7,11 @@ The scenarios that run on both backends are in the suites marked
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from psycopg import sql
 
 import mainspring as inngest
+from mainspring.engine.store.postgres.migrate import MigrationError
 from mainspring.server.app import create_app
 from tests.conftest import peek, wait_for_job, wait_for_step
 from tests.postgres_support import TEMPLATES, admin_url
@@ -142,3 +144,119 @@ async def test_runs_go_on_after_the_database_cuts_every_connection(
         [rerun] = await engine.runs(again)
         assert (await engine.wait(rerun.id, timeout=15)).status == "Completed"
     assert ran.count("first") == 2  # once per run: the recorded step never ran again
+
+
+# -- two engines on one database, in one process: what must hold across processes ------------
+
+
+def _pair(
+    database: str, build: Callable[[inngest.Client], list[inngest.Function[Any]]], **options: Any
+) -> tuple[inngest.Engine, inngest.Engine]:
+    """Two engines of the same app on one database (as two servers would be)."""
+    engines = []
+    for _ in range(2):
+        client = inngest.Client(app_id="pair")
+        engines.append(inngest.Engine(client, build(client), database=database, **options))
+    return engines[0], engines[1]
+
+
+async def test_a_cron_tick_fires_once_across_processes(database: str) -> None:
+    ticks: list[str] = []
+
+    def build(client: inngest.Client) -> list[inngest.Function[Any]]:
+        @client.create_function(fn_id="tick", trigger=inngest.TriggerCron(cron="* * * * *"))
+        async def tick(ctx: inngest.Context) -> None:
+            ticks.append(str(ctx.event.data["scheduledAt"]))
+
+        return [tick]
+
+    clock = inngest.ManualClock(1_767_225_630_000)  # 00:00:30
+    first, second = _pair(database, build, clock=clock)
+    async with first, second:
+        for minute in range(1, 4):
+            clock.advance(60)
+            for _ in range(300):
+                if len(ticks) >= minute:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # a second firing of the tick would show by now
+    assert ticks == ["2026-01-01T00:01:00Z", "2026-01-01T00:02:00Z", "2026-01-01T00:03:00Z"]
+
+
+async def test_a_run_cancelled_through_another_process_takes_no_further_step(
+    database: str,
+) -> None:
+    steps: list[str] = []
+    gate = asyncio.Event()
+
+    async def first_step() -> str:
+        steps.append("one started")
+        await gate.wait()
+        return "one"
+
+    def build(client: inngest.Client) -> list[inngest.Function[Any]]:
+        @client.create_function(fn_id="slow", trigger=inngest.TriggerEvent(event="slow"))
+        async def slow(ctx: inngest.Context) -> None:
+            await ctx.step.run("one", first_step)
+            await ctx.step.run("two", lambda: steps.append("two"))
+
+        return [slow]
+
+    first, second = _pair(database, build, chain_seconds=0)
+    async with first, second:
+        [event_id] = await first.send(inngest.Event(name="slow"))
+        [run] = await first.runs(event_id)
+        for _ in range(500):
+            if steps:
+                break
+            await asyncio.sleep(0.01)
+        # Cancelled elsewhere while the first engine's call is in flight: when it comes
+        # back, that engine must record nothing and call nothing more.
+        assert await second.cancel(run.id)
+        gate.set()
+        done = await first.wait(run.id, timeout=5)
+        await asyncio.sleep(0.5)
+        history = await first.history(run.id)
+    assert done.status == "Cancelled"
+    assert steps == ["one started"]
+    assert [entry.user_id for entry in history if entry.op == "StepRun"] == []
+
+
+async def test_event_ids_and_rate_limits_hold_across_processes(database: str) -> None:
+    def build(client: inngest.Client) -> list[inngest.Function[Any]]:
+        @client.create_function(fn_id="once", trigger=inngest.TriggerEvent(event="once"))
+        async def once(ctx: inngest.Context) -> str:
+            return "ran"
+
+        @client.create_function(
+            fn_id="limited",
+            trigger=inngest.TriggerEvent(event="limited"),
+            rate_limit=inngest.RateLimit(limit=1, period=datetime.timedelta(minutes=1)),
+        )
+        async def limited(ctx: inngest.Context) -> str:
+            return "ran"
+
+        return [once, limited]
+
+    first, second = _pair(database, build)
+    async with first, second:
+        # The same event sent to both (a retried send landing elsewhere): one run.
+        seed = "1767225630000," + base64.b64encode(b"0123456789").decode()
+        [one] = await first.send(inngest.Event(name="once"), id_seed=seed)
+        [two] = await second.send(inngest.Event(name="once"), id_seed=seed)
+        assert one == two
+        assert len(await second.runs(one)) == 1
+        # A rate limit of 1 a minute, sent through both: one run, one skipped.
+        [a] = await first.send(inngest.Event(name="limited"))
+        [b] = await second.send(inngest.Event(name="limited"))
+        runs = [*await first.runs(a), *await second.runs(b)]
+        done = [await first.wait(run.id, timeout=5) for run in runs]
+    assert sorted(run.status.value for run in done) == ["Completed", "Skipped"]
+
+
+async def test_a_database_at_a_newer_schema_is_refused_at_start(database: str) -> None:
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("INSERT INTO mainspring_migrations VALUES (99, 'future', now())")
+    engine = inngest.Engine(inngest.Client(app_id="old"), [], database=database)
+    with pytest.raises(MigrationError, match="at version 99, newer than this mainspring"):
+        await engine.start()

@@ -125,7 +125,11 @@ class JobClaims:
         while True:
             await asyncio.sleep(every)
             try:
-                await self._store.transact(lambda tx: tx.renew_leases())
+                unknown = await self._store.transact(lambda tx: tx.renew_leases())
+                if unknown:
+                    # A claim or a unit committed though its answer was lost: queue what
+                    # it took, or nobody would run it while this process renews it.
+                    self._on_claimed(await self._store.jobs_by_id(unknown))
             except asyncio.CancelledError:
                 raise
             except Exception:

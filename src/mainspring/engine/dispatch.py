@@ -24,6 +24,9 @@ logger = logging.getLogger("mainspring.engine")
 #: Follow-up jobs a worker runs itself before handing the run back to the queue.
 MAX_INLINE_JOBS = 64
 
+#: Seconds before a job that failed on a store fault is read again and queued.
+RETRY_SECONDS = 1.0
+
 #: Runs one job; returns the run's next job when it is due now.
 RunJob = Callable[[Job], Awaitable[Job | None]]
 
@@ -37,6 +40,7 @@ class Dispatcher:
         clock: Clock,
         concurrency: int,
         run_job: RunJob,
+        reload_job: Callable[[Job], Awaitable[Job | None]],
     ) -> None:
         self._queue = queue
         self._admission = admission
@@ -46,6 +50,8 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._running_jobs: set[str] = set()
+        self._reload = reload_job
+        self._retrying: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._dispatch())
@@ -56,9 +62,24 @@ class Dispatcher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        for task in list(self._in_flight):
+        for task in [*self._in_flight, *self._retrying]:
             task.cancel()
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await asyncio.gather(*self._in_flight, *self._retrying, return_exceptions=True)
+
+    async def _retry(self, job: Job) -> None:
+        """Queue the job again as the store has it, once the store answers."""
+        try:
+            while True:
+                await asyncio.sleep(RETRY_SECONDS)
+                try:
+                    stored = await self._reload(job)
+                except Exception:  # the store is still away
+                    continue
+                if stored is not None:
+                    self._queue.push(stored)
+                return
+        finally:
+            self._retrying.discard(asyncio.current_task())
 
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -122,10 +143,11 @@ class Dispatcher:
             # This process stopped renewing in time and another took the job over.
             logger.info("%s; left to it", lost)
         except Exception:
-            # The job stays in the database; retry it in memory after a pause so a
-            # transient store fault does not stall the run until the next restart.
+            # A transient store fault must not stall the run until the next restart: after
+            # a pause, the job goes on as the store has it. Not as memory has it: a commit
+            # whose answer was lost with its connection may have turned the job's row into
+            # the run's next job, or finished the run.
             logger.exception("job %s of run %s failed; retrying", job.id, job.run_id)
-            job.run_at = self._clock.now_ms() + 1000
-            self._queue.push(job)
+            self._retrying.add(asyncio.get_running_loop().create_task(self._retry(job)))
         finally:
             self._slots.release()

@@ -216,6 +216,7 @@ class Engine(EngineQueries):
             clock=self.clock,
             concurrency=concurrency,
             run_job=self._run_job,
+            reload_job=self._stored_job,
         )
         #: Jobs come from claims when other processes share the database.
         self._claims = (
@@ -480,6 +481,13 @@ class Engine(EngineQueries):
         """This process became the flow leader: count the run-level slots of the runs of
         limited functions that started elsewhere (as after a restart)."""
         await self._admission.restore()
+
+    async def _stored_job(self, job: Job) -> Job | None:
+        """The job as the store has it now (None: gone)."""
+        for stored in await self._store.jobs_for_run(job.run_id):
+            if stored.id == job.id:
+                return stored
+        return None
 
     def _claimed(self, jobs: Sequence[Job]) -> None:
         """Jobs a claim took (engine/claims.py): queue them."""

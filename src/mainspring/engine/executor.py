@@ -248,7 +248,7 @@ class Executor:
             return False
         # A job that exists only for this unit: cancelling consumes no queued job.
         job = Job(id=f"{run_id}-cancel-now", run_id=run_id, kind=JobKind.CANCEL, run_at=0)
-        await self._record(run, job, self._cancel)
+        await self._record(run, job, self._cancel, stored=False)
         return True
 
     def _cancel(self, unit: Unit) -> None:
@@ -256,19 +256,28 @@ class Executor:
         message = why if isinstance(why, str) else "run cancelled"
         self._finish(unit, RunStatus.CANCELLED, error=ErrorPayload("Cancelled", message))
 
-    async def _record(self, run: ActiveRun, job: Job, build: Callable[[Unit], None]) -> Job | None:
+    async def _record(
+        self, run: ActiveRun, job: Job, build: Callable[[Unit], None], *, stored: bool = True
+    ) -> Job | None:
+        """Record what ``build`` makes of the job, in one unit. ``stored``: the job has a
+        row in the store (all but the cancellation made on the spot)."""
         now = self._clock.now_ms()
 
         version = self._version_of(run.function_id)
 
         def unit_fn(tx: Tx) -> Unit:
-            if not tx.holds_job(job.id):
-                raise LeaseLostError(f"job {job.id} of run {run.run_id} is held by another process")
             unit = Unit(tx, run, job, now, self._emitter)
             unit.app_version = version
             if run.status.finished:  # cancelled while the call was in flight
                 tx.delete_job(job.id)
                 return unit
+            if stored and not tx.holds_job(job.id, run.run_id):
+                # Shared database: another process took the job over (this one's lease
+                # ran out), or finished the run (cancelled it): record nothing.
+                raise LeaseLostError(
+                    f"job {job.id} of run {run.run_id} was taken over or its run finished "
+                    "by another process"
+                )
             build(unit)
             unit.commit_memory()
             return unit

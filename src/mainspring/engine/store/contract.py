@@ -76,9 +76,10 @@ Reruns (``engine/rerun.py``):
 Many processes on one database (PostgreSQL, ``engine/claims.py``): a process runs only the
 jobs it holds a lease on.
 
-* ``holds_job`` — whether this process may act on a job: False when another process holds
-  it (this one's lease ran out and the job was taken over); then the unit must record
-  nothing. A backend with one process always holds its jobs.
+* ``holds_job`` — whether this process may act on a stored job: False when another process
+  holds it (this one's lease ran out and the job was taken over) or it is gone (another
+  process finished its run); then the unit must record nothing. A backend with one
+  process always holds its jobs.
 * ``claim_jobs`` / ``renew_leases`` / ``release_leases`` (:class:`SharedTx`) — take due
   jobs nobody holds, keep this process's, give them all back.
 """
@@ -246,14 +247,17 @@ class Tx(Protocol):
         self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
     ) -> int: ...
     def record_rerun(self, origin: RerunOrigin) -> None: ...
-    def holds_job(self, job_id: str) -> bool: ...
+    def holds_job(self, job_id: str, run_id: str | None = None) -> bool: ...
 
 
 class SharedTx(Tx, Protocol):
     """The units of a store many engine processes share."""
 
     def claim_jobs(self, limit: int) -> list[Job]: ...
-    def renew_leases(self) -> int: ...
+    def renew_leases(self) -> list[str]:
+        """Renew; the ids of held jobs this process did not know it held."""
+        ...
+
     def release_leases(self) -> int: ...
 
 
@@ -355,4 +359,5 @@ class SharedStore(Store, Protocol):
         ...
 
     async def next_claimable(self) -> int | None: ...
+    async def jobs_by_id(self, job_ids: Sequence[str]) -> list[Job]: ...
     async def listen(self, wake: Callable[[], None]) -> None: ...

@@ -500,5 +500,5 @@ class SQLiteTx:
             ),
         )
 
-    def holds_job(self, job_id: str) -> bool:
+    def holds_job(self, job_id: str, run_id: str | None = None) -> bool:
         return True  # one process: every job is its own

@@ -120,14 +120,18 @@ def claim_jobs(db: psycopg.Connection[Any], book: LeaseBook, limit: int) -> list
     return jobs
 
 
-def renew_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:
-    """Push this process's leases out by one lease; forget those it no longer has."""
+def renew_leases(db: psycopg.Connection[Any], book: LeaseBook) -> list[str]:
+    """Push this process's leases out by one lease; forget those it no longer has. Returns
+    the jobs the store says it holds that it did not know of: taken by a commit whose
+    answer was lost with its connection (the caller queues them)."""
     rows = db.execute(
         "UPDATE jobs SET lease_until = %s WHERE lease_owner = %s RETURNING job_id",
         (book.now() + book.lease_ms, book.owner),
     ).fetchall()
-    book.held.intersection_update(str(row[0]) for row in rows)
-    return len(rows)
+    held = {str(row[0]) for row in rows}
+    unknown = sorted(held - book.held)
+    book.held = held
+    return unknown
 
 
 def release_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:
@@ -142,10 +146,10 @@ def release_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:
 
 
 def holds_job(db: psycopg.Connection[Any], book: LeaseBook, job_id: str) -> bool:
-    """Whether this process may still act on the job: it holds the row, or the row is gone
-    (the job's unit then finds out what became of its run), not held by another."""
+    """Whether this process may still act on the job: it holds its row. A row held by
+    another process was taken over; a row gone went with its run, finished elsewhere."""
     row = db.execute("SELECT lease_owner FROM jobs WHERE job_id = %s", (job_id,)).fetchone()
-    if row is None or row[0] == book.owner:
+    if row is not None and row[0] == book.owner:
         return True
     book.held.discard(job_id)
     return False

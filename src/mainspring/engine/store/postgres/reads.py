@@ -194,6 +194,9 @@ class PostgresReads:
     async def jobs_for_run(self, run_id: str) -> list[Job]:
         return await self._jobs("WHERE run_id = %s", (run_id,))
 
+    async def jobs_by_id(self, job_ids: Sequence[str]) -> list[Job]:
+        return await self._jobs("WHERE job_id = ANY(%s)", (list(job_ids),))
+
     async def jobs_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[Job]]:
         found: dict[str, list[Job]] = {}
         for job in await self._jobs("WHERE run_id = ANY(%s)", (list(run_ids),)):

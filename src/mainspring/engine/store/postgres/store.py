@@ -101,8 +101,6 @@ class PostgresStore(PostgresReads):
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "mainspring-pg-writer")
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
-        #: Transactions committed by this process (the dashboard's change signal).
-        self.commits = 0
         self._closing = False
 
     async def open(self) -> None:
@@ -183,15 +181,15 @@ class PostgresStore(PostgresReads):
                 outcomes.append((future, unit(tx), None))
             else:
                 for unit, future in batch:
+                    # Not released after the unit: a savepoint of the same name shadows
+                    # it, and one round trip per unit is saved (they all go at commit).
                     db.execute("SAVEPOINT unit")
                     try:
                         result = unit(tx)
                     except Exception as exc:  # this unit alone is undone and told
                         db.execute("ROLLBACK TO SAVEPOINT unit")
-                        db.execute("RELEASE SAVEPOINT unit")
                         outcomes.append((future, None, exc))
                     else:
-                        db.execute("RELEASE SAVEPOINT unit")
                         outcomes.append((future, result, None))
             # On the loop's thread, not awaited: units have already updated in-memory state
             # (the executor's copies of runs) that readers take as recorded, so nothing
@@ -201,7 +199,6 @@ class PostgresStore(PostgresReads):
                 self.leases.notify = False
                 db.execute(f"NOTIFY {CHANNEL}")
             db.execute("COMMIT")
-            self.commits += 1
         except Exception as exc:
             if db is not None and self._in_transaction(db):
                 try:

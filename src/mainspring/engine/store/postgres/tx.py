@@ -57,7 +57,7 @@ def _json(value: Any) -> bytes | None:
 class PostgresTx:
     """The :class:`~mainspring.engine.store.contract.Tx` of one PostgreSQL transaction."""
 
-    __slots__ = ("_book", "_db", "_elsewhere", "_functions")
+    __slots__ = ("_book", "_db", "_elsewhere", "_functions", "_paths")
 
     def __init__(self, db: psycopg.Connection[Any], book: LeaseBook) -> None:
         self._db = db
@@ -67,6 +67,9 @@ class PostgresTx:
         self._elsewhere: dict[str, bool] = {}
         #: Function ids of runs looked up in this transaction.
         self._functions: dict[str, str | None] = {}
+        #: Pause paths per event name, read once per transaction: under the write lock no
+        #: other process adds any before it commits (an intake unit asks for each event).
+        self._paths: dict[str, list[str]] = {}
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._db.execute(sql, args)
@@ -97,7 +100,10 @@ class PostgresTx:
                 run.created_at if run.admitted else None,
             ),
         )
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        self._elsewhere[run.run_id] = False  # a run made here: no process holds it yet
+        return True
 
     def save_step(
         self,
@@ -202,19 +208,24 @@ class PostgresTx:
         at: int,
         grouped: bool = True,
     ) -> bool:
-        cur = self._run(
-            "UPDATE runs SET status = %s, output = %s, error = %s, ended_at = %s "
-            f"WHERE run_id = %s AND status NOT IN {FINISHED_SQL}",
-            (status.value, output, error, at, run_id),
-        )
-        if cur.rowcount != 1:
+        # One statement (one round trip): the run's final state, and everything of it that
+        # only an unfinished run has, removed by data-modifying CTEs.
+        row = self._run(
+            "WITH finished AS (UPDATE runs SET status = %s, output = %s, error = %s, "
+            f"ended_at = %s WHERE run_id = %s AND status NOT IN {FINISHED_SQL} "
+            "RETURNING run_id), "
+            "gone AS (DELETE FROM jobs WHERE run_id IN (SELECT run_id FROM finished) "
+            "RETURNING job_id), "
+            "p AS (DELETE FROM pauses WHERE run_id IN (SELECT run_id FROM finished)), "
+            "h AS (DELETE FROM flow_holds WHERE run_id IN (SELECT run_id FROM finished)), "
+            "r AS (DELETE FROM held_runs WHERE run_id IN (SELECT run_id FROM finished)), "
+            "s AS (DELETE FROM pending WHERE %s AND run_id IN (SELECT run_id FROM finished)) "
+            "SELECT (SELECT count(*) FROM finished), ARRAY(SELECT job_id FROM gone)",
+            (status.value, output, error, at, run_id, grouped),
+        ).fetchone()
+        if row is None or row[0] != 1:
             return False
-        gone = self._run("DELETE FROM jobs WHERE run_id = %s RETURNING job_id", (run_id,))
-        self._book.held.difference_update(str(row[0]) for row in gone.fetchall())
-        for table in ("pauses", "flow_holds", "held_runs"):
-            self._run(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
-        if grouped:
-            self._run("DELETE FROM pending WHERE run_id = %s", (run_id,))
+        self._book.held.difference_update(str(job_id) for job_id in row[1])
         return True
 
     def enqueue(self, job: Job) -> bool:
@@ -291,13 +302,17 @@ class PostgresTx:
 
     # -- leases (engine/claims.py) -----------------------------------------------------
 
-    def holds_job(self, job_id: str) -> bool:
-        return holds_job(self._db, self._book, job_id)
+    def holds_job(self, job_id: str, run_id: str | None = None) -> bool:
+        held = holds_job(self._db, self._book, job_id)
+        if held and run_id is not None:
+            # Holding one of its jobs, this process holds the run: no other does.
+            self._elsewhere[run_id] = False
+        return held
 
     def claim_jobs(self, limit: int) -> list[Job]:
         return claim_jobs(self._db, self._book, limit)
 
-    def renew_leases(self) -> int:
+    def renew_leases(self) -> list[str]:
         return renew_leases(self._db, self._book)
 
     def release_leases(self) -> int:
@@ -345,11 +360,15 @@ class PostgresTx:
         )
         if cur.rowcount != 1:
             return False
+        path = pause.match_path if pause.match_path is not None else NO_PATH
         self._run(
             "INSERT INTO pause_paths (event_name, match_path) VALUES (%s, %s) "
             "ON CONFLICT DO NOTHING",
-            (pause.event_name, pause.match_path if pause.match_path is not None else NO_PATH),
+            (pause.event_name, path),
         )
+        known = self._paths.get(pause.event_name)
+        if known is not None and path not in known:
+            known.append(path)
         return True
 
     def claim_pause(self, pause_id: str) -> Pause | None:
@@ -359,12 +378,14 @@ class PostgresTx:
         return None if row is None else pause_from_row(row)
 
     def pauses_for_event(self, name: str, event: Mapping[str, Any], now: int) -> list[Pause]:
-        paths = [
-            str(row[0])
-            for row in self._run(
-                "SELECT match_path FROM pause_paths WHERE event_name = %s", (name,)
-            ).fetchall()
-        ]
+        paths = self._paths.get(name)
+        if paths is None:
+            paths = self._paths[name] = [
+                str(row[0])
+                for row in self._run(
+                    "SELECT match_path FROM pause_paths WHERE event_name = %s", (name,)
+                ).fetchall()
+            ]
         if not paths:
             return []
         probes: list[tuple[str, str]] = []
