@@ -51,12 +51,14 @@ class JobClaims:
         lease_ms: int,
         on_claimed: Callable[[list[Job]], None],
         on_leading: Callable[[], Awaitable[None]],
+        on_lost_lead: Callable[[], Awaitable[None]],
     ) -> None:
         self._store = store
         self._clock = clock
         self._lease_ms = lease_ms
         self._on_claimed = on_claimed
         self._on_leading = on_leading
+        self._on_lost_lead = on_lost_lead
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -98,6 +100,12 @@ class JobClaims:
                 if self._store.leading and not leading:
                     logger.info("this process now runs the functions with concurrency limits")
                     await self._on_leading()
+                elif leading and not self._store.leading:
+                    logger.warning(
+                        "this process lost the lead of the functions with concurrency limits "
+                        "(its database connection was lost); their queued jobs go back"
+                    )
+                    await self._on_lost_lead()
                 if claimed:
                     self._on_claimed(claimed)
                 if len(claimed) == CLAIM_BATCH:

@@ -228,6 +228,7 @@ class Engine(EngineQueries):
                 lease_ms=shared.lease_ms,
                 on_claimed=self._claimed,
                 on_leading=self._leading,
+                on_lost_lead=self._lost_lead,
             )
         )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -481,6 +482,14 @@ class Engine(EngineQueries):
         """This process became the flow leader: count the run-level slots of the runs of
         limited functions that started elsewhere (as after a restart)."""
         await self._admission.restore()
+
+    async def _lost_lead(self) -> None:
+        """This process is no longer the flow leader: the jobs of limited functions it has
+        queued but not started go back, for the next leader (engine/claims.py)."""
+        store = self._store
+        queued = [job.id for job in self._queue.queued()]
+        if queued and _is_shared(store):
+            await store.transact(lambda tx: tx.release_limited(queued))
 
     async def _stored_job(self, job: Job) -> Job | None:
         """The job as the store has it now (None: gone)."""

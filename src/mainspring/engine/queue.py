@@ -36,6 +36,10 @@ class JobQueue:
     def __len__(self) -> int:
         return len(self._ready) + len(self._delayed)
 
+    def queued(self) -> list[Job]:
+        """The jobs queued now (due or not)."""
+        return [*self._ready, *(entry[2] for entry in self._delayed)]
+
     def owns(self, job_id: str) -> bool:
         """Whether this process runs the job (always, unless the database is shared)."""
         return self._owns is None or self._owns(job_id)

@@ -92,9 +92,7 @@ class Unit:
             return
         if not keep_current:
             tx.delete_job(current.id)
-        for job in follow_ups:
-            if tx.enqueue(job):
-                self.jobs.append(job)
+        self.jobs.extend(tx.enqueue_all(follow_ups))
 
     def commit_memory(self) -> None:
         fields = self.run_fields

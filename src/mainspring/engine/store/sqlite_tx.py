@@ -228,6 +228,9 @@ class SQLiteTx:
         )
         return cur.rowcount == 1
 
+    def enqueue_all(self, jobs: Sequence[Job]) -> list[Job]:
+        return [job for job in jobs if self.enqueue(job)]
+
     def save_app(self, name: str, body: bytes, *, at: int) -> None:
         self._db.execute(
             "INSERT INTO apps (name, body, synced_at) VALUES (?, ?, ?) "

@@ -17,7 +17,10 @@ Concurrency limits are counted in one process's memory (``engine/flow/concurrenc
 so the jobs of every function with a limit are run by one process, the *flow leader*: the
 one holding a session advisory lock (:data:`FLOW_LEADER`) on its write connection. Only it
 takes or claims them; when it dies its connection goes, the lock with it, and the next
-process to claim becomes the leader. A limit of 1 is then 1 in the whole cluster.
+process to claim becomes the leader. A new leader starts limited calls only once no other
+process holds a job of a limited function (a leader that lost its connection, and so its
+lock, gives back the limited jobs it has not started and finishes those it has). A limit
+of 1 is then 1 in the whole cluster.
 
 Times are the engine clock's milliseconds, like ``run_at``.
 """
@@ -63,10 +66,17 @@ class LeaseBook:
     limited: frozenset[str] = frozenset()
     #: Whether this process is the flow leader (holds :data:`FLOW_LEADER`).
     leader: bool = False
+    #: As leader: no other process holds a job of a limited function any more.
+    clear: bool = False
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process runs the jobs of limited functions now."""
+        return self.leader and self.clear
 
     def may_run(self, function_id: str | None) -> bool:
         """Whether this process may run a job of this function."""
-        return self.leader or function_id is None or function_id not in self.limited
+        return self.leading or function_id is None or function_id not in self.limited
 
 
 def held_elsewhere(db: psycopg.Connection[Any], book: LeaseBook, run_id: str, now: int) -> bool:
@@ -81,10 +91,19 @@ def held_elsewhere(db: psycopg.Connection[Any], book: LeaseBook, run_id: str, no
 
 def try_to_lead(db: psycopg.Connection[Any], book: LeaseBook) -> None:
     """Become the flow leader if no process is (only when this one runs limited functions)."""
-    if book.leader or not book.limited:
+    if not book.limited:
         return
-    row = db.execute("SELECT pg_try_advisory_lock(%s)", (FLOW_LEADER,)).fetchone()
-    book.leader = bool(row and row[0])
+    if not book.leader:
+        row = db.execute("SELECT pg_try_advisory_lock(%s)", (FLOW_LEADER,)).fetchone()
+        book.leader = bool(row and row[0])
+    if book.leader and not book.clear:
+        row = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM jobs JOIN runs ON runs.run_id = jobs.run_id "
+            "WHERE jobs.lease_owner IS NOT NULL AND jobs.lease_owner != %s "
+            "AND jobs.lease_until > %s AND runs.function_id = ANY(%s))",
+            (book.owner, book.now(), sorted(book.limited)),
+        ).fetchone()
+        book.clear = not (row and row[0])
 
 
 def claim_jobs(db: psycopg.Connection[Any], book: LeaseBook, limit: int) -> list[Job]:
@@ -110,7 +129,7 @@ def claim_jobs(db: psycopg.Connection[Any], book: LeaseBook, limit: int) -> list
             now + book.lease_ms,
             now,
             book.owner,
-            book.leader or not book.limited,
+            book.leading or not book.limited,
             sorted(book.limited),
             limit,
         ),
@@ -132,6 +151,20 @@ def renew_leases(db: psycopg.Connection[Any], book: LeaseBook) -> list[str]:
     unknown = sorted(held - book.held)
     book.held = held
     return unknown
+
+
+def release_limited(db: psycopg.Connection[Any], book: LeaseBook, job_ids: list[str]) -> int:
+    """Give back those of these jobs whose function has a concurrency limit: this process
+    lost the flow leader's lock, and their turn is the next leader's."""
+    rows = db.execute(
+        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = ANY(%s) "
+        "AND lease_owner = %s AND run_id IN (SELECT run_id FROM runs "
+        "WHERE function_id = ANY(%s)) RETURNING job_id",
+        (job_ids, book.owner, sorted(book.limited)),
+    ).fetchall()
+    book.held.difference_update(str(row[0]) for row in rows)
+    book.notify = True
+    return len(rows)
 
 
 def release_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:

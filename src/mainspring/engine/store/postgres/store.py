@@ -178,7 +178,9 @@ class PostgresStore(PostgresReads):
             if len(batch) == 1:
                 # Alone in its transaction, a failing unit needs no savepoint of its own.
                 unit, future = batch[0]
-                outcomes.append((future, unit(tx), None))
+                result = unit(tx)
+                tx.end_unit()
+                outcomes.append((future, result, None))
             else:
                 for unit, future in batch:
                     # Not released after the unit: a savepoint of the same name shadows
@@ -186,6 +188,7 @@ class PostgresStore(PostgresReads):
                     db.execute("SAVEPOINT unit")
                     try:
                         result = unit(tx)
+                        tx.end_unit()
                     except Exception as exc:  # this unit alone is undone and told
                         db.execute("ROLLBACK TO SAVEPOINT unit")
                         outcomes.append((future, None, exc))
@@ -221,7 +224,7 @@ class PostgresStore(PostgresReads):
 
     @property
     def leading(self) -> bool:
-        return self.leases.leader
+        return self.leases.leading
 
     def set_limited(self, function_ids: Iterable[str]) -> None:
         self.leases.limited = frozenset(function_ids)
@@ -274,7 +277,7 @@ class PostgresStore(PostgresReads):
                 db.close()
             self._write = None
             # The flow leader's lock went with the old connection (engine/claims.py).
-            self.leases.leader = False
+            self.leases.leader = self.leases.clear = False
             db = self._write = self._connect_and_migrate()
         db.execute("BEGIN")
         db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))

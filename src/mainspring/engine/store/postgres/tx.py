@@ -24,13 +24,14 @@ from mainspring.engine.records import (
     RunStatus,
     StoredEvent,
 )
-from mainspring.engine.store.contract import NewRun, StepGroup
+from mainspring.engine.store.contract import LeaseLostError, NewRun, StepGroup
 from mainspring.engine.store.postgres.leases import (
     LeaseBook,
     claim_jobs,
     held_elsewhere,
     holds_job,
     release_leases,
+    release_limited,
     renew_leases,
 )
 from mainspring.engine.store.rows import (
@@ -57,7 +58,7 @@ def _json(value: Any) -> bytes | None:
 class PostgresTx:
     """The :class:`~mainspring.engine.store.contract.Tx` of one PostgreSQL transaction."""
 
-    __slots__ = ("_book", "_db", "_elsewhere", "_functions", "_paths")
+    __slots__ = ("_book", "_db", "_elsewhere", "_functions", "_paths", "_unverified")
 
     def __init__(self, db: psycopg.Connection[Any], book: LeaseBook) -> None:
         self._db = db
@@ -70,6 +71,9 @@ class PostgresTx:
         #: Pause paths per event name, read once per transaction: under the write lock no
         #: other process adds any before it commits (an intake unit asks for each event).
         self._paths: dict[str, list[str]] = {}
+        #: The job the running unit acts on, until the store confirmed this process holds
+        #: it (by the unit's own write of its row, or by :meth:`end_unit`).
+        self._unverified: str | None = None
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._db.execute(sql, args)
@@ -120,18 +124,44 @@ class PostgresTx:
         started_at: int | None = None,
         app_version: str | None = None,
     ) -> tuple[bool, bool]:
-        cur = self._run(
-            "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
-            "ended_at, app_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
-        )
-        if cur.rowcount != 1:
-            return False, grouped and self._has_pending(run_id)
         if not grouped:
-            return True, False
-        self._run("DELETE FROM pending WHERE run_id = %s AND step_id = %s", (run_id, step_id))
-        return True, self._has_pending(run_id)
+            cur = self._run(
+                "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, "
+                "started_at, ended_at, app_version) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
+            )
+            return cur.rowcount == 1, False
+        # One statement: record the step, take it out of the pending set, and say whether
+        # other members are still out. The final SELECT sees the table as it was before the
+        # DELETE (a data-modifying CTE's snapshot), hence the step itself is left out.
+        row = self._run(
+            "WITH recorded AS (INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, "
+            "attempt, started_at, ended_at, app_version) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+            "RETURNING step_id), "
+            "done AS (DELETE FROM pending WHERE run_id = %s AND step_id IN "
+            "(SELECT step_id FROM recorded)) "
+            "SELECT EXISTS (SELECT 1 FROM recorded), EXISTS (SELECT 1 FROM pending "
+            "WHERE run_id = %s AND (step_id != %s OR NOT EXISTS (SELECT 1 FROM recorded)))",
+            (
+                run_id,
+                step_id,
+                seq,
+                memo,
+                user_id,
+                op,
+                attempt,
+                started_at,
+                at,
+                app_version,
+                run_id,
+                run_id,
+                step_id,
+            ),
+        ).fetchone()
+        assert row is not None
+        return bool(row[0]), bool(row[1])
 
     def record_attempt(
         self,
@@ -220,11 +250,17 @@ class PostgresTx:
             "h AS (DELETE FROM flow_holds WHERE run_id IN (SELECT run_id FROM finished)), "
             "r AS (DELETE FROM held_runs WHERE run_id IN (SELECT run_id FROM finished)), "
             "s AS (DELETE FROM pending WHERE %s AND run_id IN (SELECT run_id FROM finished)) "
-            "SELECT (SELECT count(*) FROM finished), ARRAY(SELECT job_id FROM gone)",
-            (status.value, output, error, at, run_id, grouped),
+            "SELECT (SELECT count(*) FROM finished), ARRAY(SELECT job_id FROM gone), "
+            # Read before the deletes: who held the running unit's job (see holds_job).
+            "(SELECT lease_owner FROM jobs WHERE job_id = %s)",
+            (status.value, output, error, at, run_id, grouped, self._unverified),
         ).fetchone()
         if row is None or row[0] != 1:
             return False
+        if self._unverified is not None and self._unverified in row[1]:
+            if row[2] != self._book.owner:
+                raise LeaseLostError(f"job {self._unverified} was taken over by another process")
+            self._unverified = None
         self._book.held.difference_update(str(job_id) for job_id in row[1])
         return True
 
@@ -260,6 +296,45 @@ class PostgresTx:
             book.notify = True
         return True
 
+    def enqueue_all(self, jobs: Sequence[Job]) -> list[Job]:
+        if len(jobs) < 2:
+            return [job for job in jobs if self.enqueue(job)]
+        # One statement for the lot (a parallel batch's members): one round trip.
+        book = self._book
+        now = book.now()
+        takes = [
+            job.run_at <= now + book.lease_ms // 2 and self._may_take(job.run_id) for job in jobs
+        ]
+        rows = self._run(
+            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
+            "created_at, lease_owner, lease_until) SELECT * FROM unnest(%s::text[], "
+            "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[], %s::bigint[], "
+            "%s::bytea[], %s::bigint[], %s::text[], %s::bigint[]) "
+            "ON CONFLICT DO NOTHING RETURNING job_id",
+            (
+                [job.id for job in jobs],
+                [job.run_id for job in jobs],
+                [job.kind.value for job in jobs],
+                [job.step_id for job in jobs],
+                [job.run_at for job in jobs],
+                [job.attempt for job in jobs],
+                [job.priority for job in jobs],
+                [_json(job.data) for job in jobs],
+                [job.run_at for job in jobs],
+                [book.owner if take else None for take in takes],
+                [now + book.lease_ms if take else None for take in takes],
+            ),
+        ).fetchall()
+        inserted = {str(row[0]) for row in rows}
+        for job, take in zip(jobs, takes, strict=True):
+            if job.id not in inserted:
+                continue
+            if take:
+                book.held.add(job.id)
+            else:
+                book.notify = True
+        return [job for job in jobs if job.id in inserted]
+
     def _take_if_due(self, job_id: str, run_id: str, run_at: int) -> None:
         """A job moved earlier: take it, as :meth:`enqueue` would, unless another process
         holds it or its run; then wake the claims instead."""
@@ -281,7 +356,7 @@ class PostgresTx:
     def _may_take(self, run_id: str) -> bool:
         """Whether this process may take a job of this run now: no other process holds the
         run, and its function has no concurrency limit unless this is the flow leader."""
-        if self._book.limited and not self._book.leader:
+        if self._book.limited and not self._book.leading:
             function_id = self._functions.get(run_id, "")
             if function_id == "":
                 row = self._run(
@@ -303,11 +378,37 @@ class PostgresTx:
     # -- leases (engine/claims.py) -----------------------------------------------------
 
     def holds_job(self, job_id: str, run_id: str | None = None) -> bool:
-        held = holds_job(self._db, self._book, job_id)
-        if held and run_id is not None:
+        # Checked by the unit's own write of the job's row, which the unit makes anyway (a
+        # round trip saved per unit); a unit that does not write it is checked at its end.
+        # Either way a unit on a job another process holds raises and is undone whole.
+        self._unverified = job_id
+        if run_id is not None:
             # Holding one of its jobs, this process holds the run: no other does.
             self._elsewhere[run_id] = False
-        return held
+        return True
+
+    def _verified(self, job_id: str, cur: psycopg.Cursor[Any]) -> None:
+        """After a write of the job's row that required this process to hold it."""
+        if job_id != self._unverified:
+            return
+        self._unverified = None
+        if cur.rowcount != 1:
+            self._book.held.discard(job_id)
+            raise LeaseLostError(
+                f"job {job_id} was taken over or its run finished by another process"
+            )
+
+    def _owned(self, job_id: str) -> str:
+        """The condition a write of the running unit's job adds: this process holds it."""
+        return " AND lease_owner = %s" if job_id == self._unverified else ""
+
+    def end_unit(self) -> None:
+        """The unit is done: if it never wrote its job's row, check that row now."""
+        job_id, self._unverified = self._unverified, None
+        if job_id is not None and not holds_job(self._db, self._book, job_id):
+            raise LeaseLostError(
+                f"job {job_id} was taken over or its run finished by another process"
+            )
 
     def claim_jobs(self, limit: int) -> list[Job]:
         return claim_jobs(self._db, self._book, limit)
@@ -317,6 +418,9 @@ class PostgresTx:
 
     def release_leases(self) -> int:
         return release_leases(self._db, self._book)
+
+    def release_limited(self, job_ids: Sequence[str]) -> int:
+        return release_limited(self._db, self._book, list(job_ids))
 
     def save_app(self, name: str, body: bytes, *, at: int) -> None:
         self._run(
@@ -329,14 +433,21 @@ class PostgresTx:
         self._run("DELETE FROM apps WHERE name = %s", (name,))
 
     def delete_job(self, job_id: str) -> None:
-        self._run("DELETE FROM jobs WHERE job_id = %s", (job_id,))
+        owned = self._owned(job_id)
+        args = (job_id, self._book.owner) if owned else (job_id,)
+        cur = self._run(f"DELETE FROM jobs WHERE job_id = %s{owned}", args)
+        self._verified(job_id, cur)
         self._book.held.discard(job_id)
 
     def reschedule_job(self, job_id: str, *, run_at: int, attempt: int) -> None:
-        row = self._run(
-            "UPDATE jobs SET run_at = %s, attempt = %s WHERE job_id = %s RETURNING run_id",
-            (run_at, attempt, job_id),
-        ).fetchone()
+        owned = self._owned(job_id)
+        args = (run_at, attempt, job_id, *((self._book.owner,) if owned else ()))
+        cur = self._run(
+            f"UPDATE jobs SET run_at = %s, attempt = %s WHERE job_id = %s{owned} RETURNING run_id",
+            args,
+        )
+        self._verified(job_id, cur)
+        row = cur.fetchone()
         if row is not None:
             self._take_if_due(job_id, str(row[0]), run_at)
 
@@ -420,11 +531,30 @@ class PostgresTx:
         return self._run("SELECT 1 FROM jobs WHERE job_id = %s", (job_id,)).fetchone() is not None
 
     def repurpose_job(self, job_id: str, job: Job) -> None:
-        self._run(
+        owned = self._owned(job_id)
+        cur = self._run(
             "UPDATE jobs SET kind = %s, step_id = %s, run_at = %s, attempt = %s, data = %s "
-            "WHERE job_id = %s",
-            (job.kind.value, job.step_id, job.run_at, job.attempt, _json(job.data), job_id),
+            f"WHERE job_id = %s{owned}",
+            (
+                job.kind.value,
+                job.step_id,
+                job.run_at,
+                job.attempt,
+                _json(job.data),
+                job_id,
+                *((self._book.owner,) if owned else ()),
+            ),
         )
+        self._verified(job_id, cur)
+        if job_id in self._book.held and not self._may_take(job.run_id):
+            # Its function has a limit and this process is no longer the flow leader:
+            # the run's next job is the leader's.
+            self._run(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE job_id = %s",
+                (job_id,),
+            )
+            self._book.held.discard(job_id)
+            self._book.notify = True
 
     # -- flow control ------------------------------------------------------------------
 
