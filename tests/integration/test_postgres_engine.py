@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -260,3 +261,67 @@ async def test_a_database_at_a_newer_schema_is_refused_at_start(database: str) -
     engine = inngest.Engine(inngest.Client(app_id="old"), [], database=database)
     with pytest.raises(MigrationError, match="at version 99, newer than this mainspring"):
         await engine.start()
+
+
+async def test_a_limit_holds_while_the_flow_leader_loses_its_connection(database: str) -> None:
+    spans: list[tuple[float, float]] = []
+
+    def build(client: inngest.Client) -> list[inngest.Function[Any]]:
+        async def work() -> None:
+            began = time.monotonic()
+            await asyncio.sleep(0.3)
+            spans.append((began, time.monotonic()))
+
+        @client.create_function(
+            fn_id="limited",
+            trigger=inngest.TriggerEvent(event="limited"),
+            concurrency=[inngest.Concurrency(limit=1)],
+        )
+        async def limited(ctx: inngest.Context) -> None:
+            await ctx.step.run("work", work)
+
+        return [limited]
+
+    first, second = _pair(database, build, lease_seconds=2)
+    async with first:
+        for _ in range(300):
+            if first._store.leading:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.01)
+        async with second:
+            ids = await second.send([inngest.Event(name="limited") for _ in range(4)])
+            runs = [run for event_id in ids for run in await second.runs(event_id)]
+            for _ in range(500):  # until the first call is out
+                if first._executor._busy:
+                    break
+                await asyncio.sleep(0.01)
+            # The leader's connection is cut mid-call: it loses the lead's lock, and the
+            # other engine takes the lead, but starts nothing while the first holds any.
+            writer = first._store._write  # type: ignore[attr-defined]
+            with psycopg.connect(admin_url(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
+            done = [await second.wait(run.id, timeout=20) for run in runs]
+    assert [run.status.value for run in done] == ["Completed"] * 4
+    spans.sort()
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end, f"two limited calls overlapped: {spans}"
+
+
+async def test_waiting_on_one_process_for_a_run_another_finishes(database: str) -> None:
+    def build(client: inngest.Client) -> list[inngest.Function[Any]]:
+        @client.create_function(fn_id="quick", trigger=inngest.TriggerEvent(event="quick"))
+        async def quick(ctx: inngest.Context) -> str:
+            return await ctx.step.run("only", lambda: "done")
+
+        return [quick]
+
+    first, second = _pair(database, build)
+    async with first, second:
+        [event_id] = await first.send(inngest.Event(name="quick"))
+        [run] = await first.runs(event_id)
+        started = time.monotonic()
+        # The first engine runs it; the second hears that it finished (NOTIFY), not only
+        # when its wait times out.
+        done = await second.wait(run.id, timeout=10)
+    assert done.status == "Completed"
+    assert time.monotonic() - started < 3

@@ -52,6 +52,7 @@ class JobClaims:
         on_claimed: Callable[[list[Job]], None],
         on_leading: Callable[[], Awaitable[None]],
         on_lost_lead: Callable[[], Awaitable[None]],
+        on_finished: Callable[[list[str]], None],
     ) -> None:
         self._store = store
         self._clock = clock
@@ -59,6 +60,7 @@ class JobClaims:
         self._on_claimed = on_claimed
         self._on_leading = on_leading
         self._on_lost_lead = on_lost_lead
+        self._on_finished = on_finished
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -67,7 +69,7 @@ class JobClaims:
         self._tasks = [
             loop.create_task(self._claim_loop()),
             loop.create_task(self._renew_loop()),
-            loop.create_task(self._store.listen(self.wake)),
+            loop.create_task(self._store.listen(self.wake, self._on_finished)),
         ]
 
     def wake(self) -> None:

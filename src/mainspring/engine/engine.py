@@ -229,6 +229,7 @@ class Engine(EngineQueries):
                 on_claimed=self._claimed,
                 on_leading=self._leading,
                 on_lost_lead=self._lost_lead,
+                on_finished=self._finished_elsewhere,
             )
         )
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -482,6 +483,13 @@ class Engine(EngineQueries):
         """This process became the flow leader: count the run-level slots of the runs of
         limited functions that started elsewhere (as after a restart)."""
         await self._admission.restore()
+
+    def _finished_elsewhere(self, run_ids: list[str]) -> None:
+        """Runs finished (maybe by another process): wake whoever waits for them here."""
+        for run_id in run_ids:
+            for waiter in self._waiters.pop(run_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def _lost_lead(self) -> None:
         """This process is no longer the flow leader: the jobs of limited functions it has

@@ -43,6 +43,8 @@ from mainspring.engine.store.rows import job_from_row
 FLOW_LEADER = int.from_bytes(b"msLeader", "big")
 #: The channel a process is woken on when jobs nobody holds may be due.
 CHANNEL = "mainspring_jobs"
+#: The channel that says which runs finished (for engines waiting on them elsewhere).
+RUNS_CHANNEL = "mainspring_runs"
 _JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
 
 
@@ -62,6 +64,8 @@ class LeaseBook:
     held: set[str] = dataclasses.field(default_factory=set)
     #: Set by a unit that left a job for the claims: the transaction then notifies.
     notify: bool = False
+    #: Runs finished in the transaction: the commit says so on :data:`RUNS_CHANNEL`.
+    finished: list[str] = dataclasses.field(default_factory=list)
     #: The functions with concurrency limits, whose jobs only the flow leader runs.
     limited: frozenset[str] = frozenset()
     #: Whether this process is the flow leader (holds :data:`FLOW_LEADER`).

@@ -36,7 +36,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from mainspring.engine.clock import Clock, SystemClock
 from mainspring.engine.store.postgres import migrate
-from mainspring.engine.store.postgres.leases import CHANNEL, LeaseBook, new_owner
+from mainspring.engine.store.postgres.leases import (
+    CHANNEL,
+    RUNS_CHANNEL,
+    LeaseBook,
+    new_owner,
+)
 from mainspring.engine.store.postgres.reads import PostgresReads
 from mainspring.engine.store.postgres.tx import PostgresTx
 
@@ -50,6 +55,8 @@ WRITE_LOCK = int.from_bytes(b"msWrites", "big")
 _Queued = tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]
 #: How long a process holds a job it stopped renewing (it died, or lost the database).
 DEFAULT_LEASE_SECONDS = 30.0
+#: Run ids per notice of finished runs (a payload holds at most 8,000 bytes).
+RUNS_PER_NOTICE = 200
 #: Seconds between attempts to listen again after the listening connection was lost.
 LISTEN_RETRY_SECONDS = 1.0
 #: Seconds to wait for the server when connecting.
@@ -197,6 +204,11 @@ class PostgresStore(PostgresReads):
             # On the loop's thread, not awaited: units have already updated in-memory state
             # (the executor's copies of runs) that readers take as recorded, so nothing
             # else may run on the loop between the units and their commit.
+            finished, self.leases.finished = self.leases.finished, []
+            for start in range(0, len(finished), RUNS_PER_NOTICE):
+                # Delivered at the commit: engines waiting for these runs elsewhere wake.
+                chunk = ",".join(finished[start : start + RUNS_PER_NOTICE])
+                db.execute("SELECT pg_notify(%s, %s)", (RUNS_CHANNEL, chunk))
             if self.leases.notify:
                 # Delivered at the commit, to every process listening (engine/claims.py).
                 self.leases.notify = False
@@ -241,10 +253,10 @@ class PostgresStore(PostgresReads):
         found = [int(value) for value in (row or ()) if value is not None]
         return min(found) if found else None
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        """Call ``wake`` whenever a process commits jobs nobody holds (until cancelled).
-        A lost connection is made again; ``wake`` is called then too, since notices sent
-        meanwhile are lost."""
+    async def listen(self, wake: Callable[[], None], finished: Callable[[list[str]], None]) -> None:
+        """Call ``wake`` whenever a process commits jobs nobody holds, and ``finished`` with
+        the runs another process finished (until cancelled). A lost connection is made
+        again; ``wake`` is called then too, since notices sent meanwhile are lost."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -252,9 +264,13 @@ class PostgresStore(PostgresReads):
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {RUNS_CHANNEL}")
                     wake()
-                    async for _ in conn.notifies():
-                        wake()
+                    async for notice in conn.notifies():
+                        if notice.channel == RUNS_CHANNEL:
+                            finished(notice.payload.split(","))
+                        else:
+                            wake()
             except psycopg.Error:
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
 

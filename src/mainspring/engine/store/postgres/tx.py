@@ -262,6 +262,7 @@ class PostgresTx:
                 raise LeaseLostError(f"job {self._unverified} was taken over by another process")
             self._unverified = None
         self._book.held.difference_update(str(job_id) for job_id in row[1])
+        self._book.finished.append(run_id)
         return True
 
     def enqueue(self, job: Job) -> bool:
