@@ -38,6 +38,8 @@ IDLE_LOOK_MS = 10_000
 #: Milliseconds before looking again when due jobs could not be claimed (their run is held
 #: by another process, which will take them).
 BLOCKED_LOOK_MS = 1_000
+#: Seconds start waits for the notices' connection.
+LISTEN_TIMEOUT_SECONDS = 10.0
 #: Seconds before a failed claim or renewal is tried again (the database is away).
 RETRY_SECONDS = 1.0
 
@@ -52,7 +54,7 @@ class JobClaims:
         on_claimed: Callable[[list[Job]], None],
         on_leading: Callable[[], Awaitable[None]],
         on_lost_lead: Callable[[], Awaitable[None]],
-        on_finished: Callable[[list[str]], None],
+        on_finished: Callable[[list[str] | None], None],
     ) -> None:
         self._store = store
         self._clock = clock
@@ -64,13 +66,19 @@ class JobClaims:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start claiming; return once listening (a notice sent before would be missed)."""
         loop = asyncio.get_running_loop()
+        listening = asyncio.Event()
         self._tasks = [
+            loop.create_task(self._store.listen(self.wake, self._on_finished, listening)),
             loop.create_task(self._claim_loop()),
             loop.create_task(self._renew_loop()),
-            loop.create_task(self._store.listen(self.wake, self._on_finished)),
         ]
+        try:
+            await asyncio.wait_for(listening.wait(), LISTEN_TIMEOUT_SECONDS)
+        except TimeoutError:
+            logger.warning("not listening for notices yet; claims look every few seconds")
 
     def wake(self) -> None:
         """Look for due jobs now (a notice came, or the caller knows of some)."""

@@ -277,7 +277,7 @@ class Engine(EngineQueries):
         self._running = True
         self._dispatcher.start()
         if self._claims is not None:
-            self._claims.start()
+            await self._claims.start()
         self._upkeep = asyncio.get_running_loop().create_task(self._purge_expired())
 
     async def stop(self) -> None:
@@ -484,9 +484,10 @@ class Engine(EngineQueries):
         limited functions that started elsewhere (as after a restart)."""
         await self._admission.restore()
 
-    def _finished_elsewhere(self, run_ids: list[str]) -> None:
-        """Runs finished (maybe by another process): wake whoever waits for them here."""
-        for run_id in run_ids:
+    def _finished_elsewhere(self, run_ids: list[str] | None) -> None:
+        """Runs finished (maybe by another process): wake whoever waits for them here
+        (None: any may have, every waiter looks again)."""
+        for run_id in list(self._waiters) if run_ids is None else run_ids:
             for waiter in self._waiters.pop(run_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)

@@ -87,6 +87,7 @@ jobs it holds a lease on.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -366,5 +367,8 @@ class SharedStore(Store, Protocol):
     async def next_claimable(self) -> int | None: ...
     async def jobs_by_id(self, job_ids: Sequence[str]) -> list[Job]: ...
     async def listen(
-        self, wake: Callable[[], None], finished: Callable[[list[str]], None]
+        self,
+        wake: Callable[[], None],
+        finished: Callable[[list[str] | None], None],
+        ready: asyncio.Event,
     ) -> None: ...

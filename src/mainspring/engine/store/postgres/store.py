@@ -253,10 +253,16 @@ class PostgresStore(PostgresReads):
         found = [int(value) for value in (row or ()) if value is not None]
         return min(found) if found else None
 
-    async def listen(self, wake: Callable[[], None], finished: Callable[[list[str]], None]) -> None:
+    async def listen(
+        self,
+        wake: Callable[[], None],
+        finished: Callable[[list[str] | None], None],
+        ready: asyncio.Event,
+    ) -> None:
         """Call ``wake`` whenever a process commits jobs nobody holds, and ``finished`` with
-        the runs another process finished (until cancelled). A lost connection is made
-        again; ``wake`` is called then too, since notices sent meanwhile are lost."""
+        the runs a process finished (until cancelled); set ``ready`` once listening. A lost
+        connection is made again; notices sent meanwhile are lost, so then ``wake`` is
+        called and ``finished`` with None (any run may have finished)."""
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
@@ -265,7 +271,10 @@ class PostgresStore(PostgresReads):
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     await conn.execute(f"LISTEN {RUNS_CHANNEL}")
-                    wake()
+                    if ready.is_set():
+                        wake()
+                        finished(None)
+                    ready.set()
                     async for notice in conn.notifies():
                         if notice.channel == RUNS_CHANNEL:
                             finished(notice.payload.split(","))
