@@ -21,7 +21,7 @@ from mainspring.engine.records import (
     StoredEvent,
 )
 from mainspring.engine.store.backend import open_store
-from mainspring.engine.store.contract import NewRun, Store, Tx
+from mainspring.engine.store.contract import NewRun, StepRow, Store, Tx
 
 pytestmark = pytest.mark.backends("sqlite", "postgres")
 
@@ -252,3 +252,35 @@ async def test_a_pause_is_claimed_once(store: Store) -> None:
         store.transact(lambda tx: tx.claim_pause("r1:s2")),
     )
     assert (first, second) == (pause("r1:s2"), None)
+
+
+async def test_a_chain_of_steps_is_saved_in_order_and_once(store: Store) -> None:
+    await store.transact(lambda tx: tx.create_run(new_run()))
+    rows = [
+        StepRow(f"s{i}", f'{{"data":{i}}}'.encode(), i + 1, f"u{i}", "StepRun", i, i + 1)
+        for i in range(3)
+    ]
+    first = await store.transact(lambda tx: tx.save_steps("r1", rows, attempt=0, app_version="v1"))
+    # Again, with another memo for s1 and a new s3: only s3 is new; s1 keeps its first memo.
+    again_rows = [
+        StepRow("s1", b'{"data":"other"}', 4, "u1", "StepRun", 5, 6),
+        StepRow("s3", b'{"data":3}', 5, "u3", "StepRun", 6, 7),
+    ]
+    again = await store.transact(
+        lambda tx: tx.save_steps("r1", again_rows, attempt=1, app_version=None)
+    )
+    assert first == {"s0", "s1", "s2"}
+    assert again == {"s3"}
+    state = await store.load_run_state("r1")
+    assert state is not None
+    assert [(s.step_id, s.memo, s.app_version) for s in state.steps] == [
+        ("s0", b'{"data":0}', "v1"),
+        ("s1", b'{"data":1}', "v1"),
+        ("s2", b'{"data":2}', "v1"),
+        ("s3", b'{"data":3}', None),
+    ]
+    history = await store.history("r1")
+    assert [(h.user_id, h.started_at, h.ended_at) for h in history][:2] == [
+        ("u0", 0, 1),
+        ("u1", 1, 2),
+    ]

@@ -32,7 +32,15 @@ from mainspring.engine.run_state import ActiveRun, LazyMemos, StackView
 from mainspring.engine.runlog import RunLog
 from mainspring.engine.store.contract import LeaseLostError, Store, Tx
 from mainspring.engine.transport import Transport
-from mainspring.engine.unit import Emitter, OpsState, Unit, maybe_discover, record_step
+from mainspring.engine.unit import (
+    ChainedStep,
+    Emitter,
+    OpsState,
+    Unit,
+    maybe_discover,
+    record_chain,
+    record_step,
+)
 from mainspring.protocol import consts
 from mainspring.protocol.codes import ErrorCode
 from mainspring.protocol.messages import (
@@ -487,27 +495,29 @@ class Executor:
             )
             return
         last = ops[-1]
+        if chained:
+            # Steps that ran one after another: recorded in that order (in one statement
+            # where the store can), and only the record of the last one calls the
+            # function again.
+            record_chain(
+                unit,
+                state,
+                [
+                    ChainedStep(
+                        op.id,
+                        _memo(op),
+                        op.user_id or op.display_name,
+                        op.op.value,
+                        *_step_times(unit, op),
+                    )
+                    for op in ops
+                    if op.op is Opcode.STEP_RUN and op is not last
+                ],
+            )
         for op in ops:
             if op.op is Opcode.STEP_RUN:
-                data = op.data if op.data is not None else b"null"
-                memo = b'{"data":' + data + b"}"
-                if chained and op is not last:
-                    # Steps that ran one after another: recorded in that order, and only
-                    # the record of the last one calls the function again.
-                    start, end = _step_times(unit, op)
-                    user_id = op.user_id or op.display_name
-                    record_step(
-                        unit,
-                        state,
-                        op.id,
-                        memo,
-                        user_id,
-                        op.op.value,
-                        started_at=start,
-                        ended_at=end,
-                    )
-                else:
-                    self._save(unit, state, op, memo)
+                if not (chained and op is not last):
+                    self._save(unit, state, op, _memo(op))
             elif op.op is Opcode.STEP_ERROR and not (
                 response.no_retry or unit.job.attempt + 1 >= run.max_attempts
             ):
@@ -651,6 +661,11 @@ def _step_name(job: Job) -> str | None:
         return None
     name = (job.data or {}).get("user_id")
     return name if isinstance(name, str) and name else job.step_id
+
+
+def _memo(op: StepOp) -> bytes:
+    """A step's memo: its result's JSON under ``data``."""
+    return b'{"data":' + (op.data if op.data is not None else b"null") + b"}"
 
 
 def _step_times(unit: Unit, op: StepOp) -> tuple[int | None, int]:

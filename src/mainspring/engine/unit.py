@@ -6,12 +6,13 @@ writes succeeded (:meth:`Unit.commit_memory`), so a failed unit leaves memory un
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from mainspring.engine.records import Job, JobKind, RunStatus
 from mainspring.engine.run_state import ActiveRun
-from mainspring.engine.store.contract import Tx
+from mainspring.engine.store.contract import StepRow, Tx
 from mainspring.protocol.opcodes import ParallelMode, memo_kind
 from mainspring.sdk.event import Event
 from mainspring.sdk.function import Function
@@ -173,6 +174,58 @@ def record_step(
 
     unit.after.append(remember)
     return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainedStep:
+    """A step a chain ran (see :func:`record_chain`)."""
+
+    step_id: str
+    memo: bytes
+    user_id: str
+    op: str
+    started_at: int | None
+    ended_at: int
+
+
+def record_chain(unit: Unit, state: OpsState, steps: Sequence[ChainedStep]) -> None:
+    """:func:`record_step` for steps that ran one after another, in order. A run with no
+    parallel group out saves them with one ``save_steps`` (one statement on PostgreSQL)."""
+    if state.grouped or len(steps) < 2:
+        for step in steps:
+            record_step(
+                unit,
+                state,
+                step.step_id,
+                step.memo,
+                step.user_id,
+                step.op,
+                started_at=step.started_at,
+                ended_at=step.ended_at,
+            )
+        return
+    run = unit.run
+    first = len(run.stack) + unit.saved + 1
+    rows = [
+        StepRow(s.step_id, s.memo, first + i, s.user_id, s.op, s.started_at, s.ended_at)
+        for i, s in enumerate(steps)
+    ]
+    inserted = unit.tx.save_steps(
+        run.run_id, rows, attempt=unit.job.attempt, app_version=unit.app_version
+    )
+    recorded = [step for step in steps if step.step_id in inserted]
+    unit.saved += len(recorded)
+
+    def remember() -> None:
+        for step in recorded:
+            run.memos[step.step_id] = step.memo
+            run.stack.append(step.step_id)
+            if memo_kind(step.op) != "StepRun":
+                run.kinds[step.step_id] = step.op
+            if unit.app_version is not None:
+                run.versions[step.step_id] = unit.app_version
+
+    unit.after.append(remember)
 
 
 def maybe_discover(

@@ -16,6 +16,8 @@ What is atomic and what ``Tx`` methods return:
   unchanged) and ``has_pending`` tells whether members of the run's parallel group are
   still out. Recording a step removes it from the pending set; ``grouped=False`` says the
   run has no pending set, which lets a backend skip that bookkeeping.
+* ``save_steps`` — ``save_step`` for steps a chain ran one after another, in a run with no
+  pending set: returns the ids of those inserted (the others were recorded before).
 * ``record_attempt`` — keeps a failed attempt that will be retried (with ``steps``, the
   run's history).
 * ``set_pending`` — replaces the run's pending set (the members of a parallel batch, planned
@@ -138,6 +140,19 @@ class StepRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class StepRow:
+    """One step to record with ``Tx.save_steps``, at position ``seq`` of the run's stack."""
+
+    step_id: str
+    memo: bytes
+    seq: int
+    user_id: str
+    op: str
+    started_at: int | None
+    ended_at: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class StepGroup:
     """The parallel batch a step was first planned in (``Tx.step_group``)."""
 
@@ -180,6 +195,9 @@ class Tx(Protocol):
         started_at: int | None = None,
         app_version: str | None = None,
     ) -> tuple[bool, bool]: ...
+    def save_steps(
+        self, run_id: str, rows: Sequence[StepRow], *, attempt: int, app_version: str | None
+    ) -> set[str]: ...
     def record_attempt(
         self,
         run_id: str,

@@ -19,7 +19,7 @@ from mainspring.engine.records import (
     RunStatus,
     StoredEvent,
 )
-from mainspring.engine.store.contract import NewRun, StepGroup
+from mainspring.engine.store.contract import NewRun, StepGroup, StepRow
 from mainspring.engine.store.rows import (
     CALL_KINDS_SQL,
     FINISHED_SQL,
@@ -108,6 +108,27 @@ class SQLiteTx:
             return True, False
         db.execute("DELETE FROM pending WHERE run_id = ? AND step_id = ?", (run_id, step_id))
         return True, self._has_pending(run_id)
+
+    def save_steps(
+        self, run_id: str, rows: Sequence[StepRow], *, attempt: int, app_version: str | None
+    ) -> set[str]:
+        return {
+            row.step_id
+            for row in rows
+            if self.save_step(
+                run_id,
+                row.step_id,
+                row.memo,
+                seq=row.seq,
+                user_id=row.user_id,
+                op=row.op,
+                at=row.ended_at,
+                grouped=False,
+                attempt=attempt,
+                started_at=row.started_at,
+                app_version=app_version,
+            )[0]
+        }
 
     def record_attempt(
         self,
