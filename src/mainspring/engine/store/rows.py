@@ -4,7 +4,7 @@ both keep the same tables, columns and encodings, so a row reads the same from e
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -17,8 +17,10 @@ from mainspring.engine.records import (
     PauseKind,
     Run,
     RunStatus,
+    StepAttempt,
     StoredEvent,
 )
+from mainspring.protocol.messages import memo_value
 
 RUN_COLUMNS = (
     "run_id, function_id, event_id, status, output, error, created_at, started_at, ended_at, "
@@ -129,3 +131,109 @@ def read_event(row: Sequence[Any]) -> StoredEvent:
     """An event read back, its data's stored JSON kept (``wire_json`` reuses it as is)."""
     raw = row[3] if isinstance(row[3], bytes) else str(row[3]).encode()
     return StoredEvent(row[0], row[1], row[2], loads(raw), row[4], row[5], raw)
+
+
+#: Columns of ``steps`` and ``attempts`` that :func:`histories` reads, in its order.
+STEP_HISTORY_COLUMNS = (
+    "run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq, app_version, "
+    "copied_from"
+)
+ATTEMPT_HISTORY_COLUMNS = (
+    "run_id, step_id, user_id, op, attempt, started_at, ended_at, error, after_seq"
+)
+
+
+def histories(
+    run_ids: Sequence[str],
+    step_rows: Iterable[Sequence[Any]],
+    attempt_rows: Iterable[Sequence[Any]],
+) -> dict[str, list[StepAttempt]]:
+    """Each run's history from its ``steps`` and ``attempts`` rows (the columns above),
+    ordered as recorded: a step by its position in the stack, a failed attempt just before
+    the step that was recorded next."""
+    found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in run_ids}
+    for row in step_rows:
+        run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version, copied = row
+        kind, value = memo_value(loads(memo) if memo is not None else None)
+        failed = kind == "error"
+        entry = StepAttempt(
+            step_id,
+            user_id,
+            op,
+            attempt,
+            started,
+            ended,
+            None if failed else value,
+            value if failed else None,
+            version,
+            copied,
+        )
+        found[run_id].append((seq, 1, entry))
+    for run_id, step_id, user_id, op, attempt, started, ended, error, after in attempt_rows:
+        failure = loads(error) if error is not None else None
+        entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
+        found[run_id].append((after + 1, 0, entry))
+    for entries in found.values():
+        entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
+    return {run_id: [entry for _, _, entry in entries] for run_id, entries in found.items()}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Dialect:
+    """How a backend writes a parameter and a list parameter in SQL."""
+
+    param: str
+    #: ``column`` matching any of ``values``: the SQL and its arguments.
+    any_of: Callable[[str, Sequence[Any]], tuple[str, list[Any]]]
+
+
+def run_query(
+    dialect: Dialect,
+    *,
+    function_id: str | None,
+    created_after: int | None,
+    created_before: int | None,
+    unfinished: bool,
+    statuses: Sequence[str] | None,
+    cursor: str | None,
+    limit: int | None,
+    newest_first: bool,
+    function_ids: Sequence[str] | None,
+) -> tuple[str, list[Any]]:
+    """The query of ``Store.find_runs`` and its arguments."""
+    mark = dialect.param
+    where: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, *values: Any) -> None:
+        where.append(sql)
+        args.extend(values)
+
+    if function_id is not None:
+        add(f"function_id = {mark}", function_id)
+    if function_ids is not None:
+        add(*_any(dialect, "function_id", function_ids))
+    if created_after is not None:
+        add(f"created_at >= {mark}", created_after)
+    if created_before is not None:
+        add(f"created_at < {mark}", created_before)
+    if unfinished:
+        add(f"status NOT IN {FINISHED_SQL}")
+    if statuses is not None:
+        add(*_any(dialect, "status", statuses))
+    if cursor is not None:
+        # Run ids are ULIDs: ordering by id is ordering by creation, so a page's last id is
+        # a stable cursor even while new runs arrive.
+        add(f"run_id < {mark}" if newest_first else f"run_id > {mark}", cursor)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    order = "DESC" if newest_first else "ASC"
+    sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id {order}"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        args.append(limit)
+    return sql, args
+
+
+def _any(dialect: Dialect, column: str, values: Sequence[Any]) -> tuple[str, ...]:
+    sql, args = dialect.any_of(column, values)
+    return (sql, *args)

@@ -35,18 +35,21 @@ from mainspring.engine.records import (
 from mainspring.engine.store.backend import URL_SCHEME, DatabaseLockedError, Durability
 from mainspring.engine.store.contract import RunState, StepRecord
 from mainspring.engine.store.rows import (
+    ATTEMPT_HISTORY_COLUMNS,
     FINISHED_SQL,
     HELD_COLUMNS,
     RUN_COLUMNS,
+    STEP_HISTORY_COLUMNS,
+    Dialect,
     blob,
+    histories,
     job_from_row,
-    loads,
     read_event,
     read_run,
     run_from_row,
+    run_query,
 )
 from mainspring.engine.store.sqlite_tx import SQLiteTx
-from mainspring.protocol.messages import memo_value
 
 T = TypeVar("T")
 
@@ -67,6 +70,10 @@ def _migrate(db: sqlite3.Connection) -> None:
     if "copied_from" not in step_columns:
         # Copies made before reruns kept their origin: unknown (NULL), timed at the copy.
         db.execute("ALTER TABLE steps ADD COLUMN copied_from TEXT")
+
+
+#: SQLite writes a list parameter as one ``?`` per item.
+SQLITE = Dialect("?", lambda column, values: (f"{column} IN ({_marks(values)})", list(values)))
 
 
 def _marks(items: Sequence[Any]) -> str:
@@ -371,36 +378,18 @@ class SQLiteStore:
         newest_first: bool = False,
         function_ids: Sequence[str] | None = None,
     ) -> list[Run]:
-        where: list[str] = []
-        args: list[str | int] = []
-        if function_id is not None:
-            where.append("function_id = ?")
-            args.append(function_id)
-        if function_ids is not None:
-            where.append(f"function_id IN ({_marks(function_ids)})")
-            args.extend(function_ids)
-        if created_after is not None:
-            where.append("created_at >= ?")
-            args.append(created_after)
-        if created_before is not None:
-            where.append("created_at < ?")
-            args.append(created_before)
-        if unfinished:
-            where.append(f"status NOT IN {FINISHED_SQL}")
-        if statuses is not None:
-            where.append(f"status IN ({', '.join('?' * len(statuses)) or 'NULL'})")
-            args.extend(statuses)
-        if cursor is not None:
-            # Run ids are ULIDs: ordering by id is ordering by creation, so a page's last
-            # id is a stable cursor even while new runs arrive.
-            where.append("run_id < ?" if newest_first else "run_id > ?")
-            args.append(cursor)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        order = "DESC" if newest_first else "ASC"
-        sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id {order}"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql, args = run_query(
+            SQLITE,
+            function_id=function_id,
+            created_after=created_after,
+            created_before=created_before,
+            unfinished=unfinished,
+            statuses=statuses,
+            cursor=cursor,
+            limit=limit,
+            newest_first=newest_first,
+            function_ids=function_ids,
+        )
         return [read_run(row) for row in self._reader().execute(sql, args).fetchall()]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
@@ -408,41 +397,13 @@ class SQLiteStore:
 
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[StepAttempt]]:
         db, ids, marks = self._reader(), tuple(run_ids), _marks(run_ids)
-        # Ordered as recorded: a step's row by its position in the stack, a failed attempt
-        # just before the step that was recorded next.
-        found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in ids}
-        for row in db.execute(
-            "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq, "
-            f"app_version, copied_from FROM steps WHERE run_id IN ({marks})",
+        return histories(
             ids,
-        ):
-            run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version, copied = row
-            kind, value = memo_value(loads(memo) if memo is not None else None)
-            failed = kind == "error"
-            entry = StepAttempt(
-                step_id,
-                user_id,
-                op,
-                attempt,
-                started,
-                ended,
-                None if failed else value,
-                value if failed else None,
-                version,
-                copied,
-            )
-            found[run_id].append((seq, 1, entry))
-        for run_id, step_id, user_id, op, attempt, started, ended, error, after in db.execute(
-            "SELECT run_id, step_id, user_id, op, attempt, started_at, ended_at, error, "
-            f"after_seq FROM attempts WHERE run_id IN ({marks})",
-            ids,
-        ):
-            failure = loads(error) if error is not None else None
-            entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
-            found[run_id].append((after + 1, 0, entry))
-        for entries in found.values():
-            entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
-        return {run_id: [entry for _, _, entry in entries] for run_id, entries in found.items()}
+            db.execute(f"SELECT {STEP_HISTORY_COLUMNS} FROM steps WHERE run_id IN ({marks})", ids),
+            db.execute(
+                f"SELECT {ATTEMPT_HISTORY_COLUMNS} FROM attempts WHERE run_id IN ({marks})", ids
+            ),
+        )
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 100, before: str | None = None

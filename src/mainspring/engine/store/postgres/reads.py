@@ -26,22 +26,27 @@ from mainspring.engine.records import (
 )
 from mainspring.engine.store.contract import RunState, StepRecord
 from mainspring.engine.store.rows import (
+    ATTEMPT_HISTORY_COLUMNS,
     FINISHED_SQL,
     HELD_COLUMNS,
     RUN_COLUMNS,
+    STEP_HISTORY_COLUMNS,
+    Dialect,
+    histories,
     job_from_row,
-    loads,
     read_event,
     read_run,
     run_from_row,
+    run_query,
 )
-from mainspring.protocol.messages import memo_value
 
 #: Tries of a read whose connection broke (each pooled connection may have been cut).
 READ_ATTEMPTS = 5
 #: Seconds ``ping`` waits for the database.
 PING_TIMEOUT = 3.0
 _JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
+#: PostgreSQL takes a list as one array parameter.
+POSTGRES = Dialect("%s", lambda column, values: (f"{column} = ANY(%s)", [list(values)]))
 _EVENT_COLUMNS = "internal_id, id, name, data, ts, received_at"
 
 
@@ -220,35 +225,18 @@ class PostgresReads:
         newest_first: bool = False,
         function_ids: Sequence[str] | None = None,
     ) -> list[Run]:
-        where: list[str] = []
-        args: list[Any] = []
-        if function_id is not None:
-            where.append("function_id = %s")
-            args.append(function_id)
-        if function_ids is not None:
-            where.append("function_id = ANY(%s)")
-            args.append(list(function_ids))
-        if created_after is not None:
-            where.append("created_at >= %s")
-            args.append(created_after)
-        if created_before is not None:
-            where.append("created_at < %s")
-            args.append(created_before)
-        if unfinished:
-            where.append(f"status NOT IN {FINISHED_SQL}")
-        if statuses is not None:
-            where.append("status = ANY(%s)")
-            args.append(list(statuses))
-        if cursor is not None:
-            # Run ids are ULIDs: ordering by id is ordering by creation (see sqlite.py).
-            where.append("run_id < %s" if newest_first else "run_id > %s")
-            args.append(cursor)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        order = "DESC" if newest_first else "ASC"
-        sql = f"SELECT {RUN_COLUMNS} FROM runs {clause} ORDER BY run_id {order}"
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
+        sql, args = run_query(
+            POSTGRES,
+            function_id=function_id,
+            created_after=created_after,
+            created_before=created_before,
+            unfinished=unfinished,
+            statuses=statuses,
+            cursor=cursor,
+            limit=limit,
+            newest_first=newest_first,
+            function_ids=function_ids,
+        )
         return [read_run(row) for row in await self._rows(sql, args)]
 
     async def history(self, run_id: str) -> list[StepAttempt]:
@@ -256,41 +244,15 @@ class PostgresReads:
 
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[StepAttempt]]:
         ids = list(run_ids)
-        # Ordered as recorded: a step's row by its position in the stack, a failed attempt
-        # just before the step that was recorded next.
-        found: dict[str, list[tuple[int, int, StepAttempt]]] = {run_id: [] for run_id in ids}
-        for row in await self._rows(
-            "SELECT run_id, step_id, memo, user_id, op, attempt, started_at, ended_at, seq, "
-            "app_version, copied_from FROM steps WHERE run_id = ANY(%s)",
-            (ids,),
-        ):
-            run_id, step_id, memo, user_id, op, attempt, started, ended, seq, version, copied = row
-            kind, value = memo_value(loads(memo) if memo is not None else None)
-            failed = kind == "error"
-            entry = StepAttempt(
-                step_id,
-                user_id,
-                op,
-                attempt,
-                started,
-                ended,
-                None if failed else value,
-                value if failed else None,
-                version,
-                copied,
-            )
-            found[run_id].append((seq, 1, entry))
-        for run_id, step_id, user_id, op, attempt, started, ended, error, after in await self._rows(
-            "SELECT run_id, step_id, user_id, op, attempt, started_at, ended_at, error, "
-            "after_seq FROM attempts WHERE run_id = ANY(%s)",
-            (ids,),
-        ):
-            failure = loads(error) if error is not None else None
-            entry = StepAttempt(step_id, user_id, op, attempt, started, ended, None, failure)
-            found[run_id].append((after + 1, 0, entry))
-        for entries in found.values():
-            entries.sort(key=lambda e: (e[0], e[1], e[2].ended_at))
-        return {run_id: [entry for _, _, entry in entries] for run_id, entries in found.items()}
+        return histories(
+            ids,
+            await self._rows(
+                f"SELECT {STEP_HISTORY_COLUMNS} FROM steps WHERE run_id = ANY(%s)", (ids,)
+            ),
+            await self._rows(
+                f"SELECT {ATTEMPT_HISTORY_COLUMNS} FROM attempts WHERE run_id = ANY(%s)", (ids,)
+            ),
+        )
 
     async def list_events(
         self, *, name: str | None = None, limit: int = 100, before: str | None = None
