@@ -8,8 +8,9 @@ so a read of many items is one query whatever their number.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -40,6 +41,8 @@ from mainspring.engine.store.rows import (
     run_query,
 )
 
+T = TypeVar("T")
+
 #: Tries of a read whose connection broke (each pooled connection may have been cut).
 READ_ATTEMPTS = 5
 #: Seconds ``ping`` waits for the database.
@@ -50,6 +53,17 @@ POSTGRES = Dialect("%s", lambda column, values: (f"{column} = ANY(%s)", [list(va
 _EVENT_COLUMNS = "internal_id, id, name, data, ts, received_at"
 
 
+async def _asked_again(read: Callable[[], Awaitable[T]]) -> T:
+    """``read()``, asked again when its connection broke: a pooled connection cut by a
+    restart of the database fails its next query, and the pool then drops it."""
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return await read()
+        except psycopg.OperationalError:
+            continue
+    return await read()
+
+
 class PostgresReads:
     """The read side of :class:`~mainspring.engine.store.postgres.store.PostgresStore`."""
 
@@ -57,20 +71,18 @@ class PostgresReads:
         self._pool: AsyncConnectionPool[Any] | None = None
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def query() -> list[tuple[Any, ...]]:
+            async with self._connection() as conn:
+                cur = await conn.execute(sql, args)
+                rows: list[tuple[Any, ...]] = await cur.fetchall()
+                return rows
+
+        return await _asked_again(query)
+
+    def _connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         if self._pool is None:
             raise RuntimeError("the store is not open")
-        for attempt in range(READ_ATTEMPTS):
-            try:
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(sql, args)
-                    rows: list[tuple[Any, ...]] = await cur.fetchall()
-                    return rows
-            except psycopg.OperationalError:
-                # A pooled connection cut by a restart of the database fails its next
-                # query; the pool drops it, and a read may simply be asked again.
-                if attempt == READ_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return self._pool.connection()
 
     async def _row(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         rows = await self._rows(sql, args)
@@ -146,20 +158,12 @@ class PostgresReads:
         return [(r[0], r[1], bytes(r[2])) for r in rows]
 
     async def load_run_state(self, run_id: str) -> RunState | None:
-        for attempt in range(READ_ATTEMPTS):
-            try:
-                return await self._load_run_state(run_id)
-            except psycopg.OperationalError:  # a connection cut by a restart (see _rows)
-                if attempt == READ_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await _asked_again(lambda: self._load_run_state(run_id))
 
     async def _load_run_state(self, run_id: str) -> RunState | None:
-        if self._pool is None:
-            raise RuntimeError("the store is not open")
         # One snapshot for the run, its steps and its pending set: another process may
         # record a step between two separate reads.
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._connection() as conn, conn.transaction():
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur = await conn.execute(
                 f"SELECT {RUN_COLUMNS}, events, max_attempts, request_version, "
