@@ -31,7 +31,7 @@ import dataclasses
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
@@ -53,6 +53,34 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+class HeldJobs(set[str]):
+    """The ids of the jobs this process holds, remembering those taken in the transaction
+    being written: if it fails, they are forgotten (:meth:`undo`). Its commit may still
+    have landed (the answer lost with the connection); the next renewal then finds them
+    held and unknown, and queues them, instead of renewing jobs nobody here would run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: set[str] = set()
+
+    def add(self, job_id: str) -> None:
+        if job_id not in self:
+            self.taken.add(job_id)
+            super().add(job_id)
+
+    def update(self, *batches: Iterable[str]) -> None:
+        for batch in batches:
+            for job_id in batch:
+                self.add(job_id)
+
+    def undo(self) -> None:
+        self.difference_update(self.taken)
+        self.taken.clear()
+
+    def keep(self) -> None:
+        self.taken.clear()
+
+
 @dataclasses.dataclass(slots=True)
 class LeaseBook:
     """This process's side of the leases: its name, and the jobs it holds (a cache of the
@@ -61,7 +89,7 @@ class LeaseBook:
     owner: str
     lease_ms: int
     now: Callable[[], int]
-    held: set[str] = dataclasses.field(default_factory=set)
+    held: HeldJobs = dataclasses.field(default_factory=HeldJobs)
     #: Set by a unit that left a job for the claims: the transaction then notifies.
     notify: bool = False
     #: Runs finished in the transaction: the commit says so on :data:`RUNS_CHANNEL`.
@@ -153,7 +181,8 @@ def renew_leases(db: psycopg.Connection[Any], book: LeaseBook) -> list[str]:
     ).fetchall()
     held = {str(row[0]) for row in rows}
     unknown = sorted(held - book.held)
-    book.held = held
+    book.held.intersection_update(held)
+    book.held.update(unknown)
     return unknown
 
 

@@ -214,7 +214,9 @@ class PostgresStore(PostgresReads):
                 self.leases.notify = False
                 db.execute(f"NOTIFY {CHANNEL}")
             db.execute("COMMIT")
+            self.leases.held.keep()
         except Exception as exc:
+            self.leases.held.undo()
             if db is not None and self._in_transaction(db):
                 try:
                     db.execute("ROLLBACK")
