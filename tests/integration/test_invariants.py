@@ -309,7 +309,7 @@ async def test_a_postgres_engine_is_fully_durable_by_default() -> None:
         async with inngest.Engine(client, [], database=url) as engine:
             store = cast(PostgresStore, engine._store)
             assert store._write is not None
-            row = store._write.execute("SHOW synchronous_commit").fetchone()
+            row = store._write.conn.execute("SHOW synchronous_commit").fetchone()
     assert row == ("on",)
 
 

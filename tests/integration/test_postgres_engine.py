@@ -299,7 +299,7 @@ async def test_a_limit_holds_while_the_flow_leader_loses_its_connection(database
             # other engine takes the lead, but starts nothing while the first holds any.
             writer = first._store._write  # type: ignore[attr-defined]
             with psycopg.connect(admin_url(), autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(%s)", (writer.info.backend_pid,))
+                admin.execute("SELECT pg_terminate_backend(%s)", (writer.conn.info.backend_pid,))
             done = [await second.wait(run.id, timeout=20) for run in runs]
     assert [run.status.value for run in done] == ["Completed"] * 4
     spans.sort()

@@ -138,6 +138,17 @@ async def test_finishing_a_run_is_final_and_clears_its_jobs(store: Store) -> Non
     assert state.pending == set()
 
 
+async def test_a_run_starts_with_its_first_job_or_not_at_all(store: Store) -> None:
+    soon, later = job("j1"), job("j2", run_at=2**50)  # one due now, one far ahead
+    assert await store.transact(lambda tx: tx.start_run(new_run(), soon))
+    # The same idempotency key: neither the run nor its job is written.
+    assert not await store.transact(lambda tx: tx.start_run(new_run("r2"), job("j3", "r2")))
+    assert await store.transact(lambda tx: tx.start_run(new_run("r3", key=None), later))
+    assert sorted(j.id for j in await store.load_jobs()) == ["j1", "j2"]
+    assert await store.get_run("r2") is None
+    assert [r.id for r in await store.runs_for_event("e1")] == ["r1", "r3"]
+
+
 async def test_a_failing_unit_is_undone_alone(store: Store) -> None:
     def good(tx: Tx) -> bool:
         return tx.enqueue(job("good"))

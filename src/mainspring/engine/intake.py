@@ -328,8 +328,7 @@ def write_intake(
             if flow_schedule.decides(planned.function):
                 if not _schedule(tx, planned, event, now, emit, result):
                     continue
-            elif tx.create_run(run):
-                tx.enqueue(job)
+            elif tx.start_run(run, job):
                 result.created.append((run, job))
             else:
                 continue

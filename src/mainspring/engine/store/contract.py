@@ -180,6 +180,11 @@ class RunState:
 class Tx(Protocol):
     def insert_event(self, event: StoredEvent) -> bool: ...
     def create_run(self, run: NewRun) -> bool: ...
+    def start_run(self, run: NewRun, job: Job) -> bool:
+        """Create the run and queue its first job; False, writing nothing, if the run
+        exists already (the same id or idempotency key)."""
+        ...
+
     def save_step(
         self,
         run_id: str,

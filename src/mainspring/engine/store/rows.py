@@ -20,6 +20,7 @@ from mainspring.engine.records import (
     StepAttempt,
     StoredEvent,
 )
+from mainspring.engine.store.contract import NewRun
 from mainspring.protocol.messages import memo_value
 
 RUN_COLUMNS = (
@@ -63,6 +64,38 @@ HELD_COLUMNS = "run_id, function_id, app, since, until"
 #: Kinds of the jobs that call a function (those a held run keeps waiting).
 CALL_KINDS = ("start", "discover", "plan")
 CALL_KINDS_SQL = "(" + ", ".join(f"'{kind}'" for kind in CALL_KINDS) + ")"
+
+
+def new_run_values(run: NewRun) -> tuple[Any, ...]:
+    """A new run's row, in the column order both backends insert it in."""
+    return (
+        run.run_id,
+        run.function_id,
+        run.event_id,
+        run.events_json,
+        run.idempotency_key,
+        RunStatus.QUEUED.value,
+        run.max_attempts,
+        run.created_at,
+        run.created_at if run.admitted else None,
+    )
+
+
+def job_values(job: Job) -> tuple[Any, ...]:
+    """A job's row: job_id, run_id, kind, step_id, run_at, attempt, priority, data and
+    created_at (when it was queued: its first due time)."""
+    data = None if job.data is None else orjson.dumps(job.data)
+    return (
+        job.id,
+        job.run_id,
+        job.kind.value,
+        job.step_id,
+        job.run_at,
+        job.attempt,
+        job.priority,
+        data,
+        job.run_at,
+    )
 
 
 def job_from_row(row: Sequence[Any]) -> Job:

@@ -27,6 +27,8 @@ from mainspring.engine.store.rows import (
     PAUSE_COLUMNS,
     UPDATABLE_RUN_FIELDS,
     job_from_row,
+    job_values,
+    new_run_values,
     pause_from_row,
 )
 from mainspring.protocol.match_keys import value_key
@@ -65,21 +67,13 @@ class SQLiteTx:
         return cur.rowcount == 1
 
     def create_run(self, run: NewRun) -> bool:
-        cur = self._db.execute(
-            _INSERT_RUN,
-            (
-                run.run_id,
-                run.function_id,
-                run.event_id,
-                run.events_json,
-                run.idempotency_key,
-                RunStatus.QUEUED.value,
-                run.max_attempts,
-                run.created_at,
-                run.created_at if run.admitted else None,
-            ),
-        )
-        return cur.rowcount == 1
+        return self._db.execute(_INSERT_RUN, new_run_values(run)).rowcount == 1
+
+    def start_run(self, run: NewRun, job: Job) -> bool:
+        if not self.create_run(run):
+            return False
+        self.enqueue(job)
+        return True
 
     def save_step(
         self,
@@ -235,17 +229,7 @@ class SQLiteTx:
         cur = self._db.execute(
             "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (
-                job.id,
-                job.run_id,
-                job.kind.value,
-                job.step_id,
-                job.run_at,
-                job.attempt,
-                job.priority,
-                None if job.data is None else orjson.dumps(job.data),
-                job.run_at,
-            ),
+            job_values(job),
         )
         return cur.rowcount == 1
 

@@ -202,13 +202,14 @@ def release_limited(db: psycopg.Connection[Any], book: LeaseBook, job_ids: list[
 
 def release_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:
     """Give every job this process holds back to the claims (a drain)."""
-    cur = db.execute(
-        "UPDATE jobs SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = %s",
+    row = db.execute(
+        "WITH freed AS (UPDATE jobs SET lease_owner = NULL, lease_until = NULL "
+        "WHERE lease_owner = %s RETURNING 1) SELECT count(*) FROM freed",
         (book.owner,),
-    )
+    ).fetchone()
     book.held.clear()
     book.notify = True
-    return cur.rowcount
+    return int(row[0]) if row else 0
 
 
 def holds_job(db: psycopg.Connection[Any], book: LeaseBook, job_id: str) -> bool:

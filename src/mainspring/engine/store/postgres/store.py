@@ -2,14 +2,15 @@
 
 Writes. Units are gathered while a transaction is in flight and run together in the next
 one (group commit), each in a savepoint of its own, as on SQLite. Every write transaction
-first takes one cluster-wide advisory lock (:data:`WRITE_LOCK`), so write transactions of
-all processes run one at a time: a unit's read-then-write (a rate limit's cell, a batch's
+first takes one cluster-wide advisory lock (``writer.WRITE_LOCK``), so write transactions
+of all processes run one at a time: a unit's read-then-write (a rate limit's cell, a batch's
 hold, the last member of a parallel group leaving the pending set) sees every write made
 before it, exactly as on SQLite's single writer, and no unit ever meets a deadlock or a
 serialization failure that would have it run twice. Group commit keeps the lock cheap: one
 transaction carries every unit a process gathered meanwhile.
 
-Units run on the event loop's thread, on one synchronous connection, and the commit follows
+Units run on the event loop's thread, on one synchronous connection in pipeline mode
+(``writer.py``: a unit waits for the database only where it reads), and the commit follows
 them without the loop running anything in between: units update the executor's in-memory
 copies of runs, which readers on the loop take as recorded, as on SQLite. Only the wait for
 the write lock (another process may hold it) is handed to a thread of the store's own, so
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, TypeVar
 
 import psycopg
-from psycopg import conninfo, pq
+from psycopg import conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from mainspring.engine.clock import Clock, SystemClock
@@ -44,13 +45,11 @@ from mainspring.engine.store.postgres.leases import (
 )
 from mainspring.engine.store.postgres.reads import PostgresReads
 from mainspring.engine.store.postgres.tx import PostgresTx
+from mainspring.engine.store.postgres.writer import Writer
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
 
-#: The advisory lock every write transaction holds (``pg_advisory_xact_lock``): another key
-#: than the migrations' so that a migration never waits for a process's writes.
-WRITE_LOCK = int.from_bytes(b"msWrites", "big")
 #: A unit waiting for its transaction, and the future its result goes to.
 _Queued = tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]
 #: How long a process holds a job it stopped renewing (it died, or lost the database).
@@ -104,7 +103,7 @@ class PostgresStore(PostgresReads):
         self.url = url
         self.durability: Durability = durability
         self.where = describe_url(url)
-        self._write: psycopg.Connection[Any] | None = None
+        self._write: Writer | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "mainspring-pg-writer")
         self._queue: list[_Queued] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -126,7 +125,7 @@ class PostgresStore(PostgresReads):
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         self._pool = pool
 
-    def _connect_and_migrate(self) -> psycopg.Connection[Any]:
+    def _connect_and_migrate(self) -> Writer:
         try:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
         except psycopg.OperationalError as exc:
@@ -138,10 +137,10 @@ class PostgresStore(PostgresReads):
             migrate.migrate(conn)
             sync = "on" if self.durability == "full" else "off"
             conn.execute(f"SET synchronous_commit = {sync}")
+            return Writer(conn)
         except BaseException:
             conn.close()
             raise
-        return conn
 
     async def close(self) -> None:
         self._closing = True
@@ -176,14 +175,20 @@ class PostgresStore(PostgresReads):
     async def _flush(
         self, batch: list[tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]]
     ) -> None:
-        loop = asyncio.get_running_loop()
-        db: psycopg.Connection[Any] | None = None
+        writer: Writer | None = None
         outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         try:
-            db = await loop.run_in_executor(self._thread, self._begin)
-            tx = PostgresTx(db, self.leases)
+            writer = await self._begin()
+            # On the loop's thread, not awaited: units have already updated in-memory state
+            # (the executor's copies of runs) that readers take as recorded, so nothing
+            # else may run on the loop between the units and their commit. In pipeline
+            # mode a unit waits for the database only where it reads an answer, and at
+            # its end (see writer.py and tx.py).
+            db = writer.conn
+            tx = PostgresTx(db, self.leases, writer.pipe)
             if len(batch) == 1:
-                # Alone in its transaction, a failing unit needs no savepoint of its own.
+                # Alone in its transaction, a failing unit needs no savepoint of its own:
+                # the whole transaction is undone.
                 unit, future = batch[0]
                 result = unit(tx)
                 tx.end_unit()
@@ -191,19 +196,17 @@ class PostgresStore(PostgresReads):
             else:
                 for unit, future in batch:
                     # Not released after the unit: a savepoint of the same name shadows
-                    # it, and one round trip per unit is saved (they all go at commit).
+                    # it (releasing would cost a statement per unit).
                     db.execute("SAVEPOINT unit")
                     try:
                         result = unit(tx)
                         tx.end_unit()
                     except Exception as exc:  # this unit alone is undone and told
-                        db.execute("ROLLBACK TO SAVEPOINT unit")
+                        tx.abandon_unit()
+                        writer.undo_unit()
                         outcomes.append((future, None, exc))
                     else:
                         outcomes.append((future, result, None))
-            # On the loop's thread, not awaited: units have already updated in-memory state
-            # (the executor's copies of runs) that readers take as recorded, so nothing
-            # else may run on the loop between the units and their commit.
             finished, self.leases.finished = self.leases.finished, []
             for start in range(0, len(finished), RUNS_PER_NOTICE):
                 # Delivered at the commit: engines waiting for these runs elsewhere wake.
@@ -213,15 +216,12 @@ class PostgresStore(PostgresReads):
                 # Delivered at the commit, to every process listening (engine/claims.py).
                 self.leases.notify = False
                 db.execute(f"NOTIFY {CHANNEL}")
-            db.execute("COMMIT")
+            writer.commit()
             self.leases.held.keep()
         except Exception as exc:
             self.leases.held.undo()
-            if db is not None and self._in_transaction(db):
-                try:
-                    db.execute("ROLLBACK")
-                except psycopg.Error:  # the connection broke: the next batch reconnects
-                    db.close()
+            if writer is not None:
+                writer.roll_back()
             outcomes = [(future, None, exc) for _, future in batch]
         for future, result, error in outcomes:
             if future.done():
@@ -285,27 +285,28 @@ class PostgresStore(PostgresReads):
             except psycopg.Error:
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
-    @staticmethod
-    def _in_transaction(db: psycopg.Connection[Any]) -> bool:
-        if db.closed or db.broken:
-            return False
-        return db.info.transaction_status != pq.TransactionStatus.IDLE
-
-    def _begin(self) -> psycopg.Connection[Any]:
-        """Open a write transaction holding the write lock (in the store's thread)."""
-        db = self._write
+    async def _begin(self) -> Writer:
+        """Open a write transaction holding the write lock: one round trip on the loop's
+        thread when the lock is free. The wait for it when another process holds it, and
+        a reconnection, run in the store's thread, so the loop runs on meanwhile."""
         if self._closing:
             raise RuntimeError("the store is closed")
-        if db is None or db.closed or db.broken:
-            # The database restarted, or the connection was cut: connect again. The units
-            # of the batch that met the break failed and are retried by their callers (a
-            # job after a pause, an event by its sender); nothing committed is lost.
-            if db is not None:
-                db.close()
-            self._write = None
-            # The flow leader's lock went with the old connection (engine/claims.py).
-            self.leases.leader = self.leases.clear = False
-            db = self._write = self._connect_and_migrate()
-        db.execute("BEGIN")
-        db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        return db
+        writer = self._write
+        loop = asyncio.get_running_loop()
+        if writer is None or not writer.usable:
+            writer = await loop.run_in_executor(self._thread, self._reconnect)
+        if not writer.begin():
+            await loop.run_in_executor(self._thread, writer.wait_for_lock)
+        return writer
+
+    def _reconnect(self) -> Writer:
+        """Connect again (in the store's thread): the database restarted, or the connection
+        was cut. The units of the batch that met the break failed and are retried by their
+        callers (a job after a pause, an event by its sender); nothing committed is lost."""
+        if self._write is not None:
+            self._write.close()
+        self._write = None
+        # The flow leader's lock went with the old connection (engine/claims.py).
+        self.leases.leader = self.leases.clear = False
+        writer = self._write = self._connect_and_migrate()
+        return writer

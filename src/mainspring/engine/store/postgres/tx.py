@@ -37,11 +37,27 @@ from mainspring.engine.store.rows import (
     PAUSE_COLUMNS,
     UPDATABLE_RUN_FIELDS,
     job_from_row,
+    job_values,
+    new_run_values,
     pause_from_row,
 )
 from mainspring.protocol.match_keys import value_key
 
 _JOB_COLUMNS = "job_id, run_id, kind, step_id, run_at, attempt, priority, data"
+_INSERT_EVENT = (
+    "INSERT INTO events (internal_id, id, name, data, ts, received_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
+    "max_attempts, created_at, admitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT DO NOTHING"
+)
+_JOB_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
+_INSERT_JOB = (
+    "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
+    "created_at, lease_owner, lease_until)"
+)
 #: ``pause_paths`` stands for pauses without an index with this path.
 NO_PATH = ""
 
@@ -53,11 +69,34 @@ def _json(value: Any) -> bytes | None:
 class PostgresTx(MoreUnits):
     """The :class:`~mainspring.engine.store.contract.Tx` of one PostgreSQL transaction."""
 
-    __slots__ = ("_book", "_db", "_elsewhere", "_functions", "_paths", "_unverified")
+    __slots__ = (
+        "_book",
+        "_checks",
+        "_db",
+        "_elsewhere",
+        "_functions",
+        "_last",
+        "_paths",
+        "_pipe",
+        "_unverified",
+    )
 
-    def __init__(self, db: psycopg.Connection[Any], book: LeaseBook) -> None:
+    def __init__(
+        self,
+        db: psycopg.Connection[Any],
+        book: LeaseBook,
+        pipe: psycopg.Pipeline | None = None,
+    ) -> None:
         self._db = db
         self._book = book
+        #: In pipeline mode, statements go out without waiting for their answers; a unit
+        #: waits only where it reads one (a fetch, a row count), and once at its end.
+        self._pipe = pipe
+        #: The last statement sent: once it is answered, every earlier one is.
+        self._last: psycopg.Cursor[Any] | None = None
+        #: Writes of the running unit's job row whose row count says whether this process
+        #: still held it: checked once they are answered, at the latest at the unit's end.
+        self._checks: list[tuple[str, psycopg.Cursor[Any]]] = []
         #: Runs found held by another process in this transaction (the write lock keeps
         #: that true until it commits).
         self._elsewhere: dict[str, bool] = {}
@@ -71,37 +110,62 @@ class PostgresTx(MoreUnits):
         self._unverified: str | None = None
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        return self._db.execute(sql, args)
+        cur = self._last = self._db.execute(sql, args)
+        return cur
+
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        cur = self._run(sql, args)
+        self.sync()
+        return cur.rowcount
+
+    def sync(self) -> None:
+        """Wait for the answers of every statement sent so far (raising the first error)."""
+        last = self._last
+        if self._pipe is not None and last is not None and last.pgresult is None:
+            self._pipe.sync()
 
     def insert_event(self, event: StoredEvent) -> bool:
         data = event.data_json if event.data_json is not None else orjson.dumps(event.data)
-        cur = self._run(
-            "INSERT INTO events (internal_id, id, name, data, ts, received_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (event.internal_id, event.id, event.name, data, event.ts, event.received_at),
-        )
-        return cur.rowcount == 1
+        args = (event.internal_id, event.id, event.name, data, event.ts, event.received_at)
+        if event.name in self._paths:
+            return self._count(f"{_INSERT_EVENT} ON CONFLICT DO NOTHING", args) == 1
+        # The intake asks next for the pauses this event may resume: their paths come in
+        # the same round trip.
+        row = self._run(
+            f"WITH inserted AS ({_INSERT_EVENT} ON CONFLICT DO NOTHING RETURNING 1) "
+            "SELECT EXISTS (SELECT 1 FROM inserted), "
+            "ARRAY(SELECT match_path FROM pause_paths WHERE event_name = %s)",
+            (*args, event.name),
+        ).fetchone()
+        assert row is not None
+        self._paths[event.name] = [str(path) for path in row[1]]
+        return bool(row[0])
 
     def create_run(self, run: NewRun) -> bool:
-        cur = self._run(
-            "INSERT INTO runs (run_id, function_id, event_id, events, idempotency_key, status, "
-            "max_attempts, created_at, admitted_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                run.run_id,
-                run.function_id,
-                run.event_id,
-                run.events_json,
-                run.idempotency_key,
-                RunStatus.QUEUED.value,
-                run.max_attempts,
-                run.created_at,
-                run.created_at if run.admitted else None,
-            ),
-        )
-        if cur.rowcount != 1:
+        if self._count(_INSERT_RUN, new_run_values(run)) != 1:
             return False
         self._elsewhere[run.run_id] = False  # a run made here: no process holds it yet
+        return True
+
+    def start_run(self, run: NewRun, job: Job) -> bool:
+        # One statement (one round trip): the run, and its first job if the run is new.
+        self._elsewhere[run.run_id] = False  # if made here, no process holds it yet
+        self._functions[run.run_id] = run.function_id
+        take, values = self._job_values(job)
+        row = self._run(
+            f"WITH made AS ({_INSERT_RUN} RETURNING 1), "
+            f"queued AS ({_INSERT_JOB} SELECT {_JOB_VALUES} WHERE EXISTS (SELECT 1 FROM made) "
+            "ON CONFLICT DO NOTHING RETURNING 1) "
+            "SELECT EXISTS (SELECT 1 FROM made), EXISTS (SELECT 1 FROM queued)",
+            (*new_run_values(run), *values),
+        ).fetchone()
+        assert row is not None
+        if not row[0]:
+            # The run exists: what was assumed of a run made here does not hold.
+            del self._elsewhere[run.run_id], self._functions[run.run_id]
+            return False
+        if row[1]:
+            self._queued(job, take)
         return True
 
     def save_step(
@@ -120,13 +184,13 @@ class PostgresTx(MoreUnits):
         app_version: str | None = None,
     ) -> tuple[bool, bool]:
         if not grouped:
-            cur = self._run(
+            count = self._count(
                 "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, "
                 "started_at, ended_at, app_version) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
             )
-            return cur.rowcount == 1, False
+            return count == 1, False
         # One statement: record the step, take it out of the pending set, and say whether
         # other members are still out. The final SELECT sees the table as it was before the
         # DELETE (a data-modifying CTE's snapshot), hence the step itself is left out.
@@ -197,12 +261,12 @@ class PostgresTx(MoreUnits):
         ended_at: int,
         error: bytes,
     ) -> bool:
-        cur = self._run(
+        count = self._count(
             "INSERT INTO attempts (run_id, step_id, attempt, after_seq, user_id, op, started_at, "
             "ended_at, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (run_id, step_id, attempt, after_seq, user_id, op, started_at, ended_at, error),
         )
-        return cur.rowcount == 1
+        return count == 1
 
     def step_names(self, run_id: str, step_ids: Sequence[str]) -> dict[str, str]:
         rows = self._run(
@@ -286,37 +350,29 @@ class PostgresTx(MoreUnits):
         self._book.finished.append(run_id)
         return True
 
-    def enqueue(self, job: Job) -> bool:
-        # Taken by this process when it is due soon and no other process holds its run
-        # (see leases.py); otherwise left for the claims, which the commit wakes.
+    def _job_values(self, job: Job) -> tuple[bool, tuple[Any, ...]]:
+        """Whether this process takes the job on the spot, and its row's values. Taken when
+        it is due soon and no other process holds its run (see leases.py); otherwise left
+        for the claims, which the commit wakes."""
         book = self._book
         now = book.now()
         take = job.run_at <= now + book.lease_ms // 2 and self._may_take(job.run_id)
-        cur = self._run(
-            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
-            "created_at, lease_owner, lease_until) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (
-                job.id,
-                job.run_id,
-                job.kind.value,
-                job.step_id,
-                job.run_at,
-                job.attempt,
-                job.priority,
-                _json(job.data),
-                job.run_at,
-                book.owner if take else None,
-                now + book.lease_ms if take else None,
-            ),
-        )
-        if cur.rowcount != 1:
-            return False
+        lease = (book.owner, now + book.lease_ms) if take else (None, None)
+        return take, (*job_values(job), *lease)
+
+    def _queued(self, job: Job, take: bool) -> None:
+        """A job was inserted: this process holds it, or the claims are woken at commit."""
         if take:
-            book.held.add(job.id)
+            self._book.held.add(job.id)
         else:
-            book.notify = True
-        return True
+            self._book.notify = True
+
+    def enqueue(self, job: Job) -> bool:
+        take, values = self._job_values(job)
+        if self._count(f"{_INSERT_JOB} VALUES ({_JOB_VALUES}) ON CONFLICT DO NOTHING", values):
+            self._queued(job, take)
+            return True
+        return False
 
     def enqueue_all(self, jobs: Sequence[Job]) -> list[Job]:
         if len(jobs) < 2:
@@ -410,27 +466,41 @@ class PostgresTx(MoreUnits):
         return True
 
     def _verified(self, job_id: str, cur: psycopg.Cursor[Any]) -> None:
-        """After a write of the job's row that required this process to hold it."""
+        """After a write of the job's row that required this process to hold it: its row
+        count, once answered, says whether it did (checked by :meth:`end_unit`)."""
         if job_id != self._unverified:
             return
         self._unverified = None
-        if cur.rowcount != 1:
-            self._book.held.discard(job_id)
-            raise LeaseLostError(
-                f"job {job_id} was taken over or its run finished by another process"
-            )
+        self._checks.append((job_id, cur))
 
     def _owned(self, job_id: str) -> str:
         """The condition a write of the running unit's job adds: this process holds it."""
         return " AND lease_owner = %s" if job_id == self._unverified else ""
 
     def end_unit(self) -> None:
-        """The unit is done: if it never wrote its job's row, check that row now."""
+        """The unit is done: wait for the answers to what it sent, and check that this
+        process held its job (by the row count of its write of the job's row, or, if it
+        never wrote it, by reading the row now). A unit on a lost job raises, and the
+        caller undoes it whole."""
         job_id, self._unverified = self._unverified, None
         if job_id is not None and not holds_job(self._db, self._book, job_id):
+            self._checks.clear()
             raise LeaseLostError(
                 f"job {job_id} was taken over or its run finished by another process"
             )
+        self.sync()
+        checks, self._checks = self._checks, []
+        for lost, cur in checks:
+            if cur.rowcount != 1:
+                self._book.held.discard(lost)
+                raise LeaseLostError(
+                    f"job {lost} was taken over or its run finished by another process"
+                )
+
+    def abandon_unit(self) -> None:
+        """The unit failed: forget what it left to check (the caller undoes its writes)."""
+        self._unverified = None
+        self._checks.clear()
 
     def claim_jobs(self, limit: int) -> list[Job]:
         return claim_jobs(self._db, self._book, limit)
@@ -474,7 +544,7 @@ class PostgresTx(MoreUnits):
             self._take_if_due(job_id, str(row[0]), run_at)
 
     def create_pause(self, pause: Pause) -> bool:
-        cur = self._run(
+        count = self._count(
             f"INSERT INTO pauses ({PAUSE_COLUMNS}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (
@@ -491,7 +561,7 @@ class PostgresTx(MoreUnits):
                 pause.created_at,
             ),
         )
-        if cur.rowcount != 1:
+        if count != 1:
             return False
         path = pause.match_path if pause.match_path is not None else NO_PATH
         self._run(

@@ -24,6 +24,11 @@ class MoreUnits:
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         raise NotImplementedError
 
+    def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a statement and wait for its row count (statements whose answer nobody
+        reads go out with the next one that is read: see ``tx.py``)."""
+        raise NotImplementedError
+
     # -- flow control ------------------------------------------------------------------
 
     def get_cell(self, key: str, now: int) -> tuple[int, str | None] | None:
@@ -41,7 +46,7 @@ class MoreUnits:
         )
 
     def purge_cells(self, now: int) -> int:
-        return self._run("DELETE FROM flow_cells WHERE expires_at <= %s", (now,)).rowcount
+        return self._count("DELETE FROM flow_cells WHERE expires_at <= %s", (now,))
 
     def get_hold(self, kind: HoldKind, key: str) -> Hold | None:
         row = self._run(
@@ -59,18 +64,22 @@ class MoreUnits:
         )
 
     def close_hold(self, kind: HoldKind, run_id: str) -> bool:
-        cur = self._run(
-            "DELETE FROM flow_holds WHERE run_id = %s AND kind = %s", (run_id, kind.value)
+        return (
+            self._count(
+                "DELETE FROM flow_holds WHERE run_id = %s AND kind = %s", (run_id, kind.value)
+            )
+            > 0
         )
-        return cur.rowcount > 0
 
     def add_run_event(self, dedupe_key: str, event_id: str, run_id: str) -> bool:
-        cur = self._run(
-            "INSERT INTO run_events (dedupe_key, event_id, run_id) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (dedupe_key, event_id, run_id),
+        return (
+            self._count(
+                "INSERT INTO run_events (dedupe_key, event_id, run_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING",
+                (dedupe_key, event_id, run_id),
+            )
+            == 1
         )
-        return cur.rowcount == 1
 
     def append_run_event(self, run_id: str, event_json: bytes, hold_key: str) -> int:
         # The events column is a JSON array: splice the new event in before its "]".
@@ -156,7 +165,7 @@ class MoreUnits:
     def copy_steps(
         self, source: str, target: str, *, before: int | None, also: Sequence[str] = ()
     ) -> int:
-        cur = self._run(
+        count = self._count(
             "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
             "ended_at, app_version, copied_from) SELECT %s, step_id, "
             "row_number() OVER (ORDER BY seq, step_id), memo, user_id, op, attempt, started_at, "
@@ -164,7 +173,7 @@ class MoreUnits:
             "AND (seq < %s OR step_id = ANY(%s)) ORDER BY seq, step_id",
             (target, source, before if before is not None else 2**62, list(also)),
         )
-        return max(cur.rowcount, 0)
+        return max(count, 0)
 
     def record_rerun(self, origin: RerunOrigin) -> None:
         self._run(
