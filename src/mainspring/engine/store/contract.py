@@ -114,6 +114,12 @@ class LeaseLostError(RuntimeError):
     """Another process holds the job now (this one's lease ran out): nothing was recorded."""
 
 
+class UnitUndoneError(RuntimeError):
+    """The unit ran, but was undone with an earlier unit of its transaction that failed
+    (whose failure the database reported only after this unit ran): nothing was recorded,
+    and the unit may be tried again."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NewRun:
     run_id: str

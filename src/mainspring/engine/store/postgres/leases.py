@@ -210,13 +210,3 @@ def release_leases(db: psycopg.Connection[Any], book: LeaseBook) -> int:
     book.held.clear()
     book.notify = True
     return int(row[0]) if row else 0
-
-
-def holds_job(db: psycopg.Connection[Any], book: LeaseBook, job_id: str) -> bool:
-    """Whether this process may still act on the job: it holds its row. A row held by
-    another process was taken over; a row gone went with its run, finished elsewhere."""
-    row = db.execute("SELECT lease_owner FROM jobs WHERE job_id = %s", (job_id,)).fetchone()
-    if row is not None and row[0] == book.owner:
-        return True
-    book.held.discard(job_id)
-    return False

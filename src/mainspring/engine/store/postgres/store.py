@@ -36,6 +36,7 @@ from psycopg import conninfo
 from psycopg_pool import AsyncConnectionPool
 
 from mainspring.engine.clock import Clock, SystemClock
+from mainspring.engine.store.contract import UnitUndoneError
 from mainspring.engine.store.postgres import migrate
 from mainspring.engine.store.postgres.leases import (
     CHANNEL,
@@ -168,7 +169,14 @@ class PostgresStore(PostgresReads):
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except BaseException as exc:
+                    # A fault of the flush itself: no unit's caller may wait forever.
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    raise
         finally:
             self._flusher = None
 
@@ -176,60 +184,59 @@ class PostgresStore(PostgresReads):
         self, batch: list[tuple[Callable[[PostgresTx], Any], asyncio.Future[Any]]]
     ) -> None:
         writer: Writer | None = None
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             writer = await self._begin()
             # On the loop's thread, not awaited: units have already updated in-memory state
             # (the executor's copies of runs) that readers take as recorded, so nothing
-            # else may run on the loop between the units and their commit. In pipeline
-            # mode a unit waits for the database only where it reads an answer, and at
-            # its end (see writer.py and tx.py).
-            db = writer.conn
-            tx = PostgresTx(db, self.leases, writer.pipe)
-            if len(batch) == 1:
-                # Alone in its transaction, a failing unit needs no savepoint of its own:
-                # the whole transaction is undone.
-                unit, future = batch[0]
-                result = unit(tx)
-                tx.end_unit()
-                outcomes.append((future, result, None))
-            else:
-                for unit, future in batch:
-                    # Not released after the unit: a savepoint of the same name shadows
-                    # it (releasing would cost a statement per unit).
-                    db.execute("SAVEPOINT unit")
-                    try:
-                        result = unit(tx)
-                        tx.end_unit()
-                    except Exception as exc:  # this unit alone is undone and told
-                        tx.abandon_unit()
-                        writer.undo_unit()
-                        outcomes.append((future, None, exc))
-                    else:
-                        outcomes.append((future, result, None))
-            finished, self.leases.finished = self.leases.finished, []
-            for start in range(0, len(finished), RUNS_PER_NOTICE):
-                # Delivered at the commit: engines waiting for these runs elsewhere wake.
-                chunk = ",".join(finished[start : start + RUNS_PER_NOTICE])
-                db.execute("SELECT pg_notify(%s, %s)", (RUNS_CHANNEL, chunk))
-            if self.leases.notify:
-                # Delivered at the commit, to every process listening (engine/claims.py).
-                self.leases.notify = False
-                db.execute(f"NOTIFY {CHANNEL}")
+            # else may run on the loop between the units and their commit.
+            tx = PostgresTx(writer.conn, self.leases, writer.pipe)
+            alone = len(batch) == 1
+            for index, (unit, _) in enumerate(batch):
+                if not alone:
+                    # Not released after the unit (it would cost a statement a unit).
+                    tx.begin_unit(index)
+                try:
+                    outcomes.append((unit(tx), None))
+                    tx.end_unit()
+                except Exception as exc:
+                    if alone:
+                        raise  # the whole transaction is undone
+                    first, undone = _undo(writer, tx, index, exc)
+                    outcomes[first:] = undone
+            # Every answer in, every lease a unit relied on confirmed, before the commit.
+            while failure := _first_failure(writer, tx, len(batch)):
+                if alone:
+                    raise failure[1]
+                first, undone = _undo(writer, tx, len(batch) - 1, failure[1], failure[0])
+                outcomes[first:] = undone
+            self._announce(writer.conn)
             writer.commit()
             self.leases.held.keep()
         except Exception as exc:
             self.leases.held.undo()
             if writer is not None:
                 writer.roll_back()
-            outcomes = [(future, None, exc) for _, future in batch]
-        for future, result, error in outcomes:
+            outcomes = [(None, exc)] * len(batch)
+        for (_, future), (result, error) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if error is not None:
                 future.set_exception(error)
             else:
                 future.set_result(result)
+
+    def _announce(self, db: psycopg.Connection[Any]) -> None:
+        """Send the transaction's notices; they are delivered at its commit."""
+        finished, self.leases.finished = self.leases.finished, []
+        for start in range(0, len(finished), RUNS_PER_NOTICE):
+            # Engines waiting for these runs elsewhere wake.
+            chunk = ",".join(finished[start : start + RUNS_PER_NOTICE])
+            db.execute("SELECT pg_notify(%s, %s)", (RUNS_CHANNEL, chunk))
+        if self.leases.notify:
+            # To every process listening (engine/claims.py): jobs nobody holds.
+            self.leases.notify = False
+            db.execute(f"NOTIFY {CHANNEL}")
 
     # -- claims (engine/claims.py) ------------------------------------------------------
 
@@ -310,3 +317,43 @@ class PostgresStore(PostgresReads):
         self.leases.leader = self.leases.clear = False
         writer = self._write = self._connect_and_migrate()
         return writer
+
+
+def _first_failure(writer: Writer, tx: PostgresTx, size: int) -> tuple[int, BaseException] | None:
+    """Once every answer is in: the first unit of the batch that failed, and why."""
+    try:
+        tx.answers.wait()
+    except psycopg.Error as exc:
+        if not writer.usable:
+            raise
+        found = tx.answers.first_failure()
+        return (size - 1 if found is None else found[0]), exc
+    found = tx.answers.first_failure()
+    if found is None:
+        return None
+    unit, lost = found
+    assert lost is not None  # a statement that failed raised above
+    return unit, lost
+
+
+def _undo(
+    writer: Writer, tx: PostgresTx, failed: int, error: BaseException, first: int | None = None
+) -> tuple[int, list[tuple[Any, BaseException | None]]]:
+    """Unit ``failed`` of the batch raised ``error``: undo the transaction back to the first
+    unit that failed (``first`` if known; else it is found from the answers, and is that
+    unit itself unless an earlier unit's statement or lease failed). Returns that unit, and
+    the outcomes of the units undone: its own and those after it, up to ``failed``."""
+    if first is None:
+        writer.settle()
+        found = tx.answers.first_failure()
+        first = failed
+        if found is not None and found[0] <= failed:
+            first, lost = found
+            error = lost if lost is not None else error
+    writer.rollback_to(f"u{first}")
+    tx.undone(first)
+    undone = UnitUndoneError(
+        f"undone with unit {first} of its transaction, which failed: {error}; not recorded"
+    )
+    outcomes: list[tuple[Any, BaseException | None]] = [(None, error)]
+    return first, outcomes + [(None, undone)] * (failed - first)

@@ -21,11 +21,11 @@ from mainspring.engine.records import (
     StoredEvent,
 )
 from mainspring.engine.store.contract import LeaseLostError, NewRun, StepRow
+from mainspring.engine.store.postgres.answers import Answers, one_row
 from mainspring.engine.store.postgres.leases import (
     LeaseBook,
     claim_jobs,
     held_elsewhere,
-    holds_job,
     release_leases,
     release_limited,
     renew_leases,
@@ -53,6 +53,10 @@ _INSERT_RUN = (
     "max_attempts, created_at, admitted_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING"
 )
+_INSERT_STEP = (
+    "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, started_at, "
+    "ended_at, app_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
 _JOB_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s"
 _INSERT_JOB = (
     "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
@@ -60,6 +64,13 @@ _INSERT_JOB = (
 )
 #: ``pause_paths`` stands for pauses without an index with this path.
 NO_PATH = ""
+
+
+def _recorded_before(run_id: str, step_id: str) -> RuntimeError:
+    return RuntimeError(
+        f"step {step_id} of run {run_id} was pending, yet recorded before: this result is "
+        "not recorded, and the run goes on from what is"
+    )
 
 
 def _json(value: Any) -> bytes | None:
@@ -71,14 +82,13 @@ class PostgresTx(MoreUnits):
 
     __slots__ = (
         "_book",
-        "_checks",
         "_db",
         "_elsewhere",
         "_functions",
-        "_last",
         "_paths",
-        "_pipe",
+        "_pending",
         "_unverified",
+        "answers",
     )
 
     def __init__(
@@ -90,13 +100,9 @@ class PostgresTx(MoreUnits):
         self._db = db
         self._book = book
         #: In pipeline mode, statements go out without waiting for their answers; a unit
-        #: waits only where it reads one (a fetch, a row count), and once at its end.
-        self._pipe = pipe
-        #: The last statement sent: once it is answered, every earlier one is.
-        self._last: psycopg.Cursor[Any] | None = None
-        #: Writes of the running unit's job row whose row count says whether this process
-        #: still held it: checked once they are answered, at the latest at the unit's end.
-        self._checks: list[tuple[str, psycopg.Cursor[Any]]] = []
+        #: waits only where it reads one (a fetch, a row count). What each unit sent, and
+        #: the leases it relied on, are checked as answers come (see answers.py).
+        self.answers = Answers(pipe, book.held.discard)
         #: Runs found held by another process in this transaction (the write lock keeps
         #: that true until it commits).
         self._elsewhere: dict[str, bool] = {}
@@ -105,24 +111,34 @@ class PostgresTx(MoreUnits):
         #: Pause paths per event name, read once per transaction: under the write lock no
         #: other process adds any before it commits (an intake unit asks for each event).
         self._paths: dict[str, list[str]] = {}
+        #: Members of a parallel group still pending, per run, as this transaction last
+        #: read or wrote the set (forgotten when a unit is undone: :meth:`undone`).
+        self._pending: dict[str, set[str]] = {}
         #: The job the running unit acts on, until the store confirmed this process holds
         #: it (by the unit's own write of its row, or by :meth:`end_unit`).
         self._unverified: str | None = None
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        cur = self._last = self._db.execute(sql, args)
+        cur = self._db.execute(sql, args)
+        self.answers.sent(cur)
         return cur
 
     def _count(self, sql: str, args: Sequence[Any] = ()) -> int:
         cur = self._run(sql, args)
-        self.sync()
+        self.answers.wait()
         return cur.rowcount
 
-    def sync(self) -> None:
-        """Wait for the answers of every statement sent so far (raising the first error)."""
-        last = self._last
-        if self._pipe is not None and last is not None and last.pgresult is None:
-            self._pipe.sync()
+    def undone(self, first: int) -> None:
+        """Units from ``first`` on were undone: what this transaction remembered of what
+        they wrote goes."""
+        self.answers.forget_from(first)
+        self._pending.clear()
+
+    def begin_unit(self, index: int) -> None:
+        """The next unit of a batch starts: a savepoint to undo it back to (see store.py)."""
+        self.answers.unit = index
+        self._unverified = None
+        self._run(f"SAVEPOINT u{index}")
 
     def insert_event(self, event: StoredEvent) -> bool:
         data = event.data_json if event.data_json is not None else orjson.dumps(event.data)
@@ -185,42 +201,39 @@ class PostgresTx(MoreUnits):
     ) -> tuple[bool, bool]:
         if not grouped:
             count = self._count(
-                "INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, attempt, "
-                "started_at, ended_at, app_version) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                f"{_INSERT_STEP} ON CONFLICT DO NOTHING",
                 (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version),
             )
             return count == 1, False
-        # One statement: record the step, take it out of the pending set, and say whether
+        values = (run_id, step_id, seq, memo, user_id, op, attempt, started_at, at, app_version)
+        waiting = self._pending.get(run_id)
+        if waiting is not None and step_id in waiting:
+            # Still pending, as this transaction read (under the write lock, nothing else
+            # writes the set): not recorded yet. Recorded without waiting for the answer,
+            # which must say so, or the unit fails and nothing of it is recorded.
+            cur = self._run(
+                f"WITH recorded AS ({_INSERT_STEP} ON CONFLICT DO NOTHING RETURNING step_id) "
+                "DELETE FROM pending WHERE run_id = %s AND step_id IN "
+                "(SELECT step_id FROM recorded)",
+                (*values, run_id),
+            )
+            self.answers.check(cur, one_row, lambda: _recorded_before(run_id, step_id))
+            waiting.discard(step_id)
+            return True, bool(waiting)
+        # One statement: record the step, take it out of the pending set, and say which
         # other members are still out. The final SELECT sees the table as it was before the
         # DELETE (a data-modifying CTE's snapshot), hence the step itself is left out.
         row = self._run(
-            "WITH recorded AS (INSERT INTO steps (run_id, step_id, seq, memo, user_id, op, "
-            "attempt, started_at, ended_at, app_version) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
-            "RETURNING step_id), "
+            f"WITH recorded AS ({_INSERT_STEP} ON CONFLICT DO NOTHING RETURNING step_id), "
             "done AS (DELETE FROM pending WHERE run_id = %s AND step_id IN "
             "(SELECT step_id FROM recorded)) "
-            "SELECT EXISTS (SELECT 1 FROM recorded), EXISTS (SELECT 1 FROM pending "
+            "SELECT EXISTS (SELECT 1 FROM recorded), ARRAY(SELECT step_id FROM pending "
             "WHERE run_id = %s AND (step_id != %s OR NOT EXISTS (SELECT 1 FROM recorded)))",
-            (
-                run_id,
-                step_id,
-                seq,
-                memo,
-                user_id,
-                op,
-                attempt,
-                started_at,
-                at,
-                app_version,
-                run_id,
-                run_id,
-                step_id,
-            ),
+            (*values, run_id, run_id, step_id),
         ).fetchone()
         assert row is not None
-        return bool(row[0]), bool(row[1])
+        self._pending[run_id] = others = {str(member) for member in row[1]}
+        return bool(row[0]), bool(others)
 
     def save_steps(
         self, run_id: str, rows: Sequence[StepRow], *, attempt: int, app_version: str | None
@@ -281,12 +294,17 @@ class PostgresTx(MoreUnits):
 
     def drop_pending(self, run_id: str, step_id: str) -> bool:
         self._run("DELETE FROM pending WHERE run_id = %s AND step_id = %s", (run_id, step_id))
+        waiting = self._pending.get(run_id)
+        if waiting is not None:
+            waiting.discard(step_id)
+            return bool(waiting)
         return self._has_pending(run_id)
 
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None, *, after_seq: int
     ) -> None:
         members = list(step_ids)
+        self._pending.pop(run_id, None)  # which members are recorded already is not known
         self._run("DELETE FROM pending WHERE run_id = %s", (run_id,))
         # Members already recorded (a race with their own save) are not pending.
         self._run(
@@ -340,6 +358,8 @@ class PostgresTx(MoreUnits):
             "(SELECT lease_owner FROM jobs WHERE job_id = %s)",
             (status.value, output, error, at, run_id, grouped, self._unverified),
         ).fetchone()
+        if grouped:
+            self._pending.pop(run_id, None)
         if row is None or row[0] != 1:
             return False
         if self._unverified is not None and self._unverified in row[1]:
@@ -467,40 +487,26 @@ class PostgresTx(MoreUnits):
 
     def _verified(self, job_id: str, cur: psycopg.Cursor[Any]) -> None:
         """After a write of the job's row that required this process to hold it: its row
-        count, once answered, says whether it did (checked by :meth:`end_unit`)."""
+        count, once answered, says whether it did (see answers.py)."""
         if job_id != self._unverified:
             return
         self._unverified = None
-        self._checks.append((job_id, cur))
+        self.answers.check_lease(job_id, cur)
 
     def _owned(self, job_id: str) -> str:
         """The condition a write of the running unit's job adds: this process holds it."""
         return " AND lease_owner = %s" if job_id == self._unverified else ""
 
     def end_unit(self) -> None:
-        """The unit is done: wait for the answers to what it sent, and check that this
-        process held its job (by the row count of its write of the job's row, or, if it
-        never wrote it, by reading the row now). A unit on a lost job raises, and the
-        caller undoes it whole."""
+        """The unit is done. If it never wrote its job's row, a read of the row's owner
+        checks the lease it relied on; like the checks riding on its writes, it is judged
+        once answered, which the unit does not wait for (see answers.py). A lost lease
+        already answered raises now."""
         job_id, self._unverified = self._unverified, None
-        if job_id is not None and not holds_job(self._db, self._book, job_id):
-            self._checks.clear()
-            raise LeaseLostError(
-                f"job {job_id} was taken over or its run finished by another process"
-            )
-        self.sync()
-        checks, self._checks = self._checks, []
-        for lost, cur in checks:
-            if cur.rowcount != 1:
-                self._book.held.discard(lost)
-                raise LeaseLostError(
-                    f"job {lost} was taken over or its run finished by another process"
-                )
-
-    def abandon_unit(self) -> None:
-        """The unit failed: forget what it left to check (the caller undoes its writes)."""
-        self._unverified = None
-        self._checks.clear()
+        if job_id is not None:
+            cur = self._run("SELECT lease_owner FROM jobs WHERE job_id = %s", (job_id,))
+            self.answers.check_lease(job_id, cur, self._book.owner)
+        self.answers.check_answered()
 
     def claim_jobs(self, limit: int) -> list[Job]:
         return claim_jobs(self._db, self._book, limit)

@@ -52,24 +52,24 @@ class Writer:
         self.conn.execute("COMMIT")
         self.pipe.sync()
 
-    def undo_unit(self) -> None:
-        """Undo a failed unit's writes, back to its savepoint; the transaction goes on."""
-        self._settle()
-        self.conn.execute("ROLLBACK TO SAVEPOINT unit")
+    def rollback_to(self, savepoint: str) -> None:
+        """Undo what was written since the savepoint; the transaction goes on."""
+        self.settle()
+        self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
         self.pipe.sync()
 
     def roll_back(self) -> None:
         """Undo the whole transaction after a failure (a broken connection is closed, and
         the next transaction connects again)."""
         try:
-            self._settle()
+            self.settle()
             if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
                 self.conn.execute("ROLLBACK")
                 self.pipe.sync()
         except psycopg.Error:
             self.close()
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         """Have every statement in flight answered; their error, if any, is the failure
         being handled (statements after a failed one in a pipeline are skipped until the
         next sync), so it is not raised again, unless the connection broke."""
