@@ -10,6 +10,7 @@ recorded, and a lost lease is a failure like any other."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,9 +47,20 @@ def queue(job_id: str) -> Any:
 
 
 def fails_unanswered(tx: PostgresTx) -> None:
-    """Writes a job, then sends a statement that fails, without waiting for its answer."""
+    """Writes a job, then sends a statement that fails 50 ms later (so the units after it
+    run before its answer comes), without waiting for its answer."""
     tx.enqueue(job("before-failure"))
+    # (A division the planner cannot fold: it fails when run, after the sleep.)
+    tx._run("SELECT CASE WHEN pg_sleep(0.05)::text = '' THEN 1 / (random() > 2)::int END")
+
+
+def fails_at_once(tx: PostgresTx) -> None:
     tx._run("SELECT 1 / 0")
+
+
+def sleeps(tx: PostgresTx) -> None:
+    """Sends nothing; by its end, the answers to what came before it are in."""
+    time.sleep(0.05)
 
 
 def reads(tx: PostgresTx) -> bool:
@@ -97,6 +109,17 @@ async def test_a_failure_answered_only_before_the_commit(store: PostgresStore) -
     assert isinstance(results[2], UnitUndoneError)
     assert await job_ids(store) == ["first"]
     assert await store.transact(lambda tx: tx.get_cell("written", 0)) is None
+
+
+async def test_a_unit_the_failure_came_before_runs_after_the_undo(store: PostgresStore) -> None:
+    # The failure's answer is in when the third unit starts: it has not run, so it runs
+    # once the failed unit (and the one that ran meanwhile) are undone.
+    results = await together(store, queue("first"), fails_at_once, sleeps, queue("third"))
+    assert results[0] is True
+    assert isinstance(results[1], psycopg.errors.DivisionByZero)
+    assert isinstance(results[2], UnitUndoneError)
+    assert results[3] is True
+    assert await job_ids(store) == ["first", "third"]
 
 
 async def test_a_unit_alone_fails_whole(store: PostgresStore) -> None:

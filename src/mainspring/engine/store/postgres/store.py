@@ -192,18 +192,30 @@ class PostgresStore(PostgresReads):
             # else may run on the loop between the units and their commit.
             tx = PostgresTx(writer.conn, self.leases, writer.pipe)
             alone = len(batch) == 1
-            for index, (unit, _) in enumerate(batch):
-                if not alone:
-                    # Not released after the unit (it would cost a statement a unit).
-                    tx.begin_unit(index)
+            index = 0
+            while index < len(batch):
+                unit = batch[index][0]
+                ran = False
                 try:
+                    if not alone:
+                        # Not released after the unit (it would cost a statement a unit).
+                        # Inside the try: sending a statement may bring the answer that an
+                        # earlier unit failed.
+                        tx.begin_unit(index)
+                    ran = True
                     outcomes.append((unit(tx), None))
                     tx.end_unit()
                 except Exception as exc:
                     if alone:
                         raise  # the whole transaction is undone
                     first, undone = _undo(writer, tx, index, exc)
+                    if not ran and first < index:
+                        # An earlier unit's failure came before this one ran: it runs now.
+                        undone.pop()
+                        outcomes[first:] = undone
+                        continue
                     outcomes[first:] = undone
+                index += 1
             # Every answer in, every lease a unit relied on confirmed, before the commit.
             while failure := _first_failure(writer, tx, len(batch)):
                 if alone:
