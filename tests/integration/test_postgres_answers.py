@@ -19,6 +19,7 @@ import pytest
 
 from mainspring.engine.records import Job, JobKind
 from mainspring.engine.store.contract import LeaseLostError, NewRun, UnitUndoneError
+from mainspring.engine.store.postgres import writer
 from mainspring.engine.store.postgres.store import PostgresStore
 from mainspring.engine.store.postgres.tx import PostgresTx
 from tests.postgres_support import TEMPLATES
@@ -54,13 +55,10 @@ def fails_unanswered(tx: PostgresTx) -> None:
     tx._run("SELECT CASE WHEN pg_sleep(0.05)::text = '' THEN 1 / (random() > 2)::int END")
 
 
-def fails_at_once(tx: PostgresTx) -> None:
-    tx._run("SELECT 1 / 0")
-
-
 def sleeps(tx: PostgresTx) -> None:
-    """Sends nothing; by its end, the answers to what came before it are in."""
-    time.sleep(0.05)
+    """Sends nothing but its savepoint; by its end, the answers to what came before it are
+    in (``fails_unanswered``'s failure too)."""
+    time.sleep(0.15)
 
 
 def reads(tx: PostgresTx) -> bool:
@@ -114,7 +112,7 @@ async def test_a_failure_answered_only_before_the_commit(store: PostgresStore) -
 async def test_a_unit_the_failure_came_before_runs_after_the_undo(store: PostgresStore) -> None:
     # The failure's answer is in when the third unit starts: it has not run, so it runs
     # once the failed unit (and the one that ran meanwhile) are undone.
-    results = await together(store, queue("first"), fails_at_once, sleeps, queue("third"))
+    results = await together(store, queue("first"), fails_unanswered, sleeps, queue("third"))
     assert results[0] is True
     assert isinstance(results[1], psycopg.errors.DivisionByZero)
     assert isinstance(results[2], UnitUndoneError)
@@ -213,3 +211,17 @@ async def test_members_recorded_without_waiting_are_checked(store: PostgresStore
     )
     # s3 comes again: s2 is still pending, so it is not the last.
     assert await store.transact(save("s3")) == (True, True)
+
+
+async def test_a_connection_cut_while_idle_fails_no_unit(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "IDLE_CHECK_SECONDS", 0.0)  # every transaction checks first
+    assert await store.transact(queue("before"))
+    assert store._write is not None
+    async with await psycopg.AsyncConnection.connect(store.url, autocommit=True) as admin:
+        # As a restart of the database would, while this process writes nothing.
+        pid = store._write.conn.info.backend_pid
+        await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert await store.transact(queue("after"))
+    assert await job_ids(store) == ["after", "before"]

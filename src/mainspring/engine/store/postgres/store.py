@@ -305,18 +305,28 @@ class PostgresStore(PostgresReads):
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
     async def _begin(self) -> Writer:
-        """Open a write transaction holding the write lock: one round trip on the loop's
-        thread when the lock is free. The wait for it when another process holds it, and
-        a reconnection, run in the store's thread, so the loop runs on meanwhile."""
-        if self._closing:
-            raise RuntimeError("the store is closed")
-        writer = self._write
+        """Open a write transaction holding the write lock (see writer.py). A reconnection,
+        and the wait for the lock while another process holds it, run in the store's
+        thread, so the loop runs on meanwhile."""
         loop = asyncio.get_running_loop()
-        if writer is None or not writer.usable:
-            writer = await loop.run_in_executor(self._thread, self._reconnect)
-        if not writer.begin():
-            await loop.run_in_executor(self._thread, writer.wait_for_lock)
-        return writer
+        for last_try in (False, True):
+            if self._closing:
+                raise RuntimeError("the store is closed")
+            writer = self._write
+            if writer is None or not writer.usable:
+                writer = await loop.run_in_executor(self._thread, self._reconnect)
+            try:
+                if not writer.begin():
+                    await loop.run_in_executor(self._thread, writer.wait_for_lock)
+            except psycopg.OperationalError:
+                # Found cut before any unit ran (the database restarted while this process
+                # was idle): connect again, and no unit fails for it.
+                if last_try:
+                    raise
+                writer.close()
+                continue
+            return writer
+        raise AssertionError("unreachable")
 
     def _reconnect(self) -> Writer:
         """Connect again (in the store's thread): the database restarted, or the connection

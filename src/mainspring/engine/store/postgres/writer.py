@@ -29,6 +29,9 @@ WRITE_LOCK = int.from_bytes(b"msWrites", "big")
 #: Seconds after the write lock was last found held by another process during which a
 #: transaction tries for it before writing (the loop never waits for another process).
 CAREFUL_SECONDS = 2.0
+#: Seconds without a transaction after which the next one first checks that the connection
+#: still works (the database may have restarted meanwhile), before any unit runs on it.
+IDLE_CHECK_SECONDS = 1.0
 
 
 class Writer:
@@ -42,6 +45,8 @@ class Writer:
         self._careful_until = 0.0
         #: The probe of the write lock sent with the open transaction's first statements.
         self._probe: psycopg.Cursor[Any] | None = None
+        #: When (``time.monotonic()``) the last transaction ended.
+        self._used_at = time.monotonic()
 
     @property
     def usable(self) -> bool:
@@ -52,8 +57,11 @@ class Writer:
         :meth:`wait_for_lock`)."""
         self.conn.execute("BEGIN")
         probe = self.conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        if time.monotonic() < self._careful_until:
-            # Another process wrote lately: one round trip to learn whether it still is.
+        now = time.monotonic()
+        if now < self._careful_until or now - self._used_at > IDLE_CHECK_SECONDS:
+            # One round trip: whether another process, which wrote lately, still is; or,
+            # after a while without writes, whether the connection still works (a broken
+            # one raises here, before any unit ran, and the caller connects again).
             row = probe.fetchone()
             return bool(row and row[0])
         # Held now if the probe got it; if not, the server waits for it before running
@@ -64,6 +72,7 @@ class Writer:
 
     def _note_contention(self) -> None:
         """After the transaction: if its probe found the lock held, be careful for a while."""
+        self._used_at = time.monotonic()
         probe, self._probe = self._probe, None
         if probe is not None and probe.pgresult is not None:
             row = probe.fetchone()
