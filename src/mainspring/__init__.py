@@ -56,6 +56,16 @@ if TYPE_CHECKING:
     )
     from mainspring.sdk.function import Function
     from mainspring.sdk.group import Group, GroupSync
+    from mainspring.sdk.middleware import (
+        LoggerMiddleware,
+        Middleware,
+        MiddlewareSync,
+        SendEventsResult,
+        StepMemos,
+        TransformOutputResult,
+    )
+    from mainspring.sdk.serializer import PydanticSerializer, Serializer
+    from mainspring.sdk.settings import Streaming
     from mainspring.sdk.step import Step, StepSync
     from mainspring.sdk.triggers import TriggerCron, TriggerEvent
 
@@ -108,8 +118,22 @@ _WHERE: dict[str, tuple[str, str]] = {
     "Function": ("mainspring.sdk.function", "Function"),
     "Group": ("mainspring.sdk.group", "Group"),
     "GroupSync": ("mainspring.sdk.group", "GroupSync"),
+    **{
+        name: ("mainspring.sdk.middleware", name)
+        for name in (
+            "LoggerMiddleware",
+            "Middleware",
+            "MiddlewareSync",
+            "SendEventsResult",
+            "StepMemos",
+            "TransformOutputResult",
+        )
+    },
+    "PydanticSerializer": ("mainspring.sdk.serializer", "PydanticSerializer"),
+    "Serializer": ("mainspring.sdk.serializer", "Serializer"),
     "Step": ("mainspring.sdk.step", "Step"),
     "StepSync": ("mainspring.sdk.step", "StepSync"),
+    "Streaming": ("mainspring.sdk.settings", "Streaming"),
     "TriggerCron": ("mainspring.sdk.triggers", "TriggerCron"),
     "TriggerEvent": ("mainspring.sdk.triggers", "TriggerEvent"),
 }
@@ -154,11 +178,15 @@ __all__ = [
     "Group",
     "GroupSync",
     "Inngest",
+    "LoggerMiddleware",
     "MainspringError",
     "ManualClock",
+    "Middleware",
+    "MiddlewareSync",
     "NonRetriableError",
     "ParallelMode",
     "Priority",
+    "PydanticSerializer",
     "RateLimit",
     "RetryAfterError",
     "Run",
@@ -166,14 +194,19 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "SendEventsError",
+    "SendEventsResult",
+    "Serializer",
     "Singleton",
     "Step",
     "StepAttempt",
     "StepError",
+    "StepMemos",
     "StepSync",
     "StepUsageError",
+    "Streaming",
     "Throttle",
     "Timeouts",
+    "TransformOutputResult",
     "TriggerCron",
     "TriggerEvent",
 ]

@@ -269,7 +269,7 @@ def test_bad_flow_control_is_refused_at_definition_naming_the_field() -> None:
     with pytest.raises(
         inngest.FunctionConfigInvalidError, match=r"^function 'f': throttle: expected a Throttle"
     ):
-        client.create_function(fn_id="f", trigger=trigger, throttle=5)  # type: ignore[arg-type]
+        client.create_function(fn_id="f", trigger=trigger, throttle=5)  # type: ignore[call-overload]
     with pytest.raises(
         inngest.FunctionConfigInvalidError,
         match=r"^function 'f': batch_events: cannot be combined with priority",

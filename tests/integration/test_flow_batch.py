@@ -26,14 +26,16 @@ def _batched(client: inngest.Client, flavour: str, **options: Any) -> inngest.Fu
             assert ctx.event == ctx.events[0]
             return [e.data["n"] for e in ctx.events]
 
-        return fn
+        made: inngest.Function[Any] = fn  # **options forwarded: both overloads match
+        return made
 
     @client.create_function(fn_id="batched", trigger=inngest.TriggerEvent(event="item"), **options)
     def fn_sync(ctx: inngest.ContextSync) -> list[object]:
         assert ctx.event == ctx.events[0]
         return [e.data["n"] for e in ctx.events]
 
-    return fn_sync
+    made_sync: inngest.Function[Any] = fn_sync
+    return made_sync
 
 
 async def _outputs(engine: inngest.Engine, event_ids: list[str]) -> list[object]:

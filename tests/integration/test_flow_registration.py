@@ -148,7 +148,8 @@ def _our_function(options: dict[str, Any]) -> mainspring.Function[Any]:
     async def fn(ctx: mainspring.Context) -> None:
         return None
 
-    return fn
+    made: mainspring.Function[Any] = fn  # **options forwarded: both overloads match
+    return made
 
 
 def _flow_fields(function: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def _define(**options: Any) -> inngest.Function[Any]:
     async def fn(ctx: inngest.Context) -> None:
         return None
 
-    return fn
+    made: inngest.Function[Any] = fn  # **options forwarded: both overloads match
+    return made
 
 
 # -- each option: what it accepts and how it is sent ------------------------------------

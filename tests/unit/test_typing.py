@@ -134,6 +134,79 @@ NEGATIVE_CASES: Mapping[str, str] = {
             ctx.step.run("a", get_user, "seven")  # E: reportArgumentType arg-type
             ctx.step.run("b", get_user)  # E: reportArgumentType arg-type
     ''',
+    "neg_serializers.py": '''
+        """Misuses of output_type, serializers and model data that a type checker must reject."""
+
+        from __future__ import annotations
+
+        import pydantic
+
+        import mainspring
+
+
+        class User(pydantic.BaseModel):
+            id: int
+
+
+        client = mainspring.Client(app_id="typing-negative-serializers")
+        define = client.create_function
+        on = mainspring.TriggerEvent(event="typing/negative")
+
+
+        async def get_str() -> str:
+            return "one"
+
+
+        async def get_user() -> User:
+            return User(id=1)
+
+
+        def get_str_sync() -> str:
+            return "one"
+
+
+        # The handler's return must fit the function's output_type.
+        @define(fn_id="a", trigger=on, output_type=User)  # E: reportArgumentType arg-type
+        async def returns_str(ctx: mainspring.Context) -> str:
+            return "one"
+
+
+        @define(fn_id="b", trigger=on, output_type=list[User])  # E: reportArgumentType arg-type
+        def returns_one_user(ctx: mainspring.ContextSync) -> User:
+            return User(id=1)
+
+
+        @define(fn_id="c", trigger=on)
+        async def child(ctx: mainspring.Context) -> User:
+            return User(id=1)
+
+
+        @define(fn_id="steps", trigger=on)
+        async def steps(ctx: mainspring.Context) -> None:
+            run = ctx.step.run
+            # A str handler with output_type=User: mypy refuses the call; pyright infers
+            # ``str | User``, which is refused where a User is expected.
+            _u: User = await run("a", get_str, output_type=User)  # E: reportAssignmentType arg-type
+            # output_type is a type, not its name.
+            await run("b", get_user, output_type="User")  # E: reportArgumentType call-overload
+            # The invoked function returns a User: another output_type contradicts it.
+            invoke = ctx.step.invoke
+            await invoke("c", function=child, output_type=str)  # E: reportArgumentType misc
+            # A step started outside its group is no callable, output_type or not.
+            step = run("d", get_user, output_type=User)
+            await ctx.group.parallel((step,))  # E: reportArgumentType arg-type
+
+
+        @define(fn_id="steps-sync", trigger=on)
+        def steps_sync(ctx: mainspring.ContextSync) -> None:
+            run = ctx.step.run
+            _u: User = run("a", get_str_sync, output_type=User)  # E: reportAssignmentType arg-type
+            ctx.group.parallel((run("b", get_str_sync),))  # E: reportArgumentType arg-type
+
+
+        mainspring.Client(app_id="x", serializer=object())  # E: reportArgumentType arg-type
+        mainspring.Event(name="x", data=3)  # E: reportArgumentType arg-type
+    ''',
 }
 
 PYRIGHT_CONFIG = {"typeCheckingMode": "strict", "pythonVersion": "3.11"}
@@ -344,6 +417,7 @@ def test_cases_are_present_and_every_reveal_is_marked() -> None:
         "case_parallel_sync.py",
         "case_parallel_dynamic.py",
         "case_inngest_alias.py",
+        "case_serializers.py",
     } <= names
     for path in POSITIVE_CASES:
         expected = _expected_reveals(path, mypy=False)

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine import deadlines, drift, waits
+from mainspring.engine import ai_gateway, deadlines, drift, waits
 from mainspring.engine.backoff import Backoff
 from mainspring.engine.clock import Clock
 from mainspring.engine.held import HeldRuns
@@ -236,6 +236,8 @@ class Executor:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
+        # An AI step's provider call, made here between the call and its unit.
+        response = await ai_gateway.resolve(response)
         if self._held is not None:
             # A missing function holds the run instead of failing it (engine/held.py).
             hold = await self._held.check(run, job, response, first=first)
@@ -611,9 +613,8 @@ class Executor:
         """Record a step's result and queue what follows it."""
         user_id = op.user_id or op.display_name
         start, end = _step_times(unit, op)
-        if record_step(
-            unit, state, op.id, memo, user_id, op.op.value, started_at=start, ended_at=end
-        ):
+        kind = ai_gateway.recorded_op(op)  # an AI step's result is an AIGateway's
+        if record_step(unit, state, op.id, memo, user_id, kind, started_at=start, ended_at=end):
             mode = op.parallel_mode
             if mode is None and unit.job.data is not None and unit.job.step_id == op.id:
                 job_mode = unit.job.data.get("mode")

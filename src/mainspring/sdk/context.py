@@ -39,7 +39,10 @@ class Context:
         event: the triggering event (the first one under batching).
         events: every triggering event.
         group: ``group.parallel`` for running steps in parallel.
+        job_id: the executor's queue item behind this call (its retries share it); None
+            when the executor does not say.
         logger: a logger that stays quiet while the function replays.
+        request_id: this call's own id (each retry has another); None when not given.
         run_id: this run's id.
         step: the step API (``run``, ``sleep``, ``wait_for_event``, ...).
     """
@@ -48,7 +51,9 @@ class Context:
     event: Event
     events: list[Event]
     group: Group
+    job_id: str | None
     logger: logging.LoggerAdapter[logging.Logger]
+    request_id: str | None
     run_id: str
     step: Step
 
@@ -61,7 +66,9 @@ class ContextSync:
     event: Event
     events: list[Event]
     group: GroupSync
+    job_id: str | None
     logger: logging.LoggerAdapter[logging.Logger]
+    request_id: str | None
     run_id: str
     step: StepSync
 
@@ -78,7 +85,9 @@ def build_context(execution: Execution, events: list[Event]) -> Any:
             event=events[0],
             events=events,
             group=Group(execution),
+            job_id=None,  # both ids are the call's: Execution.call sets them for each
             logger=logger,
+            request_id=None,
             run_id=execution.run_id,
             step=Step(execution),
         )
@@ -87,7 +96,9 @@ def build_context(execution: Execution, events: list[Event]) -> Any:
         event=events[0],
         events=events,
         group=GroupSync(execution),
+        job_id=None,
         logger=logger,
+        request_id=None,
         run_id=execution.run_id,
         step=StepSync(execution),
     )

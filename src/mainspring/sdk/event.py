@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
@@ -21,16 +21,32 @@ class Event(pydantic.BaseModel):
     a function twice. ``ts`` is milliseconds since the epoch (0 = now).
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="ignore")
+    # Not frozen: middleware replaces an event's data on its way in and out (decrypting
+    # what arrives, encrypting what is sent), as the reference's middleware does.
+    model_config = pydantic.ConfigDict(extra="ignore", validate_assignment=True)
 
     name: str
     data: Mapping[str, JSON] = pydantic.Field(default_factory=dict)
     id: str = ""
     ts: int = 0
 
+    if TYPE_CHECKING:
+        # What type checkers show: ``data`` may also be a pydantic model (see _to_mapping).
+        def __init__(
+            self,
+            *,
+            name: str,
+            data: Mapping[str, JSON] | pydantic.BaseModel = ...,
+            id: str = "",
+            ts: int = 0,
+        ) -> None: ...
+
     @pydantic.field_validator("data", mode="before")
     @classmethod
-    def _none_is_empty(cls, value: object) -> object:
+    def _to_mapping(cls, value: object) -> object:
+        # A model is kept as its JSON object, which is what is sent and what arrives.
+        if isinstance(value, pydantic.BaseModel):
+            return value.model_dump(mode="json")
         return {} if value is None else value
 
     def to_wire(self) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from mainspring.protocol.step_ids import StepIdCounter
 from mainspring.sdk.context import build_context
 from mainspring.sdk.drift import ReplayNotes, with_drift
 from mainspring.sdk.event import Event
+from mainspring.sdk.middleware_calls import CallMiddleware, MiddlewareFailure
 from mainspring.sdk.ops import PENDING, Registration, StepSpec, unwrap
 from mainspring.sdk.outcomes import (
     await_any,
@@ -145,6 +146,8 @@ class Execution:
         self.max_attempts = request.ctx.max_attempts
         #: Requests being answered right now; a busy execution is never evicted.
         self.busy = 0
+        #: The app's and the function's middleware, for the call being answered.
+        self._middleware = CallMiddleware(client, function)
         events = [Event.from_wire(e) for e in request.events] or [Event.from_wire(request.event)]
         self.context = build_context(self, events)
 
@@ -203,20 +206,42 @@ class Execution:
 
     # -- answering a request --------------------------------------------------------
 
-    async def call(self, request: CallRequest) -> CallResponse | None:
+    async def call(self, request: CallRequest, raw_request: object = None) -> CallResponse | None:
         """Answer one call request (the first starts the function).
 
         Returns ``None`` when this execution cannot answer it (see :meth:`accepts`): the
-        caller then abandons it and starts a fresh one, which replays.
+        caller then abandons it and starts a fresh one, which replays. ``raw_request`` is
+        the framework's request the call came in, for middleware.
         """
         self.busy += 1
+        middleware = self._middleware
         try:
-            return await self._call(request)
+            if not middleware.begin(raw_request):
+                return await self._call(request)
+            response = await self._call(request)
+            return None if response is None else await middleware.finish(response)
+        except MiddlewareFailure as failed:
+            return function_failure(failed.error)
         finally:
+            middleware.end()
             self.busy -= 1
+
+    async def _middleware_input(self, request: CallRequest, new_code: bool) -> None:
+        await self._middleware.transform_input(request, self.context, new_code=new_code)
+        if self._root is None:
+            self._memos = request.steps  # the transformed copy, for the replay to come
+
+    def _new_code_from_thread(self) -> None:
+        """``before_execution`` from a sync function's thread (it waits for the loop)."""
+        if self._middleware.pending:
+            future = asyncio.run_coroutine_threadsafe(self._middleware.new_code(), self._loop)
+            future.result()
 
     async def _call(self, request: CallRequest) -> CallResponse | None:
         self.attempt = self.context.attempt = request.ctx.attempt
+        # The call's own ids (ctx.job_id / ctx.request_id): each call of a kept run has its own.
+        self.context.job_id = request.ctx.job_id or None
+        self.context.request_id = request.ctx.request_id or None
         self.max_attempts = request.ctx.max_attempts
         target = request.step_id
         if target is not None and self._root is not None:
@@ -224,11 +249,16 @@ class Execution:
             if reg is not None and self.accepts(request):
                 # Runs beside any discovery in progress: the handler is detached from
                 # the suspended function frame.
+                await self._middleware_input(request, new_code=True)
                 return await self._execute(reg, request)
         async with self._lock:
             if self._root is None:
+                # With recorded steps, new code starts where the replay ends (step_async,
+                # step_sync); without, at once.
+                await self._middleware_input(request, new_code=not request.ctx.stack)
                 self._start()
             elif self.accepts(request):
+                await self._middleware_input(request, new_code=True)
                 self._deliver(request)
             else:
                 return None
@@ -537,6 +567,8 @@ class Execution:
         if memo is not MISSING:
             self._replay.consume(hashed_id, spec)
             await self._take_turn(hashed_id)
+            if self._middleware.pending and not self.replaying:
+                await self._middleware.new_code()  # the replay ends: what follows is new
             return unwrap(spec, memo)
         scope = PARALLEL_SCOPE.get()
         reg = self._register(
@@ -602,6 +634,8 @@ class Execution:
         if memo is not MISSING:
             self._replay.consume(hashed_id, spec)
             self._turn += 1
+            if self._middleware.pending and not self.replaying:
+                self._new_code_from_thread()  # the replay ends: what follows is new
             return unwrap(spec, memo)
         with self._cond:
             reg = self._pending.get(hashed_id)

@@ -12,10 +12,12 @@ from mainspring.protocol import consts
 from mainspring.protocol.durations import parse_duration_ms
 from mainspring.sdk.config import Cancel, Timeouts
 from mainspring.sdk.flow import FlowConfig
+from mainspring.sdk.serializer import Serializer, bind_output_type
 from mainspring.sdk.triggers import Trigger, TriggerCron, TriggerEvent
 
 if TYPE_CHECKING:
     from mainspring.sdk.context import Context, ContextSync
+    from mainspring.sdk.middleware import MiddlewareFactory
 
 T = TypeVar("T")
 
@@ -90,10 +92,20 @@ class Function(Generic[T]):
         cancel: Sequence[Cancel] = (),
         timeouts: Timeouts | None = None,
         flow: FlowConfig | None = None,
+        middleware: Sequence[MiddlewareFactory] = (),
+        output_type: object = None,
+        serializer: Serializer | None = None,
     ) -> None:
         self.app_id = app_id
         self.local_id = local_id
-        self.handler = handler
+        #: Declares the return for the serializer (sdk/serializer.py); invoke reads it too.
+        self.output_type = output_type
+        #: What the execution calls: the handler, its return serialised per output_type.
+        self.handler: Handler[Any] = _serialising(
+            handler, output_type, serializer, f"function '{app_id}-{local_id}'"
+        )
+        #: This function's middleware factories, after the client's (sdk/middleware.py).
+        self.middleware: tuple[MiddlewareFactory, ...] = tuple(middleware)
         self.is_handler_async = inspect.iscoroutinefunction(handler)
         self.config = FunctionConfig(
             id=f"{app_id}-{local_id}",
@@ -123,6 +135,7 @@ class Function(Generic[T]):
                 ],
                 retries=0,
                 handler=on_failure,
+                middleware=self.middleware,
             )
 
     @property
@@ -147,6 +160,19 @@ class Function(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<Function {self.id}>"
+
+
+def _serialising(
+    handler: Handler[Any], output_type: object, serializer: Serializer | None, what: str
+) -> Handler[Any]:
+    # Serialised inside the handler's call, so the execution (and middleware after it)
+    # sees the JSON that is recorded, as for any other return value.
+    typed = bind_output_type(output_type, serializer, what)
+    if typed is None:
+        return handler
+    if inspect.iscoroutinefunction(handler):
+        return typed.wrap_async(handler)
+    return typed.wrap_sync(handler)
 
 
 def normalise_triggers(fn_id: str, trigger: Trigger | Sequence[Trigger]) -> list[Trigger]:

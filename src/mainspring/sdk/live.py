@@ -63,9 +63,11 @@ class LiveExecutions:
         report_completion: bool,
         chain_seconds: float | None,
         keep: bool = True,
+        raw_request: object = None,
     ) -> CallResponse:
         """Answer ``request`` with the run's kept execution, or a fresh one that replays;
-        ``keep=False``: do not keep it afterwards (a run whose state is large)."""
+        ``keep=False``: do not keep it afterwards (a run whose state is large).
+        ``raw_request``: the framework's request, for middleware."""
         run_id = request.ctx.run_id
         now = asyncio.get_running_loop().time()
         self._drop_idle(now)
@@ -93,12 +95,12 @@ class LiveExecutions:
         else:
             self._live.move_to_end(run_id)
         self._last_used[run_id] = now
-        response = await execution.call(request)
+        response = await execution.call(request, raw_request)
         if response is None:
             self.drop(run_id)
             execution = fresh()
             self._last_used[run_id] = now
-            response = await execution.call(request)
+            response = await execution.call(request, raw_request)
             assert response is not None  # a fresh execution answers every request
         done = not isinstance(response, Ops)  # the run is over (or failed)
         if (done or not keep or not self._keep_any) and self._live.get(run_id) is execution:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from typing import Any
 
@@ -17,11 +18,30 @@ class UnserializableError(TypeError):
     """A value that is not JSON; the message says what."""
 
 
+class _ModelNotJSON(TypeError):
+    """A pydantic model met without an ``output_type``: the message says how to return it."""
+
+
+def _not_json(value: object) -> object:
+    # orjson asks this about each value it cannot encode. A pydantic model is the common
+    # case, and one with a known fix; anything else keeps orjson's own message.
+    pydantic = sys.modules.get("pydantic")  # not loaded: the value cannot be a model
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
+        name = type(value).__qualname__
+        raise _ModelNotJSON(
+            f"{name} is a pydantic model, which is not JSON: pass output_type={name} to "
+            "step.run or create_function (the client's serializer, PydanticSerializer "
+            "unless another is given, converts it), or return model.model_dump(mode='json')"
+        )
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
 def dump_json(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, option=_DUMP_OPTIONS)
+        return orjson.dumps(value, default=_not_json, option=_DUMP_OPTIONS)
     except (TypeError, orjson.JSONEncodeError) as exc:
-        raise UnserializableError(str(exc)) from exc
+        hint = exc.__cause__
+        raise UnserializableError(str(hint if isinstance(hint, _ModelNotJSON) else exc)) from exc
 
 
 def load_json(data: bytes | str) -> Any:

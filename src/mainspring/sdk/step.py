@@ -6,9 +6,12 @@ builders below; the twins only differ in how they wait.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
+
+import pydantic
 
 from mainspring.errors import FunctionConfigInvalidError, StepUsageError
 from mainspring.protocol import consts
@@ -17,6 +20,8 @@ from mainspring.protocol.expressions import ExpressionError, compile_expression
 from mainspring.protocol.opcodes import Opcode
 from mainspring.sdk.event import Event
 from mainspring.sdk.ops import ResultKind, StepSpec
+from mainspring.sdk.serializer import OutputType
+from mainspring.sdk.step_ai import AI, AISync
 
 if TYPE_CHECKING:
     from mainspring.sdk.execution import Execution
@@ -104,6 +109,8 @@ def invoke_spec(
     v: str | None,
 ) -> StepSpec:
     step_id = _check_step_id(step_id)
+    if isinstance(data, pydantic.BaseModel):  # sent as its JSON object, as Event data is
+        data = data.model_dump(mode="json")
     payload: dict[str, Any] = {"data": {} if data is None else data}
     if v is not None:
         payload["v"] = v
@@ -150,20 +157,53 @@ class _StepBase:
             raise FunctionConfigInvalidError(f"invoke: {function!r} is not a mainspring Function")
         return function.id
 
+    def _output_type(self, spec: StepSpec, typ: object) -> OutputType | None:
+        """``output_type`` for step ``spec`` (None: no conversion, as without one)."""
+        if typ is None:
+            return None
+        return OutputType(typ, self._execution.client.serializer, f"step {spec.user_id!r}")
+
+    def _invoked_type(
+        self, spec: StepSpec, typ: object, function: Function[Any] | None = None
+    ) -> OutputType | None:
+        """An invoke's ``output_type``: the one given, else the invoked function's."""
+        if typ is None and function is not None:
+            typ = function.output_type
+        return self._output_type(spec, typ)
+
 
 class Step(_StepBase):
     """Steps of an async function. Every method is awaited."""
 
-    __slots__ = ()
+    __slots__ = ("ai",)
+
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(execution)
+        #: ``step.ai.infer``: model calls the server makes (sdk/step_ai.py).
+        self.ai = AI(execution)
 
     @overload
     async def run(
-        self, step_id: str, handler: Callable[[*Ts], Awaitable[T]], *handler_args: *Ts
+        self,
+        step_id: str,
+        handler: Callable[[*Ts], Awaitable[T]],
+        *handler_args: *Ts,
+        output_type: type[T] | None = None,
     ) -> T: ...
     @overload
-    async def run(self, step_id: str, handler: Callable[[*Ts], T], *handler_args: *Ts) -> T: ...
+    async def run(
+        self,
+        step_id: str,
+        handler: Callable[[*Ts], T],
+        *handler_args: *Ts,
+        output_type: type[T] | None = None,
+    ) -> T: ...
     async def run(  # type: ignore[misc]  # mypy cannot match *Ts overloads to *Any
-        self, step_id: str, handler: Callable[..., Any], *handler_args: Any
+        self,
+        step_id: str,
+        handler: Callable[..., Any],
+        *handler_args: Any,
+        output_type: object = None,
     ) -> Any:
         """Run ``handler(*handler_args)`` once, durably; returns its (JSON) result.
 
@@ -171,8 +211,17 @@ class Step(_StepBase):
         An exception is retried with backoff; once retries are exhausted (or on a
         :class:`~mainspring.NonRetriableError`) the step raises :class:`~mainspring.StepError`
         here, which the function may catch.
+
+        ``output_type`` (a pydantic model, ``list[Model]``, ...) declares a result that is
+        not plain JSON: the client's serializer records it as JSON and hands it back as
+        ``output_type``, when the step has just run as on a replay (see sdk/serializer.py).
         """
-        return await self._execution.step_async(run_spec(step_id, handler, handler_args))
+        spec = run_spec(step_id, handler, handler_args)
+        typed = self._output_type(spec, output_type)
+        if typed is None:
+            return await self._execution.step_async(spec)
+        spec = dataclasses.replace(spec, handler=typed.wrap_async(handler))
+        return typed.load(await self._execution.step_async(spec))
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Pause the run durably for ``duration`` (milliseconds or a timedelta)."""
@@ -204,12 +253,16 @@ class Step(_StepBase):
         data: Any = None,
         timeout: int | datetime.timedelta | None = None,
         v: str | None = None,
+        output_type: type[T] | None = None,
     ) -> T:
-        """Run another function of this app and return its output."""
+        """Run another function of this app and return its output (as the function's
+        ``output_type``, or the ``output_type`` given here, when there is one)."""
         spec = invoke_spec(step_id, self._invoke_target(function), data, timeout, v)
+        typed = self._invoked_type(spec, output_type, function)
         result: T = await self._execution.step_async(spec)
-        return result
+        return result if typed is None else typed.load(result)
 
+    @overload
     async def invoke_by_id(
         self,
         step_id: str,
@@ -219,10 +272,37 @@ class Step(_StepBase):
         data: Any = None,
         timeout: int | datetime.timedelta | None = None,
         v: str | None = None,
+        output_type: None = None,
+    ) -> Any: ...
+    @overload
+    async def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: Any = None,
+        timeout: int | datetime.timedelta | None = None,
+        v: str | None = None,
+        output_type: type[T],
+    ) -> T: ...
+    async def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: Any = None,
+        timeout: int | datetime.timedelta | None = None,
+        v: str | None = None,
+        output_type: object = None,
     ) -> Any:
         """Run a function by id (``app_id`` defaults to this client's app)."""
         target = f"{app_id or self._execution.client.app_id}-{function_id}"
-        return await self._execution.step_async(invoke_spec(step_id, target, data, timeout, v))
+        spec = invoke_spec(step_id, target, data, timeout, v)
+        typed = self._invoked_type(spec, output_type)
+        result = await self._execution.step_async(spec)
+        return result if typed is None else typed.load(result)
 
     async def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         """Send events durably (exactly once per run); returns their ids."""
@@ -233,12 +313,28 @@ class Step(_StepBase):
 class StepSync(_StepBase):
     """Steps of a sync function; same methods as :class:`Step`, blocking."""
 
-    __slots__ = ()
+    __slots__ = ("ai",)
 
-    def run(self, step_id: str, handler: Callable[[*Ts], T], *handler_args: *Ts) -> T:
+    def __init__(self, execution: Execution) -> None:
+        super().__init__(execution)
+        self.ai = AISync(execution)
+
+    def run(
+        self,
+        step_id: str,
+        handler: Callable[[*Ts], T],
+        *handler_args: *Ts,
+        output_type: type[T] | None = None,
+    ) -> T:
         """See :meth:`Step.run`."""
-        result: T = self._execution.step_sync(run_spec(step_id, handler, handler_args))
-        return result
+        spec = run_spec(step_id, handler, handler_args)
+        typed = self._output_type(spec, output_type)
+        if typed is None:
+            result: T = self._execution.step_sync(spec)
+            return result
+        spec = dataclasses.replace(spec, handler=typed.wrap_sync(handler))
+        loaded: T = typed.load(self._execution.step_sync(spec))
+        return loaded
 
     def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         self._execution.step_sync(sleep_spec(step_id, duration))
@@ -265,11 +361,14 @@ class StepSync(_StepBase):
         data: Any = None,
         timeout: int | datetime.timedelta | None = None,
         v: str | None = None,
+        output_type: type[T] | None = None,
     ) -> T:
         spec = invoke_spec(step_id, self._invoke_target(function), data, timeout, v)
+        typed = self._invoked_type(spec, output_type, function)
         result: T = self._execution.step_sync(spec)
-        return result
+        return result if typed is None else typed.load(result)
 
+    @overload
     def invoke_by_id(
         self,
         step_id: str,
@@ -279,9 +378,36 @@ class StepSync(_StepBase):
         data: Any = None,
         timeout: int | datetime.timedelta | None = None,
         v: str | None = None,
+        output_type: None = None,
+    ) -> Any: ...
+    @overload
+    def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: Any = None,
+        timeout: int | datetime.timedelta | None = None,
+        v: str | None = None,
+        output_type: type[T],
+    ) -> T: ...
+    def invoke_by_id(
+        self,
+        step_id: str,
+        *,
+        function_id: str,
+        app_id: str | None = None,
+        data: Any = None,
+        timeout: int | datetime.timedelta | None = None,
+        v: str | None = None,
+        output_type: object = None,
     ) -> Any:
         target = f"{app_id or self._execution.client.app_id}-{function_id}"
-        return self._execution.step_sync(invoke_spec(step_id, target, data, timeout, v))
+        spec = invoke_spec(step_id, target, data, timeout, v)
+        typed = self._invoked_type(spec, output_type)
+        result = self._execution.step_sync(spec)
+        return result if typed is None else typed.load(result)
 
     def send_event(self, step_id: str, events: Event | Sequence[Event]) -> list[str]:
         result: list[str] = self._execution.step_sync(self._send_spec(step_id, events))

@@ -35,6 +35,7 @@ from mainspring.sdk.serve.handler import (
     ServeRequest,
     ServeResponse,
 )
+from mainspring.sdk.serve.streaming import warn_if_asked
 
 FRAMEWORK = "django"
 
@@ -45,12 +46,17 @@ def serve(
     *,
     serve_origin: str | None = None,
     serve_path: str | None = None,
+    public_path: str | None = None,
+    enable_unauthed_sync: bool | None = None,
 ) -> django.urls.URLPattern:
     """A URL pattern (named ``mainspring``) answering GET, PUT and POST for ``functions``.
 
     The route is ``serve_path``, else ``INNGEST_SERVE_PATH``, else ``/api/inngest``, relative
-    to where the pattern is included. ``serve_origin`` / ``serve_path`` also set the URL the
-    app syncs with (behind a proxy); by default it is the URL the sync request came in on.
+    to where the pattern is included. ``serve_origin``, ``serve_path`` and ``public_path``
+    also set the URL the app syncs with (behind a proxy, see :mod:`.urls`); by default it is
+    the URL the sync request came in on. ``enable_unauthed_sync=False`` (or
+    ``INNGEST_ENABLE_UNAUTHED_SYNC=false``) refuses an unsigned sync in cloud mode. Answers
+    are never streamed, as in the reference SDK.
     """
     functions = list(functions)
     any_async = any(fn.is_handler_async for fn in functions)
@@ -62,8 +68,11 @@ def serve(
         framework=FRAMEWORK,
         serve_origin=serve_origin,
         serve_path=serve_path,
+        public_path=public_path,
+        enable_unauthed_sync=enable_unauthed_sync,
         keep_executions=any_async and django.VERSION >= (5, 0),
     )
+    warn_if_asked(client.settings, FRAMEWORK, client.logger)
     path = (serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH).lstrip("/")
 
     if any_async and django.VERSION >= (5, 0):
@@ -89,6 +98,7 @@ def _request(request: django.http.HttpRequest) -> ServeRequest:
         url=request.build_absolute_uri(),
         headers={key.lower(): value for key, value in request.headers.items()},
         body=request.body,
+        raw=request,
     )
 
 

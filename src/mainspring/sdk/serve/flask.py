@@ -23,6 +23,7 @@ import flask
 from mainspring.sdk.client import Client
 from mainspring.sdk.function import Function
 from mainspring.sdk.serve.handler import DEFAULT_SERVE_PATH, ServeHandler, ServeRequest
+from mainspring.sdk.serve.streaming import warn_if_asked
 
 FRAMEWORK = "flask"
 METHODS = ["GET", "PUT", "POST"]
@@ -35,13 +36,18 @@ def serve(
     *,
     serve_origin: str | None = None,
     serve_path: str | None = None,
+    public_path: str | None = None,
+    enable_unauthed_sync: bool | None = None,
 ) -> None:
     """Register one view answering GET, PUT and POST for ``functions`` on ``app``.
 
     The route is ``serve_path``, else ``INNGEST_SERVE_PATH``, else ``/api/inngest``; its
-    endpoint name is ``mainspring:<path>``. ``serve_origin`` / ``serve_path`` also set the URL
-    the app syncs with (behind a proxy); by default it is the URL the sync request came in on.
-    Must not be called from a thread running an event loop (``asyncio.run`` refuses).
+    endpoint name is ``mainspring:<path>``. ``serve_origin``, ``serve_path`` and
+    ``public_path`` also set the URL the app syncs with (behind a proxy, see :mod:`.urls`);
+    by default it is the URL the sync request came in on. ``enable_unauthed_sync=False`` (or
+    ``INNGEST_ENABLE_UNAUTHED_SYNC=false``) refuses an unsigned sync in cloud mode. Answers
+    are never streamed, as in the reference SDK. Must not be called from a thread running an
+    event loop (``asyncio.run`` refuses).
     """
     handler = ServeHandler(
         client,
@@ -49,8 +55,11 @@ def serve(
         framework=FRAMEWORK,
         serve_origin=serve_origin,
         serve_path=serve_path,
+        public_path=public_path,
+        enable_unauthed_sync=enable_unauthed_sync,
         keep_executions=False,  # every request has an event loop of its own
     )
+    warn_if_asked(client.settings, FRAMEWORK, client.logger)
     path = serve_path or client.settings.serve_path or DEFAULT_SERVE_PATH
 
     def inngest_api() -> flask.Response:
@@ -62,6 +71,7 @@ def serve(
                     url=request.url,
                     headers={key.lower(): value for key, value in request.headers.items()},
                     body=request.get_data(),
+                    raw=request,
                 )
             )
         )

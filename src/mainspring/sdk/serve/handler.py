@@ -35,11 +35,13 @@ from mainspring.protocol.messages import CallRequest
 from mainspring.sdk.client import Client
 from mainspring.sdk.function import Function
 from mainspring.sdk.live import LiveExecutions
+from mainspring.sdk.serve.threads import step_executor
+from mainspring.sdk.serve.urls import DEFAULT_SERVE_PATH as DEFAULT_SERVE_PATH
+from mainspring.sdk.serve.urls import ServeLocation
 
 SDK_VERSION = "0.1.0"
 SDK_HEADER = f"mainspring:v{SDK_VERSION}"
 SCHEMA_VERSION = "2024-05-24"
-DEFAULT_SERVE_PATH = "/api/inngest"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class ServeRequest:
     url: str
     headers: Mapping[str, str]
     body: bytes
+    #: The framework's own request object, handed to middleware (``raw_request``).
+    raw: object = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ class ServeHandler:
         framework: str = "asgi",
         serve_origin: str | None = None,
         serve_path: str | None = None,
+        public_path: str | None = None,
+        enable_unauthed_sync: bool | None = None,
         clock: Callable[[], float] = time.time,
         http: httpx.AsyncClient | None = None,
         keep_executions: bool = True,
@@ -86,6 +92,13 @@ class ServeHandler:
                 self.functions[fn.id] = fn
         self.serve_origin = serve_origin or self.settings.serve_origin
         self.serve_path = serve_path or self.settings.serve_path
+        self.location = ServeLocation(self.serve_origin, self.serve_path, public_path)
+        # Dev mode never checks signatures, so there is nothing to refuse an unsigned sync on.
+        self.enable_unauthed_sync = self.settings.dev or (
+            self.settings.enable_unauthed_sync
+            if enable_unauthed_sync is None
+            else enable_unauthed_sync
+        )
         self._clock = clock
         self._http = http
         # Off for adapters that run each request on an event loop of its own (Flask).
@@ -95,6 +108,7 @@ class ServeHandler:
             max_live_sync=max_live_sync,
             keep=keep_executions,
             max_idle_seconds=max_idle_seconds,
+            step_executor=step_executor(self.settings.thread_pool_max_workers),
         )
 
     # -- dispatch ----------------------------------------------------------------------
@@ -108,6 +122,10 @@ class ServeHandler:
         if method == "POST":
             return await self._execute(request)
         return self._error(405, "method_not_allowed", f"{method} is not served here")
+
+    def headers(self) -> dict[str, str]:
+        """The headers every answer carries (a streamed answer's 201 too)."""
+        return self._headers()
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = {
@@ -177,20 +195,11 @@ class ServeHandler:
     # -- PUT: sync (§1.2-§1.4) ---------------------------------------------------------
 
     def _serve_url_parts(self, request: ServeRequest) -> tuple[str, str]:
-        parts = urllib.parse.urlsplit(request.url)
-        origin = self.serve_origin or f"{parts.scheme}://{parts.netloc}"
-        path = self.serve_path or parts.path or DEFAULT_SERVE_PATH
-        return origin.rstrip("/"), path
+        return self.location.origin_and_path(request.url)
 
     def serve_url(self, request: ServeRequest) -> str:
-        origin, path = self._serve_url_parts(request)
-        query = [
-            (k, v)
-            for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(request.url).query)
-            if k != "deployId"
-        ]
-        suffix = f"?{urllib.parse.urlencode(query)}" if query else ""
-        return f"{origin}{path}{suffix}"
+        """The URL this app registers: see :mod:`.urls` for the options that move it."""
+        return self.location.url(request.url)
 
     def registration(self, url: str) -> dict[str, Any]:
         """The body of ``POST /fn/register`` for this app served at ``url``."""
@@ -211,6 +220,8 @@ class ServeHandler:
         mode = "dev" if self.settings.dev else "cloud"
         if kind and kind != mode:
             return self._error(400, "server_kind_mismatch", _kind_mismatch(kind, mode))
+        if not self.enable_unauthed_sync and not self._signature_ok(request):
+            return self._error(401, "sig_verification_failed", _UNAUTHED_SYNC_OFF)
         body = self.registration(self.serve_url(request))
         body = {k: v for k, v in body.items() if v is not None}
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
@@ -268,6 +279,9 @@ class ServeHandler:
             )
         except wire.WireError as exc:
             return self._error(400, "malformed_request", str(exc))
+        # ctx.job_id / ctx.request_id: the reference's server sends them as headers.
+        call.ctx.job_id = request.headers.get(h.JOB_ID) or call.ctx.job_id
+        call.ctx.request_id = request.headers.get(h.REQUEST_ID) or call.ctx.request_id
         if call.ctx.use_api:
             try:
                 call = await self._fetch_state(call)
@@ -281,6 +295,7 @@ class ServeHandler:
             chain_seconds=chain,
             # A run whose state came through the API is large: not worth holding on to.
             keep=not call.ctx.use_api,
+            raw_request=request.raw,
         )
         reply = wire.response_to_http(response)
         return self._finish(
@@ -330,6 +345,12 @@ def _key_hash(key: str | None) -> str | None:
         return hashlib.sha256(bytes.fromhex(body)).hexdigest()
     except ValueError:
         return None
+
+
+_UNAUTHED_SYNC_OFF = (
+    "unsigned sync refused: enable_unauthed_sync is off (or INNGEST_ENABLE_UNAUTHED_SYNC is "
+    "false), so a sync must carry a valid x-inngest-signature"
+)
 
 
 def _kind_mismatch(server: str, app: str) -> str:

@@ -1,0 +1,1 @@
+"""Experimental APIs, under the names of the reference SDK's ``inngest.experimental``."""

@@ -1,0 +1,11 @@
+"""DeepSeek (an OpenAI-compatible chat completions endpoint)."""
+
+from __future__ import annotations
+
+from mainspring.experimental.ai._chat import ChatAdapter
+
+
+class Adapter(ChatAdapter):
+    """DeepSeek adapter: ``POST {base_url}/chat/completions`` with a bearer key."""
+
+    DEFAULT_URL = "https://api.deepseek.com/v1"

@@ -1,0 +1,3 @@
+"""``mainspring.tornado.serve(app, client, functions)``, as ``inngest.tornado``."""
+
+from mainspring.sdk.serve.tornado import serve as serve
