@@ -13,38 +13,16 @@ import asyncio
 import contextlib
 import dataclasses
 import pathlib
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import uvicorn
 
 import mainspring as inngest
 from mainspring.engine.engine import Engine
 from mainspring.server.app import create_app
-from tests.e2e.support import FINISHED, free_port
-
-
-@contextlib.contextmanager
-def on_uvicorn(app: Any) -> Iterator[int]:
-    """``app`` on uvicorn in a thread, on a free loopback port; the port."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        running.should_exit = True
-        thread.join(10)
+from tests.e2e.support import FINISHED, on_uvicorn
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,12 +9,14 @@ import pathlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import inngest
+import uvicorn
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -161,3 +163,23 @@ def official_servers(
         sender._http_client._http_client_sync.close()
         for proc in reversed(procs):
             stop(proc)
+
+
+@contextlib.contextmanager
+def on_uvicorn(app: Any) -> Iterator[int]:
+    """``app`` on uvicorn in a thread, on a free loopback port; the port."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not running.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped"
+        time.sleep(0.01)
+    try:
+        yield port
+    finally:
+        running.should_exit = True
+        thread.join(10)

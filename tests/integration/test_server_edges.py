@@ -8,8 +8,6 @@ import contextlib
 import http.client
 import pathlib
 import sqlite3
-import threading
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
@@ -17,7 +15,6 @@ import httpx
 import orjson
 import pytest
 import ulid
-import uvicorn
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
@@ -25,7 +22,7 @@ import mainspring as inngest
 from mainspring.engine.engine import Engine
 from mainspring.server import limits
 from mainspring.server.app import MAX_BODY_BYTES, create_app
-from tests.e2e.support import free_port
+from tests.e2e.support import on_uvicorn
 
 NOW_MS = 1_700_000_000_000
 
@@ -337,26 +334,6 @@ async def test_an_unexpected_error_is_a_json_500_and_does_not_escape(
     assert answer.json() == {"error": "internal server error", "status": 500}
 
 
-@contextlib.contextmanager
-def live(app: Any) -> Iterator[int]:
-    """``app`` on uvicorn in a thread, on a free loopback port."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped"
-        time.sleep(0.01)
-    try:
-        yield port
-    finally:
-        running.should_exit = True
-        thread.join(10)
-
-
 @pytest.mark.parametrize("http_impl", ["h11", "httptools"])
 def test_the_connection_survives_a_500_and_4xxs(tmp_path: pathlib.Path, http_impl: str) -> None:
     engine = Engine(inngest.Client(app_id="server"), [], database=tmp_path / "s.db")
@@ -366,7 +343,7 @@ def test_the_connection_survives_a_500_and_4xxs(tmp_path: pathlib.Path, http_imp
 
     engine.events = broken  # type: ignore[method-assign]
     app = create_app(engine)
-    with live(app) as port:
+    with on_uvicorn(app) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.connect()
         sock = conn.sock

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.test_readme_snippets import snippets
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
-PAGES = ["middleware.md"]
+PAGES = ["middleware.md", "serializers.md"]
 CASES = [
     (page, line, code)
     for page in PAGES

@@ -21,13 +21,14 @@ NEEDS_SERVER = "<!-- snippet: needs-server -->"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
-def snippets(text: str) -> list[tuple[int, str, bool]]:
-    """``(line, code, needs_server)`` of each python block of ``text``."""
+def snippets(text: str, mark: str = NEEDS_SERVER) -> list[tuple[int, str, bool]]:
+    """``(line, code, marked)`` of each python block of ``text``: marked when the line
+    before it is ``mark``."""
     found = []
     for match in _BLOCK.finditer(text):
         before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
         line = text.count("\n", 0, match.start()) + 1
-        found.append((line, match.group(1), before.strip() == NEEDS_SERVER))
+        found.append((line, match.group(1), before.strip() == mark))
     return found
 
 

@@ -8,27 +8,22 @@ from __future__ import annotations
 
 import os
 import pathlib
-import re
 import subprocess
 import sys
 
 import pytest
 
+from tests.unit.test_readme_snippets import snippets as readme_snippets
+
 pytest_plugins = ["pytester"]
 
 PAGE = pathlib.Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 PYTEST_MARK = "<!-- snippet: pytest -->"
-_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def snippets(text: str) -> list[tuple[int, str, bool]]:
     """``(line, code, is_pytest_module)`` of each python block of ``text``."""
-    found = []
-    for match in _BLOCK.finditer(text):
-        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        line = text.count("\n", 0, match.start()) + 1
-        found.append((line, match.group(1), before.strip() == PYTEST_MARK))
-    return found
+    return readme_snippets(text, PYTEST_MARK)
 
 
 SNIPPETS = snippets(PAGE.read_text())
