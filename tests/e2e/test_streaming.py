@@ -21,7 +21,8 @@ import pytest
 import mainspring as inngest
 import mainspring.fast_api
 from mainspring.sdk.serve import streaming
-from tests.e2e.inprocess_server import LiveServer, live_server, on_uvicorn
+from tests.e2e.inprocess_server import LiveServer, live_server
+from tests.e2e.support import on_uvicorn
 
 KEEPALIVE = 0.05
 
