@@ -54,6 +54,15 @@ async def doomed(ctx: inngest.Context) -> None:
     await ctx.step.run("charge", _boom)
 
 
+@client.create_function(fn_id="rescued", trigger=inngest.TriggerEvent(event="shop/rescued"))
+async def rescued(ctx: inngest.Context) -> str:
+    try:
+        await ctx.step.invoke("call-doomed", function=doomed)
+    except inngest.StepError:
+        return "rescued"
+    return "not failed"
+
+
 gate = asyncio.Event()
 
 
@@ -101,7 +110,7 @@ async def api(tmp_path: pathlib.Path) -> AsyncIterator[Api]:
     gate.clear()
     engine = Engine(
         client,
-        [checkout, flaky, doomed, patient],
+        [checkout, flaky, doomed, patient, rescued],
         database=tmp_path / "gql.db",
         durability="normal",
         retry_backoff=0.01,
@@ -187,6 +196,20 @@ async def test_a_retried_step_shows_each_attempt_with_its_error(api: Api) -> Non
     assert "first try fails" in failed["error"]["message"]
     ok = (await api.data(query, o=second["outputID"]))["runTraceSpanOutputByID"]
     assert orjson.loads(ok["data"]) == "second try"
+
+
+async def test_a_step_whose_recorded_result_is_an_error_shows_as_failed(api: Api) -> None:
+    """An invoke whose child failed is recorded under its own op (so is an AI step that
+    failed): its span is FAILED all the same, not COMPLETED."""
+    _, run_id = await api.run_of("shop/rescued", {})
+    data = await api.data(
+        "query($id: String!) { run(runID: $id) { status trace { childrenSpans "
+        "{ name status stepOp } } } }",
+        id=run_id,
+    )
+    assert data["run"]["status"] == "COMPLETED"
+    [invoke] = data["run"]["trace"]["childrenSpans"]
+    assert (invoke["name"], invoke["status"]) == ("call-doomed", "FAILED")
 
 
 async def test_a_failed_run_gives_its_error_as_output(api: Api) -> None:
@@ -345,6 +368,7 @@ async def test_dev_info_lists_functions_and_start_options(api: Api) -> None:
         "gql-app-flaky",
         "gql-app-doomed",
         "gql-app-patient",
+        "gql-app-rescued",
     }
     assert info["handlers"][0]["appName"] == "gql-app"
 

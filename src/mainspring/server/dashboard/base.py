@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from mainspring.engine.drift import CODE_CHANGED_OP, DROPPED_OP
 from mainspring.engine.engine import Engine
 from mainspring.engine.executor import FUNCTION_ERROR_OP
-from mainspring.engine.records import Run
+from mainspring.engine.records import Run, StepAttempt
 from mainspring.protocol.opcodes import Opcode
 from mainspring.server.dashboard.security import Guard, Session
 from mainspring.server.sync_status import SyncStatus
@@ -40,6 +40,15 @@ SINCE_CHOICES = {
     "7d": datetime.timedelta(days=7),
 }
 FAILED_OPS = frozenset({Opcode.STEP_ERROR.value, Opcode.STEP_FAILED.value, FUNCTION_ERROR_OP})
+
+
+def entry_failed(entry: StepAttempt) -> bool:
+    """Whether a history entry is a failure: a failed op, or a result that is an error
+    (an invoke whose function failed, an AI step whose provider refused: recorded under
+    their own ops)."""
+    return entry.op in FAILED_OPS or entry.error is not None
+
+
 DRIFT_OPS = frozenset({DROPPED_OP, CODE_CHANGED_OP})
 _SECURITY_HEADERS = {
     "content-security-policy": (

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from mainspring.engine.executor import FUNCTION_ERROR_OP
 from mainspring.engine.records import StepAttempt
 from mainspring.errors import MainspringError
-from mainspring.server.dashboard.base import DRIFT_OPS, FAILED_OPS, PageBase, run_duration
+from mainspring.server.dashboard.base import DRIFT_OPS, PageBase, entry_failed, run_duration
 from mainspring.server.dashboard.security import Session, form_of
 from mainspring.server.dashboard.timeline import layout
 from mainspring.server.graphql.trace import build_trace
@@ -67,7 +67,7 @@ class RunPage(PageBase):
         elsewhere = [
             StepView(step_id, by_step[step_id], index)
             for index, step_id in enumerate(ids)
-            if by_step[step_id][-1].op in FAILED_OPS and not window.shows(index)
+            if entry_failed(by_step[step_id][-1]) and not window.shows(index)
         ]
         shown_events = None if params.get("events") == "all" else EVENTS_SHOWN
         events, events_total = await self.engine.run_events(run.id, limit=shown_events)
@@ -140,7 +140,7 @@ class StepView:
             "Function error" if last.op == FUNCTION_ERROR_OP else last.op
         )
         self.last = last
-        self.failed = last.op in FAILED_OPS
+        self.failed = entry_failed(last)
         self.op = last.op
         self.attempts = len(self.entries)
         #: Changes when the step records more: a live swap keeps an opened step's body

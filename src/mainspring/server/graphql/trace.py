@@ -197,7 +197,10 @@ def _step_span(run: Run, parent: str, step_id: str, entries: list[StepAttempt]) 
     if last.op in _SKIPPED_OPS:
         status = SpanStatus.SKIPPED  # the code no longer reaches it: it ended unrecorded
     elif not unresolved:
-        status = SpanStatus.FAILED if last.op == Opcode.STEP_FAILED.value else SpanStatus.COMPLETED
+        # A result that is an error is a failure whatever op recorded it (an invoke whose
+        # function failed, an AI step whose provider refused).
+        failed = last.op == Opcode.STEP_FAILED.value or last.error is not None
+        status = SpanStatus.FAILED if failed else SpanStatus.COMPLETED
     else:
         # Still being retried, unless the run has ended without another attempt.
         status = SpanStatus.FAILED if run.status.finished else SpanStatus.RUNNING
@@ -275,7 +278,11 @@ def _ref(run_id: str, entry: StepAttempt) -> OutputRef:
 
 
 def _attempt_span(run: Run, parent: str, entry: StepAttempt) -> Span:
-    failed = entry.op in _PER_ATTEMPT_OPS or entry.op == Opcode.STEP_FAILED.value
+    failed = (
+        entry.op in _PER_ATTEMPT_OPS
+        or entry.op == Opcode.STEP_FAILED.value
+        or entry.error is not None
+    )
     return Span(
         span_id=f"{parent}:{entry.attempt}:{entry.op}",
         run_id=run.id,
