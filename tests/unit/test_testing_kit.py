@@ -538,10 +538,11 @@ def test_an_unstubbed_error_in_a_sync_function_ends_its_thread() -> None:
             )
         )
 
+    before = set(threading.enumerate())  # other tests' threads are not this run's
     with pytest.raises(UnstubbedStepError):
         mocked.trigger(fn, GO, client_mock)
     deadline = time.monotonic() + 2
-    while any(t.name.startswith("mainspring-run-") for t in threading.enumerate()):
+    while any(t.name.startswith("mainspring-run-") for t in set(threading.enumerate()) - before):
         assert time.monotonic() < deadline, "the function's thread is still blocked"
         time.sleep(0.01)
 
