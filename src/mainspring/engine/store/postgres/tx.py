@@ -397,40 +397,21 @@ class PostgresTx(MoreUnits):
     def enqueue_all(self, jobs: Sequence[Job]) -> list[Job]:
         if len(jobs) < 2:
             return [job for job in jobs if self.enqueue(job)]
-        # One statement for the lot (a parallel batch's members): one round trip.
-        book = self._book
-        now = book.now()
-        takes = [
-            job.run_at <= now + book.lease_ms // 2 and self._may_take(job.run_id) for job in jobs
-        ]
+        # One statement for the lot (a parallel batch's members): one round trip. Each
+        # job's row as enqueue makes it, sent column by column.
+        made = [self._job_values(job) for job in jobs]
+        columns = [list(column) for column in zip(*(values for _, values in made), strict=True)]
         rows = self._run(
-            "INSERT INTO jobs (job_id, run_id, kind, step_id, run_at, attempt, priority, data, "
-            "created_at, lease_owner, lease_until) SELECT * FROM unnest(%s::text[], "
+            f"{_INSERT_JOB} SELECT * FROM unnest(%s::text[], "
             "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[], %s::bigint[], "
             "%s::bytea[], %s::bigint[], %s::text[], %s::bigint[]) "
             "ON CONFLICT DO NOTHING RETURNING job_id",
-            (
-                [job.id for job in jobs],
-                [job.run_id for job in jobs],
-                [job.kind.value for job in jobs],
-                [job.step_id for job in jobs],
-                [job.run_at for job in jobs],
-                [job.attempt for job in jobs],
-                [job.priority for job in jobs],
-                [_json(job.data) for job in jobs],
-                [job.run_at for job in jobs],
-                [book.owner if take else None for take in takes],
-                [now + book.lease_ms if take else None for take in takes],
-            ),
+            columns,
         ).fetchall()
         inserted = {str(row[0]) for row in rows}
-        for job, take in zip(jobs, takes, strict=True):
-            if job.id not in inserted:
-                continue
-            if take:
-                book.held.add(job.id)
-            else:
-                book.notify = True
+        for job, (take, _) in zip(jobs, made, strict=True):
+            if job.id in inserted:
+                self._queued(job, take)
         return [job for job in jobs if job.id in inserted]
 
     def _take_if_due(self, job_id: str, run_id: str, run_at: int) -> None:
