@@ -17,7 +17,7 @@ from mainspring.engine.clock import Clock
 from mainspring.engine.flow.admission import Admission, Verdict
 from mainspring.engine.queue import JobQueue
 from mainspring.engine.records import Job
-from mainspring.engine.store.contract import LeaseLostError
+from mainspring.engine.store.contract import LeaseLostError, UnitUndoneError
 
 logger = logging.getLogger("mainspring.engine")
 
@@ -142,6 +142,11 @@ class Dispatcher:
         except LeaseLostError as lost:
             # This process stopped renewing in time and another took the job over.
             logger.info("%s; left to it", lost)
+        except UnitUndoneError as undone:
+            # Nothing wrong with this job: another unit of its transaction failed (and is
+            # reported on its own). It goes on as the store has it, after the same pause.
+            logger.warning("job %s of run %s: %s; retrying", job.id, job.run_id, undone)
+            self._retrying.add(asyncio.get_running_loop().create_task(self._retry(job)))
         except Exception:
             # A transient store fault must not stall the run until the next restart: after
             # a pause, the job goes on as the store has it. Not as memory has it: a commit
