@@ -145,17 +145,20 @@ class CallMiddleware:
     async def transform_input(
         self, request: CallRequest, ctx: Context | ContextSync, *, new_code: bool
     ) -> None:
-        """``transform_input`` over the recorded results this execution has not seen (on
-        a copy of the request's memo map: the caller's may be an engine's own), then
+        """``transform_input`` over the recorded results this execution has not seen, then
         ``before_execution`` when what runs next is new code."""
         hooks = self._hooks
         if hooks is None:
             return
         unseen = [step_id for step_id in request.steps if step_id not in self._seen]
-        request.steps = dict(request.steps)
-        self._seen.update(unseen)
+        memos: dict[str, Any] = {}
+        if unseen:
+            # Changed on a copy: the caller's map may be an engine's own.
+            memos = dict(request.steps)
+            request.steps = memos
+            self._seen.update(unseen)
         try:
-            await transform_input(hooks, ctx, self._function, request.steps, unseen)
+            await transform_input(hooks, ctx, self._function, memos, unseen)
         except Exception as exc:
             raise MiddlewareFailure(exc) from exc
         if new_code:
