@@ -17,14 +17,12 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import django
 import fastapi
 import flask
 import httpx
 import orjson
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from django.conf import settings as django_settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.test import Client as DjangoClient
 from django.test import override_settings
@@ -38,16 +36,9 @@ import mainspring.flask
 from mainspring.protocol import wire
 from mainspring.protocol.messages import CallContext, CallRequest
 from mainspring.protocol.step_ids import hash_step_id
+from tests.django_support import configure as configure_django
 
-if not django_settings.configured:
-    django_settings.configure(
-        ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
-        ROOT_URLCONF=__name__,
-        SECRET_KEY="test-only",
-        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django(__name__)
 
 #: This module is the Django URLconf of its tests; each test puts its pattern here.
 urlpatterns: list[URLPattern] = []

@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import django
 import fastapi
 import flask
 import httpx
@@ -24,7 +23,6 @@ import pytest
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from django.conf import settings as django_settings
 from django.test import Client as DjangoClient
 from django.test import override_settings
 from django.urls import URLPattern, clear_url_caches
@@ -41,16 +39,9 @@ from mainspring.sdk.serve import django as django_adapter
 from mainspring.sdk.serve import fastapi as fastapi_adapter
 from mainspring.sdk.serve import flask as flask_adapter
 from mainspring.sdk.serve import tornado as tornado_adapter
+from tests.django_support import configure as configure_django
 
-if not django_settings.configured:
-    django_settings.configure(
-        ALLOWED_HOSTS=["testserver", "localhost", "127.0.0.1"],
-        ROOT_URLCONF=__name__,
-        SECRET_KEY="test-only",
-        MIDDLEWARE=["django.middleware.csrf.CsrfViewMiddleware"],
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django(__name__)
 
 #: This module is the Django URLconf of its tests; each test puts its pattern here.
 urlpatterns: list[URLPattern] = []
