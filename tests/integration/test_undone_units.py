@@ -8,10 +8,12 @@ import logging
 import pathlib
 from typing import Any
 
+import httpx
 import pytest
 
 import mainspring as inngest
 from mainspring.engine.store.contract import UnitUndoneError
+from mainspring.server.app import create_app
 from tests.conftest import run_to_end
 
 
@@ -45,3 +47,21 @@ async def test_an_undone_unit_is_retried_and_logged_plainly(
     [record] = [r for r in caplog.records if "undone with unit 0" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert record.exc_info is None
+
+
+async def test_an_undone_send_is_a_503_that_says_to_send_again(tmp_path: pathlib.Path) -> None:
+    client = inngest.Client(app_id="undone")
+    async with inngest.Engine(client, [], database=tmp_path / "runs.db") as engine:
+
+        async def undone_send(*args: Any, **kwargs: Any) -> list[str]:
+            raise UnitUndoneError("undone with unit 0 of its transaction, which failed")
+
+        engine.send = undone_send  # type: ignore[method-assign]
+        transport = httpx.ASGITransport(app=create_app(engine, dev=True))
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as http:
+            answer = await http.post("/e/key", json={"name": "undone/go", "data": {}})
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["ids"] == []
+    assert "not recorded" in body["error"]
+    assert "send them again" in body["error"]

@@ -28,6 +28,7 @@ from mainspring.engine.notices import event_note
 from mainspring.engine.records import Job, Run, StoredEvent
 from mainspring.engine.remote import RegistrationError, parse_registration
 from mainspring.engine.runlog import last_error
+from mainspring.engine.store.contract import UnitUndoneError
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
 from mainspring.protocol.json_depth import nests_deeper
@@ -188,6 +189,11 @@ def create_app(
             ids = await engine.send(events, id_seed=request.headers.get("x-inngest-event-id-seed"))
         except EventInvalidError as exc:
             return reply({"ids": [], "status": 400, "error": str(exc)}, 400)
+        except UnitUndoneError as exc:
+            # Nothing of the send was recorded, through no fault of its own: say so, and
+            # that sending again is the fix (SDKs resend a 5xx by themselves).
+            problem = f"the events were not recorded ({exc}): send them again"
+            return reply({"ids": [], "status": 503, "error": problem}, 503)
         return reply({"ids": ids, "status": 200})
 
     async def register(request: Request) -> Response:
