@@ -357,6 +357,10 @@ def _operations() -> dict[str, dict[str, Any]]:
                     "413": _answer(
                         "The body is over the limit (the connection is closed).", "SendError"
                     ),
+                    "503": _answer(
+                        "Nothing was recorded (undone with another write that failed): send again.",
+                        "SendError",
+                    ),
                 },
             }
         },
