@@ -56,7 +56,7 @@ def one_row(cursor: psycopg.Cursor[Any]) -> bool:
 class Answers:
     """The statements and lease checks of one transaction's units, by unit."""
 
-    __slots__ = ("_checks", "_forget", "_pipe", "_sent", "unit")
+    __slots__ = ("_checks", "_confirmed", "_forget", "_pipe", "_sent", "unit")
 
     def __init__(self, pipe: psycopg.Pipeline | None, forget: Callable[[str], None]) -> None:
         self._pipe = pipe
@@ -66,6 +66,9 @@ class Answers:
         self.unit = 0
         self._sent: list[tuple[int, psycopg.Cursor[Any]]] = []
         self._checks: list[Check] = []
+        #: How many checks, from the first, are answered as relied on: each unit's end
+        #: looks only at those after (answers come in the order statements went out).
+        self._confirmed = 0
 
     def sent(self, cursor: psycopg.Cursor[Any]) -> None:
         self._sent.append((self.unit, cursor))
@@ -104,9 +107,14 @@ class Answers:
 
     def check_answered(self) -> None:
         """Raise the failure of the first answered check that is not right."""
-        for check in self._checks:
-            if check.held() is False:
-                raise check.failure()
+        checks = self._checks
+        while self._confirmed < len(checks):
+            held = checks[self._confirmed].held()
+            if held is None:
+                return  # not answered yet, nor is any check after it
+            if not held:
+                raise checks[self._confirmed].failure()
+            self._confirmed += 1
 
     def first_failure(self) -> tuple[int, BaseException | None] | None:
         """After every answer is in: the first unit that failed, with its failure (None for
@@ -129,3 +137,4 @@ class Answers:
         """Units from ``unit`` on were undone: what they sent no longer counts."""
         self._sent = [(u, cursor) for u, cursor in self._sent if u < unit]
         self._checks = [check for check in self._checks if check.unit < unit]
+        self._confirmed = min(self._confirmed, len(self._checks))
