@@ -23,6 +23,7 @@ Keys: a ``str`` is hashed to 32 bytes with BLAKE2b; ``bytes`` are the hex encodi
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -63,6 +64,7 @@ def _nacl() -> Any:
     return nacl
 
 
+@functools.lru_cache(maxsize=16)  # a fresh middleware serves each call: derive each key once
 def _box(key: Key) -> nacl.secret.SecretBox:
     lib = _nacl()
     if isinstance(key, str):
