@@ -7,9 +7,12 @@ import statistics
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal, TypedDict
+from typing import TYPE_CHECKING, Final, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from bench.cpu import CpuMeter
 
 # Workload sizes, as in ../shared/peers/README.md.
 N_SEQ: Final = 100  # (a) sequential steps in one run
@@ -32,6 +35,9 @@ SEND_SIZE: Final = 100  # (i), (j), (k) events per engine.send
 # Measurement method: WARMUP unmeasured runs, then the median of REPS measured runs.
 WARMUP: Final = 1
 REPS: Final = 3
+#: Measured runs of (c) over HTTP, whose spread (min-max) is printed: one (c) run is a fifth
+#: of a second, and one slow run among three moves the median.
+REPS_SPREAD: Final = 5
 
 Workload = Literal["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"]
 Metric = Literal[
@@ -79,6 +85,11 @@ class Record(TypedDict):
     metric: Metric
     value: float
     unit: Unit
+    #: Over HTTP: each measured run's value, in `unit` (throughput and total times).
+    samples: NotRequired[list[float]]
+    #: Over HTTP: CPU seconds per wall second over the measured runs, by process ("driver"
+    #: is the bench process, which sends the requests; 1.0 is one core).
+    cpu: NotRequired[dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -108,15 +119,22 @@ def measure(fn: Callable[[], object]) -> Sample:
     return Sample(tuple(runs))
 
 
-async def measure_async(fn: Callable[[], Awaitable[object]]) -> Sample:
-    """Time `await fn()` REPS times after WARMUP unmeasured calls."""
+async def measure_async(
+    fn: Callable[[], Awaitable[object]], *, reps: int = REPS, meter: CpuMeter | None = None
+) -> Sample:
+    """Time `await fn()` `reps` times after WARMUP unmeasured calls; `meter` (if given)
+    adds up the CPU used during the measured calls."""
     for _ in range(WARMUP):
         await fn()
     runs: list[float] = []
-    for _ in range(REPS):
+    for _ in range(reps):
+        if meter is not None:
+            meter.start()
         t0 = time.perf_counter()
         await fn()
         runs.append(time.perf_counter() - t0)
+        if meter is not None:
+            meter.stop()
     return Sample(tuple(runs))
 
 
@@ -141,6 +159,16 @@ def throughput_record(workload: Workload, system: str, sample: Sample, runs: int
         metric="throughput",
         value=runs / sample.median,
         unit="runs/s",
+    )
+
+
+def spread(values: Sequence[float], unit: str) -> str:
+    """``median 1,020 runs/s, min-max 940-1,110 over 5 runs``."""
+    low, high = min(values), max(values)
+    shown = ".1f" if unit == "ms" else ",.0f"
+    return (
+        f"median {statistics.median(values):{shown}} {unit}, "
+        f"min-max {low:{shown}}-{high:{shown}} over {len(values)} runs"
     )
 
 

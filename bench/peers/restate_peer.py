@@ -9,9 +9,12 @@ The definitions follow ../shared/peers/restate/ (run.sh, bench_restate.py, bench
 
 restate-server and the SDK's service (the shared bench_svc.py, served by hypercorn over HTTP/2
 cleartext) are two separate processes listening on 127.0.0.1 only. The driver runs in this
-process, as an `httpx.AsyncClient` against the ingress. Neither the server nor the SDK can be
-imported here: they live in a throwaway npm prefix and venv, which the shared install.sh makes
-when they are missing. So this module talks to them over HTTP only.
+process, with the HTTP suite's client (`bench/wire_client.py`: requests encoded before the
+clock, kept-alive connections) against the ingress, and its CPU, the server's and the
+service's during the timed runs are measured as for the other systems (`bench/cpu.py`).
+Neither the server nor the SDK can be imported here: they live in a throwaway npm prefix and
+venv, which the shared install.sh makes when they are missing. So this module talks to them
+over HTTP only.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -36,13 +39,17 @@ from bench.common import (
     N_FAN,
     N_RUNS,
     N_SEQ,
+    REPS_SPREAD,
     Record,
     Workload,
     measure_async,
     per_step_record,
+    spread,
     throughput_record,
     total_record,
 )
+from bench.cpu import SERVER, CpuMeter, describe
+from bench.wire_client import Answer, WireClient
 
 SYSTEM: Final = "restate"
 PEER_WORKLOADS: Final[tuple[Workload, ...]] = ("a", "b", "c")
@@ -159,7 +166,9 @@ def run_restate(
             f"  {SYSTEM}: {SERVER_PACKAGE.rsplit('@', 1)[1]} server, restate-sdk "
             f"{inst.sdk_version} service on hypercorn; both on 127.0.0.1, driver in this process"
         )
-        return asyncio.run(_drive(todo, ingress, log))
+        # Made now that hypercorn has started its worker, which is then in the service's tree.
+        processes = {SERVER: children[0].proc.pid, "service": children[1].proc.pid}
+        return asyncio.run(_drive(todo, ingress_port, processes, log))
     finally:
         for child in reversed(children):
             _stop(child)
@@ -351,56 +360,80 @@ def _check(got: int, want: int, what: str) -> None:
 
 
 async def _drive(
-    todo: Sequence[Workload], ingress: str, log: Callable[[str], None]
+    todo: Sequence[Workload],
+    ingress_port: int,
+    processes: dict[str, int],
+    log: Callable[[str], None],
 ) -> list[Record]:
-    # As bench_restate.py: enough connections that (c)'s 200 attaches all wait at once.
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=ingress, timeout=REQUEST_TIMEOUT_S, limits=limits
-    ) as client:
+    async with WireClient("127.0.0.1", ingress_port, timeout=REQUEST_TIMEOUT_S) as client:
+        # As bench_restate.py: a connection for each of (c)'s attaches, which all wait at
+        # once; opened now, so that no timed run opens one.
+        await client.open(N_RUNS)
 
-        async def call(handler: str, arg: int) -> int:
-            r = await client.post(f"/Bench/{handler}", content=str(arg), headers=JSON)
-            r.raise_for_status()
-            return int(r.text)
+        def checked(answer: Answer, what: str) -> Answer:
+            if not 200 <= answer.status < 300:
+                raise RuntimeError(f"Restate {what}: HTTP {answer.status}: {answer.text[:300]}")
+            return answer
 
-        async def run_seq(n: int) -> None:
-            _check(await call("seq", n), sum(range(n)), f"{n}-step invocation")
+        def call(handler: str, arg: int) -> Callable[[], Awaitable[int]]:
+            request = client.prepare("POST", f"/Bench/{handler}", str(arg).encode())
+
+            async def send() -> int:
+                return int(checked(await client.send(request), f"{handler}({arg})").text)
+
+            return send
+
+        def run_seq(n: int) -> Callable[[], Awaitable[None]]:
+            send = call("seq", n)
+
+            async def run() -> None:
+                _check(await send(), sum(range(n)), f"{n}-step invocation")
+
+            return run
+
+        fan = call("fan", N_FAN)
 
         async def run_fan() -> None:
-            _check(await call("fan", N_FAN), sum(range(N_FAN)), "fan-out invocation")
+            _check(await fan(), sum(range(N_FAN)), "fan-out invocation")
+
+        starts = [client.prepare("POST", "/Bench/one/send", str(i).encode()) for i in range(N_RUNS)]
 
         async def attach(invocation_id: str) -> int:
-            r = await client.get(f"/restate/invocation/{invocation_id}/attach")
-            r.raise_for_status()
-            return int(r.text)
+            answer = await client.request("GET", f"/restate/invocation/{invocation_id}/attach")
+            return int(checked(answer, "attach").text)
 
         async def run_many() -> None:
             # Started one after another, each /send returning once the invocation is accepted.
             ids: list[str] = []
-            for i in range(N_RUNS):
-                r = await client.post("/Bench/one/send", content=str(i), headers=JSON)
-                r.raise_for_status()
-                ids.append(str(r.json()["invocationId"]))
+            for request in starts:
+                answer = checked(await client.send(request), "one/send")
+                ids.append(str(answer.json()["invocationId"]))
             results = await asyncio.gather(*(attach(x) for x in ids))
             _check(sum(results), sum(range(N_RUNS)), "one-step invocations")
 
         records: list[Record] = []
         for workload in todo:
+            meter = CpuMeter.of(processes)
             if workload == "a":
-                empty = await measure_async(lambda: run_seq(0))
-                full = await measure_async(lambda: run_seq(N_SEQ))
+                empty = await measure_async(run_seq(0), meter=meter)
+                full = await measure_async(run_seq(N_SEQ), meter=meter)
                 log(f"  {SYSTEM} a: empty run {empty.describe()}")
                 log(f"  {SYSTEM} a: {N_SEQ}-step run {full.describe()}")
-                records.append(per_step_record("a", SYSTEM, empty, full, N_SEQ))
+                record = per_step_record("a", SYSTEM, empty, full, N_SEQ)
             elif workload == "b":
-                sample = await measure_async(run_fan)
+                sample = await measure_async(run_fan, meter=meter)
                 log(f"  {SYSTEM} b: fan-out {N_FAN} {sample.describe()}")
-                records.append(total_record("b", SYSTEM, sample))
+                record = total_record("b", SYSTEM, sample)
+                record["samples"] = [run * 1e3 for run in sample.runs]
             elif workload == "c":
-                sample = await measure_async(run_many)
+                sample = await measure_async(run_many, reps=REPS_SPREAD, meter=meter)
                 log(f"  {SYSTEM} c: {N_RUNS} one-step runs {sample.describe()}")
-                records.append(throughput_record("c", SYSTEM, sample, N_RUNS))
+                record = throughput_record("c", SYSTEM, sample, N_RUNS)
+                record["samples"] = [N_RUNS / run for run in sample.runs]
+                log(f"  {SYSTEM} c: {spread(record['samples'], 'runs/s')}")
             else:  # run_restate has already refused it
                 raise ValueError(f"workload {workload!r} is not run on Restate")
+            record["cpu"] = meter.shares()
+            log(f"  {SYSTEM} {workload}: cpu while timed: {describe(record['cpu'])}")
+            records.append(record)
         return records

@@ -324,3 +324,22 @@ functions: list[inngest.Function[Any]] = [
 
 app = fastapi.FastAPI()
 inngest.fast_api.serve(app, client, functions)
+
+#: Call requests the app answered, by run id: (discovery calls, calls targeted at a step).
+calls: dict[str, list[int]] = {}
+
+
+@app.middleware("http")
+async def count_calls(request: fastapi.Request, call_next: Any) -> Any:
+    run_id = request.headers.get("x-run-id")
+    if request.method == "POST" and run_id:
+        counts = calls.setdefault(run_id, [0, 0])
+        counts[request.query_params.get("stepId", "step") != "step"] += 1
+    return await call_next(request)
+
+
+@app.get("/calls/{run_id}")
+async def calls_of(run_id: str) -> dict[str, int]:
+    """How many calls one run took: the request shape a test can check (protocol §7)."""
+    discovery, targeted = calls.get(run_id, [0, 0])
+    return {"discovery": discovery, "targeted": targeted}

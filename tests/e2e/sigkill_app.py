@@ -6,7 +6,7 @@ Three functions, all triggered by one ``sigkill/go`` event (``data={"k": k}``):
 * ``par`` (async): ``warm before``, then ``group.parallel`` of four branches (``p1``;
   ``p2a`` then ``p2b``; ``p3a`` then ``p3b``; ``p4``), then ``after``;
 * ``mixed`` (sync): ``warm t1 t2``, then a sync ``group.parallel`` (``q1``; ``q2a`` then
-  ``q2b``; ``q3``), then ``tfinal``.
+  ``q2b``; ``q3a`` then ``q3b``), then ``tfinal``.
 
 Every step handler appends ``"<run-key> <step> start <nonce>"`` to ``EFFECTS_DIR/effects.log``,
 sleeps (so a kill can land inside it), appends ``"<run-key> <step> end <nonce>"`` and returns
@@ -46,7 +46,7 @@ FUNCTIONS = ("seq", "par", "mixed")
 STEPS: dict[str, tuple[str, ...]] = {
     "seq": ("warm", "s1", "s2", "s3", "s4", "s5"),
     "par": ("warm", "before", "p1", "p2a", "p2b", "p3a", "p3b", "p4", "after"),
-    "mixed": ("warm", "t1", "t2", "q1", "q2a", "q2b", "q3", "tfinal"),
+    "mixed": ("warm", "t1", "t2", "q1", "q2a", "q2b", "q3a", "q3b", "tfinal"),
 }
 #: Durable sleeps (no handler) per function.
 SLEEPS: dict[str, tuple[str, ...]] = {"seq": ("nap",), "par": (), "mixed": ()}
@@ -54,7 +54,7 @@ SLEEPS: dict[str, tuple[str, ...]] = {"seq": ("nap",), "par": (), "mixed": ()}
 BRANCH_STEPS: dict[str, frozenset[str]] = {
     "seq": frozenset(),
     "par": frozenset({"p1", "p2a", "p2b", "p3a", "p3b", "p4"}),
-    "mixed": frozenset({"q1", "q2a", "q2b", "q3"}),
+    "mixed": frozenset({"q1", "q2a", "q2b", "q3a", "q3b"}),
 }
 
 #: Handler sleep per step, in milliseconds (``warm`` staggers the runs: see :func:`step_ms`).
@@ -77,7 +77,10 @@ DURATIONS_MS: dict[str, int] = {
     "q1": 60,
     "q2a": 350,
     "q2b": 250,
-    "q3": 400,
+    # Two branches of two steps, as in "par": the group's second round has two handlers in
+    # flight with the first round recorded, whether each step is a call or a plan is.
+    "q3a": 100,
+    "q3b": 300,
     "tfinal": 100,
 }
 NAP_MS = 400
@@ -206,15 +209,17 @@ def mixed(ctx: mainspring.ContextSync) -> list[int]:
     def step(step_id: str) -> Effect:
         return ctx.step.run(step_id, sync_effect, key, step_id, step_ms(k, step_id))
 
-    def chain() -> tuple[Effect, Effect]:
-        a = step("q2a")
-        b = step("q2b")
+    def chain(first: str, second: str) -> tuple[Effect, Effect]:
+        a = step(first)
+        b = step(second)
         return a, b
 
     warm, t1, t2 = step("warm"), step("t1"), step("t2")
-    q1, (q2a, q2b), q3 = ctx.group.parallel((lambda: step("q1"), chain, lambda: step("q3")))
+    q1, (q2a, q2b), (q3a, q3b) = ctx.group.parallel(
+        (lambda: step("q1"), lambda: chain("q2a", "q2b"), lambda: chain("q3a", "q3b"))
+    )
     tfinal = step("tfinal")
-    return [r["v"] for r in (warm, t1, t2, q1, q2a, q2b, q3, tfinal)]
+    return [r["v"] for r in (warm, t1, t2, q1, q2a, q2b, q3a, q3b, tfinal)]
 
 
 FUNCTION_OBJECTS: tuple[mainspring.Function[list[int]], ...] = (seq, par, mixed)

@@ -178,3 +178,20 @@ def test_ten_megabyte_steps_use_the_api_and_read_back_over_rest_and_graphql(
             o=spans[index]["outputID"],
         )["runTraceSpanOutputByID"]
         assert json.loads(output["data"]) == (f"{index:x}" * 1_048_576)[:1_048_576]
+
+
+@pytest.mark.slow
+def test_a_parallel_group_keeps_the_protocols_request_shape(servers: Servers) -> None:
+    """Our engine offers to run a plan in one call (``x-mainspring-parallel-plans``); the
+    official SDK ignores the offer and gets protocol §7's calls: "first" runs at once,
+    the plan, a call per planned step, then "last" and the return."""
+    run = servers.finished_run(servers.send("official/parallel.wait", {}))
+    assert run["status"] == "Completed", run
+    [app] = [
+        a
+        for a in httpx.get(f"{servers.url}/v1/apps", timeout=5).json()["data"]
+        if a["name"] == servers.app_id
+    ]
+    origin = str(app["url"]).removesuffix("/api/inngest")
+    calls = httpx.get(f"{origin}/calls/{run['run_id']}", timeout=5).json()
+    assert calls == {"discovery": 4, "targeted": 3}

@@ -74,7 +74,10 @@ async def test_a_run_of_exactly_its_step_limit_completes(
     assert ran == list(range(5))
 
 
-async def test_parallel_steps_count_toward_the_limit(make_engine: EngineFactory) -> None:
+@pytest.mark.parametrize("plans", [False, True], ids=["call-per-step", "plan-in-one-call"])
+async def test_parallel_steps_count_toward_the_limit(
+    make_engine: EngineFactory, plans: bool
+) -> None:
     client = inngest.Client(app_id="fan-limit")
 
     @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"), retries=0)
@@ -84,11 +87,13 @@ async def test_parallel_steps_count_toward_the_limit(make_engine: EngineFactory)
 
         return list(await ctx.group.parallel(tuple(branch(i) for i in range(4))))
 
-    async with make_engine(client, [fn], step_limit=3) as engine:
+    async with make_engine(client, [fn], step_limit=3, parallel_plans=plans) as engine:
         run = await run_to_end(engine, inngest.Event(name="go"))
         history = await engine.history(run.id)
     assert_step_limit(run, 3)
-    assert len([h for h in history if h.op == "StepRun"]) == 3
+    # A call at a time, steps are recorded up to the limit; a plan answered in one call
+    # that would cross it is refused whole, as a chain is.
+    assert len([h for h in history if h.op == "StepRun"]) == (0 if plans else 3)
 
 
 async def test_the_default_limit_is_ten_thousand_steps(tmp_path: pathlib.Path) -> None:

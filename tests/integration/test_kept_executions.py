@@ -65,6 +65,9 @@ async def run_over(
             retry_backoff=0.01,
             app_url="http://app/api/inngest",
             http=http,
+            # A call per planned step, so that a group's calls can meet other workers
+            # (a plan run in one call is in test_parallel_plans.py).
+            parallel_plans=False,
         ) as engine,
     ):
         log = log_calls(engine)

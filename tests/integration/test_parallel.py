@@ -21,6 +21,23 @@ from tests.conftest import EngineFactory, log_calls, run_to_end
 pytestmark = pytest.mark.backends("sqlite", "postgres")
 
 
+@pytest.fixture
+def make_engine(make_engine: EngineFactory) -> EngineFactory:
+    """Engines that keep protocol §7's shape for our SDK too (a plan, then a call per
+    planned step), whose request counts these tests check; ``test_parallel_plans.py``
+    runs the same kinds of groups as plans run in one call."""
+
+    def factory(
+        client: inngest.Client,
+        functions: typing.Sequence[inngest.Function[typing.Any]],
+        **options: typing.Any,
+    ) -> typing.Any:
+        options.setdefault("parallel_plans", False)
+        return make_engine(client, functions, **options)
+
+    return factory
+
+
 class Recorder:
     """Thread-safe log of handler calls, in call order."""
 

@@ -278,14 +278,19 @@ async def _fan_run(engine: inngest.Engine, order: list[str]) -> inngest.Run:
     return run
 
 
+@pytest.mark.parametrize("plans", [False, True], ids=["call-per-step", "plan-in-one-call"])
 async def test_rerun_from_a_parallel_branch_reuses_the_siblings_that_completed(
-    make_engine: EngineFactory,
+    make_engine: EngineFactory, plans: bool
 ) -> None:
     client = inngest.Client(app_id="rerun")
     fan = Fan(client)
     fan.failing = {"middle"}
-    async with make_engine(client, [fan.function]) as engine:
-        original = await _fan_run(engine, ["prepare", "left", "middle", "right"])
+    # A plan run in one call answers its failed steps after the ones that ran.
+    order = (
+        ["prepare", "left", "right", "middle"] if plans else ["prepare", "left", "middle", "right"]
+    )
+    async with make_engine(client, [fan.function], parallel_plans=plans) as engine:
+        original = await _fan_run(engine, order)
         fan.failing, fan.version = set(), 2
         new_id = await engine.rerun(original.id, from_step="middle")
         rerun = await engine.wait(new_id, timeout=10)
@@ -324,12 +329,18 @@ async def test_what_follows_the_group_runs_again_with_the_new_result(
     assert fan.executed == {"left": 2, "middle": 1, "right": 1}
 
 
-async def test_a_sibling_that_failed_runs_again_with_the_step(make_engine: EngineFactory) -> None:
+@pytest.mark.parametrize("plans", [False, True], ids=["call-per-step", "plan-in-one-call"])
+async def test_a_sibling_that_failed_runs_again_with_the_step(
+    make_engine: EngineFactory, plans: bool
+) -> None:
     client = inngest.Client(app_id="rerun")
     fan = Fan(client)
     fan.failing = {"left", "middle"}
-    async with make_engine(client, [fan.function]) as engine:
-        original = await _fan_run(engine, ["prepare", "left", "middle", "right"])
+    order = (
+        ["prepare", "right", "left", "middle"] if plans else ["prepare", "left", "middle", "right"]
+    )
+    async with make_engine(client, [fan.function], parallel_plans=plans) as engine:
+        original = await _fan_run(engine, order)
         fan.failing, fan.version = set(), 2
         rerun = await engine.wait(await engine.rerun(original.id, from_step="middle"), timeout=10)
     assert rerun.status == "Completed", rerun.error

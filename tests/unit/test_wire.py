@@ -252,6 +252,7 @@ def test_request_body_is_canonical_and_has_every_field() -> None:
         "disable_immediate_execution": True,
         "use_api": False,
         "job_id": "",
+        "qi_id": "",
         "request_id": "",
     }
     assert decoded["use_api"] is False
@@ -520,7 +521,8 @@ def test_ops_round_trip() -> None:
     assert decoded[0]["data"] == {"user": {"id": 1, "tags": ["a"]}}
     assert decoded[1]["opts"]["parallelMode"] == "race"
     back = _through_http(Ops(ops=OPS))
-    assert back == Ops(ops=OPS)
+    # Over HTTP an answer says the request version it speaks (X-Inngest-Req-Version).
+    assert back == Ops(ops=OPS, request_version=2)
     assert isinstance(back, Ops)
     assert back.ops[1].parallel_mode == "race"
 
@@ -528,7 +530,8 @@ def test_ops_round_trip() -> None:
 def test_ops_no_retry_round_trip() -> None:
     reply = response_to_http(Ops(ops=OPS[3:], no_retry=True))
     assert reply.headers[h.NO_RETRY] == "true"
-    assert _through_http(Ops(ops=OPS[3:], no_retry=True)) == Ops(ops=OPS[3:], no_retry=True)
+    back = _through_http(Ops(ops=OPS[3:], no_retry=True))
+    assert back == Ops(ops=OPS[3:], no_retry=True, request_version=2)
 
 
 def test_ops_retry_after_round_trip() -> None:
@@ -536,7 +539,8 @@ def test_ops_retry_after_round_trip() -> None:
     reply = response_to_http(Ops(ops=OPS[3:], retry_after=at))
     assert reply.headers[h.RETRY_AFTER] == "2024-01-01T00:05:00.250Z"
     assert reply.headers[h.NO_RETRY] == "false"
-    assert _through_http(Ops(ops=OPS[3:], retry_after=at)) == Ops(ops=OPS[3:], retry_after=at)
+    back = _through_http(Ops(ops=OPS[3:], retry_after=at))
+    assert back == Ops(ops=OPS[3:], retry_after=at, request_version=2)
 
 
 def test_empty_ops_are_refused() -> None:
@@ -939,3 +943,41 @@ def test_op_timing_is_read_when_it_is_ours_and_ignored_otherwise(
     )
     assert isinstance(response, Ops)
     assert response.ops[0].timing == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "version"), [("1", 1), (" 2 ", 2), ("0", 0), (None, None), ("7", None), ("x", None)]
+)
+def test_the_request_version_an_sdk_answers_with_is_read(
+    header: str | None, version: int | None
+) -> None:
+    headers = {"x-inngest-sdk": "js:v4.24.0"}
+    if header is not None:
+        headers["X-Inngest-Req-Version"] = header
+    body = b'[{"op":"StepRun","id":"' + b"a" * 40 + b'","data":1}]'
+    response = response_from_http(206, headers, body, now=datetime.datetime.now(datetime.UTC))
+    assert isinstance(response, Ops)
+    assert response.request_version == version
+
+
+class _StoredMemos(dict[str, Any]):
+    """A memo map that also holds its memos as stored JSON, as the engine's does."""
+
+    def __init__(self, raw: dict[str, bytes]) -> None:
+        super().__init__({key: orjson.loads(value) for key, value in raw.items()})
+        self._raw = raw
+
+    def stored_json(self) -> dict[str, bytes]:
+        return self._raw
+
+
+def test_an_unsigned_body_carries_stored_memos_as_they_are() -> None:
+    """Unsigned, the stored bytes go unparsed (a fan-out's calls each carry every memo);
+    signed, the same values are encoded canonically. Both read back the same."""
+    raw = {"b": b'{"data": {"z": 1, "a": [1,2]}}', "a": b'{"data":2}'}
+    request = dataclasses.replace(_request(), steps=_StoredMemos(raw))
+    plain = request_to_wire(request, canonical=False)
+    signed = request_to_wire(request, canonical=True)
+    assert b'{"data": {"z": 1, "a": [1,2]}}' in plain  # byte for byte
+    assert orjson.loads(plain)["steps"] == orjson.loads(signed)["steps"]
+    assert b'{"data":{"a":[1,2],"z":1}}' in signed

@@ -111,6 +111,12 @@ class Engine(EngineQueries):
         chain_seconds: how long one call may go on running sequential steps before it
             answers, all of them then recorded at once (default 20 ms; 0 records every step
             on its own). Steps not yet recorded run again after a crash, as always.
+        parallel_plans: with a chain budget, a call that finds a plan of ``step.run``
+            steps (a wait-mode group, ``asyncio.gather``) runs them side by side and
+            answers their outcomes at once, recorded in one unit, instead of one call per
+            step (default True; our SDK only, see ``sdk/plans.py``). False keeps the
+            protocol's one call per planned step, which spreads a group's steps over an
+            app's instances.
         missing_function_grace: how long a run whose function is not registered (a deploy
             dropped it) is held, waiting for it to come back, before it fails: seconds or a
             timedelta (default 24 h). See :mod:`mainspring.engine.held`.
@@ -136,6 +142,7 @@ class Engine(EngineQueries):
         http: httpx.AsyncClient | None = None,
         call_timeout: float | None = None,
         chain_seconds: float = DEFAULT_CHAIN_SECONDS,
+        parallel_plans: bool = True,
         missing_function_grace: float | datetime.timedelta = DEFAULT_GRACE,
         lease_seconds: float | None = None,
     ) -> None:
@@ -164,8 +171,14 @@ class Engine(EngineQueries):
         self._http = http if self._calls is None else self._calls
         self._call_timeout = call_timeout
         self._chain_seconds = chain_seconds
+        self._parallel_plans = parallel_plans
         self._transport = RoutingTransport(
-            InProcessTransport(client, self.functions.values(), chain_seconds=chain_seconds or None)
+            InProcessTransport(
+                client,
+                self.functions.values(),
+                chain_seconds=chain_seconds or None,
+                parallel_plans=parallel_plans,
+            )
             if app_url is None
             else HttpTransport(
                 app_url,
@@ -173,6 +186,7 @@ class Engine(EngineQueries):
                 http=self._http,
                 timeout=call_timeout,
                 chain_seconds=chain_seconds,
+                parallel_plans=parallel_plans,
             )
         )
         self._apps = AppRegistry(self.functions, self._transport.routes, self._connect)
@@ -374,6 +388,7 @@ class Engine(EngineQueries):
             http=self._http,
             timeout=self._call_timeout,
             chain_seconds=self._chain_seconds,
+            parallel_plans=self._parallel_plans,
         )
 
     async def register_app(self, registration: Registration) -> None:
@@ -563,6 +578,13 @@ class Engine(EngineQueries):
         if await self._store.get_run(run_id) is None:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return await self._executor.cancel(run_id)
+
+    async def checkpoint(self, run_id: str, payload: Any) -> int:
+        """Record the steps a call in flight checkpoints (``POST
+        /v1/checkpoint/{run_id}/async``, see :mod:`mainspring.engine.checkpoint`); how
+        many were new. Raises :class:`~mainspring.engine.checkpoint.CheckpointRefused`."""
+        self._require_running()
+        return await self._executor.checkpoints.record(run_id, payload)
 
     async def cancel_runs(
         self,

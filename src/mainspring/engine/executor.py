@@ -22,8 +22,9 @@ from typing import Any
 
 import orjson
 
-from mainspring.engine import ai_gateway, deadlines, drift, waits
+from mainspring.engine import ai_gateway, deadlines, drift, plans, waits
 from mainspring.engine.backoff import Backoff
+from mainspring.engine.checkpoint import Checkpoints
 from mainspring.engine.clock import Clock
 from mainspring.engine.held import HeldRuns
 from mainspring.engine.queue import JobQueue
@@ -54,6 +55,7 @@ from mainspring.protocol.messages import (
     StepOp,
 )
 from mainspring.protocol.opcodes import LAZY_OPS, PLAN_TYPE_OPS, Opcode
+from mainspring.sdk.function import Function
 from mainspring.sdk.serialize import error_payload
 
 #: Ops whose step the engine itself brings to an end (timers and pauses).
@@ -123,6 +125,15 @@ class Executor:
         self._shared = bool(getattr(store, "shared", False))
         #: Runs whose last unit here queued a job of theirs this process holds.
         self._holding: set[str] = set()
+        #: The calls in flight, and the steps checkpointing SDKs record during them.
+        self.checkpoints = Checkpoints(
+            store=store,
+            clock=clock,
+            emitter=emitter,
+            run_log=self._log,
+            step_limit=step_limit,
+            version_of=self._version_of,
+        )
 
     def active(self, run_id: str) -> ActiveRun | None:
         return self._runs.get(run_id)
@@ -231,11 +242,19 @@ class Executor:
             # A planned step's call, or a retry of a step that failed (drift.targeted_retry).
             step_id=job.step_id,
             version=run.request_version,
+            plans_allowed=_plans_allowed(self._emitter.function(run.function_id)),
+        )
+        call = self.checkpoints.begin(
+            run, job, started, first=first, request_id=request.ctx.request_id
         )
         try:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
+        finally:
+            await self.checkpoints.end(call)
+        # Steps it checkpointed during the call are recorded already (engine/checkpoint.py).
+        response = self.checkpoints.settle(call, response)
         # An AI step's provider call, made here between the call and its unit.
         response = await ai_gateway.resolve(response)
         if self._held is not None:
@@ -462,8 +481,12 @@ class Executor:
             )
             return
         if run.request_version == -1:
-            unit.run_fields["request_version"] = consts.REQUEST_VERSION
-            unit.after.append(lambda: setattr(run, "request_version", consts.REQUEST_VERSION))
+            # The version the SDK answered with is the run's from now on, echoed on its
+            # later calls (protocol §13); ours when it says none.
+            answered = response.request_version
+            version = consts.REQUEST_VERSION if answered is None else answered
+            unit.run_fields["request_version"] = version
+            unit.after.append(lambda: setattr(run, "request_version", version))
         if drift.targeted_step_unreached(unit, ops):
             drift.note_unreached_step(unit, "The function went on to other steps.")
             tx.drop_pending(run.run_id, unit.job.step_id or "")
@@ -484,6 +507,11 @@ class Executor:
         retry = False
         failed_step: StepOp | None = None
         failed_error: ErrorPayload | None = None
+        # Several failed steps: a plan's, answered together (engine/plans.py); each is
+        # retried on its own, and one call follows them all.
+        failed = [op for op in ops if op.op in plans.FAILED_OPS] if chained else []
+        several_failed = len(failed) > 1
+        retried_alone: list[StepOp] = []
         new_steps = sum(1 for op in ops if op.op is Opcode.STEP_RUN)
         if len(run.stack) + new_steps > self._step_limit:
             self._finish(
@@ -497,6 +525,7 @@ class Executor:
             )
             return
         last = ops[-1]
+        recorded_before = len(run.stack) + unit.saved
         if chained:
             # Steps that ran one after another: recorded in that order (in one statement
             # where the store can), and only the record of the last one calls the
@@ -516,6 +545,10 @@ class Executor:
                     if op.op is Opcode.STEP_RUN and op is not last
                 ],
             )
+            if response.plans:
+                plans.file_plans(unit, response, recorded_before)
+            if several_failed:
+                plans.await_failed(unit, state, failed)
         for op in ops:
             if op.op is Opcode.STEP_RUN:
                 if not (chained and op is not last):
@@ -523,11 +556,14 @@ class Executor:
             elif op.op is Opcode.STEP_ERROR and not (
                 response.no_retry or unit.job.attempt + 1 >= run.max_attempts
             ):
-                retry = True
-                retry_at = response.retry_after
-                failed_step = op
                 error = op.error or ErrorPayload(name="Error", message="step failed")
-                failed_error = error
+                if several_failed:
+                    retried_alone.append(op)
+                else:
+                    retry = True
+                    retry_at = response.retry_after
+                    failed_step = op
+                    failed_error = error
                 tx.record_attempt(
                     run.run_id,
                     op.id,
@@ -591,8 +627,15 @@ class Executor:
                     ),
                 )
                 return
+        if retried_alone:
+            at = _retry_time(unit, response.retry_after, self._backoff(unit.job.attempt))
+            for op in retried_alone:
+                unit.enqueue(plans.retry_alone(unit, op, at))
+                error = op.error or ErrorPayload(name="Error", message="step failed")
+                self._log.attempt_failed(unit, error, step=_op_name(op), retry_at=at)
         if complete is not None:
-            if not retry and unit.saved == sum(1 for op in ops if op.op is Opcode.STEP_RUN):
+            ran = sum(1 for op in ops if op.op is Opcode.STEP_RUN)
+            if not (retry or retried_alone) and unit.saved == ran:
                 self._finish(unit, RunStatus.COMPLETED, output=complete.data or b"null")
                 return
             # A step it ran was recorded already (by a racing call): the output may rest
@@ -651,6 +694,12 @@ class Executor:
         self._log.finished(unit, status, error)
 
 
+def _plans_allowed(function: Function[Any] | None) -> bool:
+    """Whether a call of ``function`` may run a parallel plan at once: not under step
+    concurrency limits, which take a slot per call (``flow/concurrency.py``)."""
+    return function is None or not function.config.flow.concurrency
+
+
 def _op_name(op: StepOp) -> str:
     """A reported step as the function named it."""
     return op.user_id or op.display_name or op.id
@@ -688,16 +737,15 @@ def _retry_time(unit: Unit, retry_after: datetime.datetime | None, backoff: floa
 def _is_chain(ops: list[StepOp]) -> bool:
     """Whether ``ops`` are steps an SDK ran one after another in a single call (a chain of
     Mainspring's SDK, or the buffered steps of a checkpointing SDK): ``StepRun`` ops,
-    perhaps ended by the failure of the step that followed them. Parallel branches are
-    never reported this way: an SDK plans them (``StepPlanned``) or reports them alone.
+    perhaps ended by the failure of the step that followed them, or of several steps of a
+    parallel plan our SDK ran in the call (``engine/plans.py``). Race groups are never
+    reported this way: an SDK plans them (``StepPlanned``) or reports them alone.
 
     The chain ran on a first attempt (our SDK chains only then), so a retried failure at
     its end retries the call as for a lone step: the step's next attempt is the call's."""
     if len(ops) < 2 or any(op.parallel_mode is not None for op in ops):
         return False
-    *ran, last = ops
-    return all(op.op is Opcode.STEP_RUN for op in ran) and last.op in (
-        Opcode.STEP_RUN,
-        Opcode.STEP_ERROR,
-        Opcode.STEP_FAILED,
-    )
+    ran = 0
+    while ran < len(ops) and ops[ran].op is Opcode.STEP_RUN:
+        ran += 1
+    return all(op.op in plans.FAILED_OPS for op in ops[ran:])

@@ -306,6 +306,7 @@ class HttpTransport:
         http: httpx.AsyncClient | CallClient | None = None,
         timeout: float | None = None,
         chain_seconds: float | None = None,
+        parallel_plans: bool = True,
         clock: Callable[[], float] = time.time,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
@@ -328,6 +329,8 @@ class HttpTransport:
         self._clock = clock
         #: Sent with every call: our SDK may then answer several sequential steps at once.
         self._chain = f"{chain_seconds:g}" if chain_seconds else None
+        #: Sent with the chain's header: our SDK may then run a parallel plan in one call.
+        self._parallel_plans = parallel_plans and self._chain is not None
 
     def _body(self, request: CallRequest) -> bytes:
         # Canonical only when signed: the SDK re-canonicalises a body just to check its
@@ -357,6 +360,8 @@ class HttpTransport:
         }
         if self._chain is not None:
             headers[h.CHAIN_SECONDS] = self._chain
+            if self._parallel_plans and request.plans_allowed:
+                headers[h.PARALLEL_PLANS] = "1"
         if self._key:
             headers["x-inngest-signature"] = signing.sign(body, self._key, at=int(self._clock()))
         url = self._url_prefix + _target_query(request.fn_id, request.step_id)

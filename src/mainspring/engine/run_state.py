@@ -30,6 +30,11 @@ class LazyMemos(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         return orjson.loads(self._raw[key])
 
+    def stored_json(self) -> Mapping[str, bytes]:
+        """The memos as stored (JSON), for a body that carries them unparsed
+        (``protocol.wire.request_to_wire``)."""
+        return self._raw
+
     def get(self, key: str, default: Any = None) -> Any:
         raw = self._raw.get(key)
         return default if raw is None else orjson.loads(raw)
@@ -55,6 +60,12 @@ class StackView(Sequence[str]):
 
     def __len__(self) -> int:
         return self._length
+
+    def __iter__(self) -> Iterator[str]:
+        # One C-level slice, not Sequence's index-by-index walk through __getitem__: every
+        # call request lists the whole stack (protocol/wire.py), so a run of n targeted
+        # calls iterates O(n^2) items in all.
+        return iter(self._items[: self._length])
 
     @overload
     def __getitem__(self, index: int) -> str: ...

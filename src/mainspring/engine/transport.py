@@ -43,10 +43,12 @@ class InProcessTransport:
         max_live_sync: int = 64,
         step_threads: int = 32,
         chain_seconds: float | None = None,
+        parallel_plans: bool = True,
     ) -> None:
         self.client = client
         self.functions = {fn.id: fn for fn in functions}
         self._chain_seconds = chain_seconds
+        self._parallel_plans = parallel_plans
         self._step_threads = concurrent.futures.ThreadPoolExecutor(
             max_workers=step_threads, thread_name_prefix="mainspring-step"
         )
@@ -69,7 +71,11 @@ class InProcessTransport:
                 retriable=False,
             )
         return await self._live.call(
-            function, request, report_completion=True, chain_seconds=self._chain_seconds
+            function,
+            request,
+            report_completion=True,
+            chain_seconds=self._chain_seconds,
+            parallel_plans=self._parallel_plans and request.plans_allowed,
         )
 
     def forget(self, run_id: str) -> None:

@@ -54,6 +54,13 @@ ACCOUNT_ID: Final = "account-id"
 #: together (and a ``RunComplete`` after them) in one unit, so the SDK may run successive
 #: steps in one call for up to this many seconds before answering (a step chain).
 CHAIN_SECONDS: Final = "x-mainspring-chain-seconds"
+#: Mainspring's own, beside ``CHAIN_SECONDS``: the executor records a parallel plan's
+#: outcomes reported together in one unit (each failed step is retried on its own), so
+#: the SDK may run a plan of ``step.run`` steps in the call that found it (``sdk/plans.py``).
+PARALLEL_PLANS: Final = "x-mainspring-parallel-plans"
+#: Mainspring's own, on such an answer: which ops are a plan run in the call
+#: (``first:count`` ranges of the 206 body, comma-separated).
+PLANS: Final = "x-mainspring-plans"
 
 #: Mainspring's own, on a call's answer: the recorded steps the call did not reach
 #: (``{"unreached": [hashed ids], "new": [user ids]}``, see ``messages.Drift``).

@@ -69,6 +69,11 @@ class CallRequest:
     ctx: CallContext
     step_id: str | None = None
     version: int = -1
+    #: Executor side, not on the wire: whether this call may offer our SDK to run a
+    #: parallel plan in one call (``x-mainspring-parallel-plans``). Not for a function
+    #: with step concurrency limits: a slot is taken per call, so the plan's steps must
+    #: each be a call of their own.
+    plans_allowed: bool = True
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,6 +192,13 @@ class Ops:
     #: ``X-Inngest-No-Retry: true``: every ``StepError`` here is final.
     no_retry: bool = False
     drift: Drift | None = None
+    #: Mainspring's own (header ``x-mainspring-plans``): the ops that are one parallel plan
+    #: the SDK ran in this call, as (first index, count) ranges of ``ops``.
+    plans: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    #: The request version the SDK answered with (``X-Inngest-Req-Version``, protocol §13):
+    #: the executor stores it on the run's first 206 and echoes it on later calls. None:
+    #: not said (in-process calls, SDKs that omit it).
+    request_version: int | None = None
 
 
 @dataclasses.dataclass(slots=True)

@@ -105,6 +105,8 @@ def _plain(value: Any) -> Any:
         return out
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
+    if isinstance(value, orjson.Fragment):
+        return value  # JSON already (stored memos in an unsigned body): kept as it is
     raise WireError(f"{type(value).__name__} is not a JSON value")
 
 
@@ -201,6 +203,19 @@ def _event_to_wire(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _steps_to_wire(steps: Mapping[str, Any], canonical: bool) -> Any:
+    """The memo map for a body. Unsigned, memos kept as JSON (``stored_json()``, the
+    engine's stored bytes) go as they are: every call of a run carries all its memos, so
+    parsing and re-encoding them made a fan-out of n calls cost O(n^2) in JSON work.
+    Signed, every value is re-encoded canonically."""
+    stored = getattr(steps, "stored_json", None)
+    if stored is not None and not canonical:
+        fragment = orjson.Fragment
+        return {key: fragment(raw) for key, raw in stored().items()}
+    # A dict, read key by key: a lazy memo mapping loads each value once.
+    return steps if type(steps) is dict else {key: steps[key] for key in steps}
+
+
 def request_to_wire(request: CallRequest, *, canonical: bool = True) -> bytes:
     """The body of a call request: JCS-canonical (sign these exact bytes), or with
     ``canonical=False`` plain compact JSON of the same values, for an unsigned call (the
@@ -213,8 +228,7 @@ def request_to_wire(request: CallRequest, *, canonical: bool = True) -> bytes:
         {
             "event": _event_to_wire(request.event),
             "events": [_event_to_wire(event) for event in request.events],
-            # A dict, read key by key: a lazy memo mapping loads each value once.
-            "steps": steps if type(steps) is dict else {key: steps[key] for key in steps},
+            "steps": _steps_to_wire(steps, canonical),
             "defers": {},
             "version": request.version,
             # Deprecated duplicate of ctx.use_api, but the py SDK requires it.
@@ -231,6 +245,9 @@ def request_to_wire(request: CallRequest, *, canonical: bool = True) -> bytes:
                 "disable_immediate_execution": ctx.disable_immediate_execution,
                 "use_api": ctx.use_api,
                 "job_id": ctx.job_id,
+                # The queue item being run, which a checkpointing SDK names when it
+                # records steps during the call (POST /v1/checkpoint/{run}/async, §13).
+                "qi_id": ctx.job_id,
                 "request_id": ctx.request_id,
                 **({} if ctx.step_ops is None else {"step_ops": dict(ctx.step_ops)}),
                 **({"step_versions": dict(ctx.step_versions)} if ctx.step_versions else {}),
@@ -353,6 +370,8 @@ def response_to_http(response: CallResponse, *, sdk_version: str | None = None) 
         if not response.ops:
             # The server reads `[]` as a broken checkpoint and re-drives discovery.
             raise WireError("refusing to send an empty 206: report at least one op")
+        if response.plans:
+            headers[h.PLANS] = ",".join(f"{first}:{count}" for first, count in response.plans)
         if response.no_retry:
             headers[h.NO_RETRY] = "true"
         elif response.retry_after is not None:
@@ -384,7 +403,9 @@ def _error_payload(value: Any) -> ErrorPayload:
     return ErrorPayload.from_wire(value)
 
 
-def _parse_op(index: int, raw: Any) -> StepOp:
+def parse_op(index: int, raw: Any) -> StepOp:
+    """One op of a 206 body (or of a checkpoint's ``steps``); :class:`WireError` naming
+    ``ops[index]`` and what is wrong with it."""
     where = f"206 body: ops[{index}]"
     if not isinstance(raw, dict):
         raise WireError(f"{where}: expected an opcode object, got {type(raw).__name__}")
@@ -522,6 +543,42 @@ def _drift(text: str | None) -> Drift | None:
     return Drift(unreached=tuple(unreached[:1000]), new=tuple(new[:1000]))
 
 
+def _plans(text: str | None, ops: int) -> list[tuple[int, int]]:
+    """The ``x-mainspring-plans`` header: ascending, disjoint ``first:count`` ranges of the
+    206 body's ``ops`` ops. Only our SDK sends it, so a malformed one is a broken answer."""
+    if not text:
+        return []
+    plans: list[tuple[int, int]] = []
+    end = 0
+    for part in text.split(","):
+        first_text, _, count_text = part.strip().partition(":")
+        try:
+            first, count = int(first_text), int(count_text)
+        except ValueError:
+            raise WireError(f"{h.PLANS}: {part!r} is not first:count") from None
+        if first < end or count < 1 or first + count > ops:
+            raise WireError(f"{h.PLANS}: {part!r} is not a range of the answer's {ops} ops")
+        plans.append((first, count))
+        end = first + count
+    return plans
+
+
+#: Request versions an SDK may answer with (protocol §13): 0 is legacy ts hashing.
+_REQUEST_VERSIONS: Final = frozenset({0, 1, 2})
+
+
+def _request_version(text: str | None) -> int | None:
+    """``X-Inngest-Req-Version`` of an answer; None when absent or not a known version
+    (then the executor keeps the version it speaks)."""
+    if text is None:
+        return None
+    try:
+        version = int(text.strip())
+    except ValueError:
+        return None
+    return version if version in _REQUEST_VERSIONS else None
+
+
 def response_from_http(
     status: int, headers: Mapping[str, str], body: bytes, *, now: datetime.datetime
 ) -> CallResponse:
@@ -551,9 +608,17 @@ def response_from_http(
         raw_ops = [value] if isinstance(value, dict) else value
         if not isinstance(raw_ops, list):
             raise WireError("206 body: expected an array of opcode objects")
-        ops = [_parse_op(i, raw) for i, raw in enumerate(raw_ops)]
+        ops = [parse_op(i, raw) for i, raw in enumerate(raw_ops)]
         no_retry_ops = no_retry is not None and no_retry.strip().lower() == "true"
-        return Ops(ops=ops, retry_after=retry_after, no_retry=no_retry_ops, drift=drift)
+        plans = _plans(found.get(h.PLANS), len(ops))
+        return Ops(
+            ops=ops,
+            retry_after=retry_after,
+            no_retry=no_retry_ops,
+            drift=drift,
+            plans=plans,
+            request_version=_request_version(found.get(h.REQ_VERSION)),
+        )
     if 400 <= status <= 599:
         error = _failure_error(_error_body(body), status)
         # The header is authoritative when present; absent means retry (§3.4).

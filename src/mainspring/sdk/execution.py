@@ -58,6 +58,7 @@ from mainspring.sdk.outcomes import (
     settle,
     unserializable,
 )
+from mainspring.sdk.plans import run_together, runs_together
 from mainspring.sdk.scopes import (
     BRANCH_ROUND,
     PARALLEL_SCOPE,
@@ -105,6 +106,7 @@ class Execution:
         step_executor: Executor | None = None,
         report_completion: bool = False,
         chain_seconds: float | None = None,
+        parallel_plans: bool = False,
     ) -> None:
         self.function = function
         self.client = client
@@ -117,6 +119,10 @@ class Execution:
         #: With ``report_completion``: how long a call may go on running lone steps one
         #: after another before answering (None: one step per call).
         self._chain_seconds = chain_seconds
+        #: With ``report_completion``: run a plan of ``step.run`` steps in the call that
+        #: found it, side by side (``sdk/plans.py``), instead of reporting it. Set per
+        #: call: the executor offers it only where flow control allows.
+        self.parallel_plans = parallel_plans and report_completion
         self._loop = asyncio.get_running_loop()
         self._counter = StepIdCounter()
         self._pending: dict[str, Registration] = {}
@@ -142,6 +148,9 @@ class Execution:
         #: them (see :meth:`_run_chain`); their memos arrive with a later
         #: request and must not be handed out twice.
         self._early: set[str] = set()
+        #: Their results, for a sync group that re-runs its branches before the next
+        #: request brings them as memos.
+        self._early_memos: dict[str, Any] = {}
         self.attempt = request.ctx.attempt
         self.max_attempts = request.ctx.max_attempts
         #: Requests being answered right now; a busy execution is never evicted.
@@ -316,6 +325,8 @@ class Execution:
         if early:
             # Results this execution already handed out when it ran the step.
             early.difference_update(fresh)
+            for step_id in fresh:
+                self._early_memos.pop(step_id, None)
             fresh = [step_id for step_id in fresh if step_id not in early_before]
         if not fresh:
             return
@@ -365,61 +376,76 @@ class Execution:
         # Every branch is blocked on a step: a recorded step not reached by now comes
         # (if at all) after these new ones.
         unreached = self._replay.unreached(self._memos, self._stack[: self._known])
-        if len(regs) == 1 and _runs_alone(regs[0]) and not request.ctx.disable_immediate_execution:
-            if self._report_completion:
-                return with_drift(await self._run_chain(regs[0], request), unreached)
-            return with_drift(await self._execute(regs[0], request), unreached)
+        if not request.ctx.disable_immediate_execution:
+            if len(regs) == 1 and _runs_alone(regs[0]):
+                if self._report_completion:
+                    return with_drift(await self._run_chain(regs, request), unreached)
+                return with_drift(await self._execute(regs[0], request), unreached)
+            if self.parallel_plans and runs_together(regs):
+                return with_drift(await self._run_chain(regs, request), unreached)
         return with_drift(Ops([reg.to_op() for reg in regs]), unreached)
 
-    async def _run_chain(self, reg: Registration, request: CallRequest) -> CallResponse:
-        """Run a lone step now, then let the function go on, and report what it does next
-        in the same response, for an executor that records it all atomically.
+    async def _run_chain(self, regs: list[Registration], request: CallRequest) -> CallResponse:
+        """Run a lone step now (or a parallel plan: ``sdk/plans.py``), then let the
+        function go on, and report what it does next in the same response, for an
+        executor that records it all atomically.
 
         Should the function return, its output rides along as a ``RunComplete`` op: one
         call and one store unit fewer per run. With a chain budget (``chain_seconds``,
-        first attempts only), a next lone step runs too, and the next, until the budget is
-        spent, a step fails, or the function reaches anything else (a parallel group, a
-        sleep, a wait): groups keep the protocol's plan-then-call shape (§7). Steps come
-        back in the order they ran, and the executor records them in that order. Until it
-        does, none is recorded: a crash in between runs them again, which is the promise
-        for any step not yet recorded.
+        first attempts only), the next lone step or plan runs too, and the next, until the
+        budget is spent, a step fails, or the function reaches anything else (a sleep, a
+        wait, a race group). Steps come back in the order they finished, and the executor
+        records them in that order. Until it does, none is recorded: a crash in between
+        runs them again, which is the promise for any step not yet recorded.
         """
         deadline = self._loop.time() + (self._chain_seconds or 0.0)
         chaining = self._chain_seconds is not None and request.ctx.attempt == 0
-        response = await self._execute(reg, request)
+        response = Ops([])
         size = 0
         while True:
-            last = response.ops[-1] if isinstance(response, Ops) else None
-            if last is None or last.op is not Opcode.STEP_RUN or last.data is None:
-                return response
-            assert isinstance(response, Ops)
-            size += len(last.data)
-            # The code after the step is what the next call would run: a first attempt. It
-            # gets the value a replay would (the output through JSON), not the object.
+            ran = await self._run_frontier(regs, request)
+            if not isinstance(ran, Ops):
+                # Not a step's outcome the executor records (an unserialisable output): a
+                # chain leaves it unreported, and the next call meets the step again.
+                return response if response.ops else ran
+            offset = len(response.ops)
+            response.ops.extend(ran.ops)
+            response.plans.extend((offset + first, count) for first, count in ran.plans)
+            response.retry_after = ran.retry_after
+            if any(op.op is not Opcode.STEP_RUN or op.data is None for op in ran.ops):
+                return response  # a step failed: its retry is a call of its own
+            # The code after the steps is what the next call would run: a first attempt.
+            # It gets the values a replay would (the outputs through JSON), not the objects.
             self.attempt = self.context.attempt = 0
-            self._resolve_early(reg, {"data": orjson.loads(last.data)})
+            by_id = {reg.hashed_id: reg for reg in regs}
+            outcomes = []
+            for op in ran.ops:
+                assert op.data is not None
+                size += len(op.data)
+                outcomes.append((by_id[op.id], {"data": orjson.loads(op.data)}))
+            self._resolve_early(outcomes)
             root = self._root
             assert root is not None
             await self._run_until_blocked(root)
             if root.done():
-                return self._with_completion(response, root, reg)
-            following = list(self._pending.values())
+                return self._with_completion(response, root, by_id[ran.ops[-1].id])
+            regs = list(self._pending.values())
             if not (
                 chaining
                 and self._loop.time() < deadline
                 and size < _CHAIN_MAX_BYTES
-                and len(following) == 1
-                and _runs_alone(following[0])
+                and (
+                    (len(regs) == 1 and _runs_alone(regs[0]))
+                    or (self.parallel_plans and runs_together(regs))
+                )
             ):
                 return response
-            reg = following[0]
-            step = await self._execute(reg, request)
-            if not isinstance(step, Ops):
-                # Not a step's outcome the executor records (an unserialisable output):
-                # left unreported, the next call meets the step again.
-                return response
-            response.ops.extend(step.ops)
-            response.retry_after = step.retry_after
+
+    async def _run_frontier(self, regs: list[Registration], request: CallRequest) -> CallResponse:
+        """Run the steps the function waits on: a lone step, or a plan side by side."""
+        if len(regs) == 1 and not regs[0].in_parallel:
+            return await self._execute(regs[0], request)
+        return await run_together(self._execute, regs, request)
 
     async def _run_until_blocked(self, root: asyncio.Future[Any]) -> None:
         """Let the function run until it returns or waits only on new steps."""
@@ -447,15 +473,20 @@ class Execution:
         )
         return response
 
-    def _resolve_early(self, reg: Registration, memo: Any) -> None:
-        self._pending.pop(reg.hashed_id, None)
-        self._early.add(reg.hashed_id)
+    def _resolve_early(self, outcomes: list[tuple[Registration, Any]]) -> None:
+        """Hand steps this call ran their results, in the order they finished."""
+        for reg, memo in outcomes:
+            self._pending.pop(reg.hashed_id, None)
+            self._early.add(reg.hashed_id)
+            self._early_memos[reg.hashed_id] = memo
         if self.is_async:
-            if reg.future is not None and not reg.future.done():
-                reg.future.set_result(memo)
+            for reg, memo in outcomes:
+                if reg.future is not None and not reg.future.done():
+                    reg.future.set_result(memo)
             return
-        with self._cond:
-            reg.outcome = memo
+        with self._cond:  # all at once: the thread re-runs a group's branches when it wakes
+            for reg, memo in outcomes:
+                reg.outcome = memo
             self._thread_blocked = False
             self._cond.notify_all()
 
@@ -631,6 +662,12 @@ class Execution:
         if branch is not None:
             branch.counted.append(spec.user_id)
         memo = self._memos.get(hashed_id, MISSING)
+        if memo is MISSING:
+            # A group's step this call ran: the group re-runs its branches from results.
+            # (One lookup: the loop's thread may drop the entry once the memo arrives.)
+            early = self._early_memos.get(hashed_id, MISSING)
+            if early is not MISSING:
+                return unwrap(spec, early)
         if memo is not MISSING:
             self._replay.consume(hashed_id, spec)
             self._turn += 1

@@ -62,6 +62,7 @@ class LiveExecutions:
         *,
         report_completion: bool,
         chain_seconds: float | None,
+        parallel_plans: bool = False,
         keep: bool = True,
         raw_request: object = None,
     ) -> CallResponse:
@@ -80,6 +81,7 @@ class LiveExecutions:
                 step_executor=self._step_executor,
                 report_completion=report_completion,
                 chain_seconds=chain_seconds,
+                parallel_plans=parallel_plans,
             )
             self._keep(run_id, execution)
             return execution
@@ -95,6 +97,7 @@ class LiveExecutions:
         else:
             self._live.move_to_end(run_id)
         self._last_used[run_id] = now
+        execution.parallel_plans = parallel_plans and report_completion  # per call
         response = await execution.call(request, raw_request)
         if response is None:
             self.drop(run_id)

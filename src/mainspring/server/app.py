@@ -32,7 +32,7 @@ from mainspring.engine.store.contract import UnitUndoneError
 from mainspring.errors import EventInvalidError, MainspringError
 from mainspring.protocol import signing
 from mainspring.protocol.json_depth import nests_deeper
-from mainspring.server import dashboard, limits
+from mainspring.server import checkpoint_api, dashboard, limits
 from mainspring.server import graphql as gql
 from mainspring.server.dev_info import dev_server_info
 from mainspring.server.event_input import event_from
@@ -42,6 +42,7 @@ from mainspring.server.kind_hints import KindMismatches, kind_fix
 from mainspring.server.limits import Refused
 from mainspring.server.openapi import openapi_document
 from mainspring.server.poll import REGISTRATION_FIX
+from mainspring.server.run_wait import readable, run_summary
 from mainspring.server.runs_api import rerun_data
 from mainspring.server.runs_api import routes as runs_routes
 from mainspring.server.sync_status import SyncProblem, SyncStatus, claimed_url
@@ -51,29 +52,9 @@ from mainspring.server.sync_status import SyncProblem, SyncStatus, claimed_url
 MAX_BODY_BYTES = limits.EVENTS_BODY_BYTES
 
 
-def _readable(value: Any) -> Any:
-    """``value`` encoded on its own (so that its depth does not add to the envelope's), or
-    ``{"_unreadable": reason}`` when it cannot be: one odd row never fails a listing."""
-    try:
-        return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
-    except orjson.JSONEncodeError as exc:
-        return {"_unreadable": str(exc)}
-
-
 def _run_data(run: Run) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "function_id": run.function_id,
-        "event_id": run.event_id,
-        "status": run.status.value,
-        "run_started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "output": _readable(run.output),
-        "error": _readable(run.error),
-        "app_version": run.app_version,
-        # While a retry is pending: the attempt that failed and when the next one runs.
-        "last_error": None,
-    }
+    # While a retry is pending: the attempt that failed and when the next one runs.
+    return {**run_summary(run), "last_error": None}
 
 
 def _job_data(job: Job) -> dict[str, Any]:
@@ -91,7 +72,7 @@ def _event_data(event: StoredEvent) -> dict[str, Any]:
         "internal_id": event.internal_id,
         "id": event.id,
         "name": event.name,
-        "data": _readable(event.data),
+        "data": readable(event.data),
         "ts": event.ts,
         "received_at": event.received_at,
     }
@@ -418,6 +399,7 @@ def create_app(
             *runs_routes(
                 engine, reply=reply, refused=refused, run_data=run_data, sync_status=syncs
             ),
+            *checkpoint_api.routes(engine, reply=reply, refused=refused),
             Route("/v0/runs/{run_id}", cancel_run_v0, methods=["DELETE"]),
             Route("/v0/runs/{run_id}/batch", run_batch, methods=["GET"]),
             Route("/v0/runs/{run_id}/actions", run_actions, methods=["GET"]),

@@ -20,7 +20,7 @@ from mainspring.engine.intake import (
     MIN_EVENT_TS,
 )
 from mainspring.engine.records import JobKind, RunStatus
-from mainspring.server import limits, runs_openapi
+from mainspring.server import checkpoint_openapi, limits, runs_openapi
 from mainspring.server.openapi_parts import (
     _NOT_BLANK,
     _ULID_PATTERN,
@@ -555,7 +555,7 @@ def openapi_document(*, authenticated: bool) -> dict[str, Any]:
     """The document for a server that requires a bearer signing key (``mainspring
     start``) or not (``mainspring dev``)."""
 
-    paths = {**_operations(), **runs_openapi.operations()}
+    paths = {**_operations(), **runs_openapi.operations(), **checkpoint_openapi.operations()}
     unexpected = _answer("An unexpected error (the connection stays open).", "Error")
     no_route = _answer("No such route (a path parameter holding '/') or item.", "Error")
     for path, item in paths.items():

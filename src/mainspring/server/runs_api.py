@@ -1,6 +1,7 @@
 """REST routes for runs in bulk and for what the server serves: ``GET /v1/runs`` (filters
 and cursor paging), ``POST /v1/runs/{run_id}/rerun``, ``POST /v1/cancellations`` (the
-reference REST API's name), ``GET /v1/functions`` and ``GET /v1/apps``.
+reference REST API's name), ``GET /v1/functions`` and ``GET /v1/apps``; and
+``POST /v1/runs/wait`` (a long poll until runs finish, :mod:`.run_wait`).
 
 Statuses are :class:`~mainspring.engine.records.RunStatus` values (``Queued``,
 ``Running``, ``Completed``, ``Failed``, ``Cancelled``, ``Skipped``), as every REST answer
@@ -24,7 +25,7 @@ from mainspring.engine.records import RerunOrigin, Run, RunStatus
 from mainspring.engine.rerun import origin_text
 from mainspring.errors import MainspringError, RunNotFoundError
 from mainspring.protocol.expressions import ExpressionError, compile_expression
-from mainspring.server import limits
+from mainspring.server import limits, run_wait
 from mainspring.server.limits import Refused
 from mainspring.server.sync_status import AppSync, SyncStatus
 
@@ -268,6 +269,7 @@ def routes(
 
     return [
         Route("/v1/runs", list_runs, methods=["GET"]),
+        *run_wait.routes(engine, reply=reply, refused=refused),
         Route("/v1/runs/{run_id}/rerun", rerun, methods=["POST"]),
         Route("/v1/cancellations", cancellations, methods=["POST"]),
         Route("/v1/functions", list_functions, methods=["GET"]),

@@ -15,6 +15,12 @@ from mainspring.server.openapi_parts import (
     _query,
     _ref,
 )
+from mainspring.server.run_wait import (
+    DEFAULT_WAIT_S,
+    MAX_ID_CHARS,
+    MAX_WAIT_IDS,
+    MAX_WAIT_S,
+)
 from mainspring.server.runs_api import (
     MAX_EPOCH_MS,
     MAX_EXPRESSION_CHARS,
@@ -38,8 +44,51 @@ _TIME = {
     ],
 }
 _EXPRESSION = {"type": "string", "pattern": r"\S", "maxLength": MAX_EXPRESSION_CHARS}
+_IDS = {
+    "type": "array",
+    "items": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+    "maxItems": MAX_WAIT_IDS,
+    "nullable": True,
+}
 
 SCHEMAS: dict[str, Any] = {
+    "RunWaitRequest": {
+        "type": "object",
+        "description": (
+            f"At least one id, at most {MAX_WAIT_IDS} of both lists together. The runs "
+            "waited for are those each event had started when the request arrived, then "
+            "the runs named (each run once)."
+        ),
+        "properties": {
+            "event_ids": {**_IDS, "description": "Event ids, as POST /e/{key} answers them."},
+            "run_ids": {**_IDS, "description": "Run ids."},
+            "timeout": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_WAIT_S,
+                "default": DEFAULT_WAIT_S,
+                "description": "Seconds to wait at most (0: answer at once).",
+            },
+        },
+    },
+    "RunWaitAnswer": {
+        "type": "object",
+        "required": ["data", "done"],
+        "properties": {
+            "data": {
+                "type": "array",
+                "items": _ref("Run"),
+                "description": (
+                    "The runs, as GET /v1/runs/{run_id} shows them less waiting_for, "
+                    "last_error and rerun_of (each would cost a read per run)."
+                ),
+            },
+            "done": {
+                "type": "boolean",
+                "description": "Whether every run had finished (false: the timeout passed).",
+            },
+        },
+    },
     "RunPage": {
         "type": "object",
         "required": ["data", "cursor"],
@@ -190,6 +239,24 @@ def operations() -> dict[str, dict[str, Any]]:
                     ),
                 ],
                 "responses": {"200": _answer("A page of runs.", "RunPage"), "400": bad},
+            }
+        },
+        "/v1/runs/wait": {
+            "post": {
+                "operationId": "waitForRuns",
+                "summary": "Answer once the runs of these events (or these runs) have finished.",
+                "description": (
+                    "A long poll: the answer comes when the last run finishes, or when "
+                    "'timeout' seconds have passed ('done' false: ask again). No poll "
+                    "interval: the server wakes the request as the run settles."
+                ),
+                "requestBody": _body("RunWaitRequest", "What to wait for, and how long."),
+                "responses": {
+                    "200": _answer("The runs as they are now.", "RunWaitAnswer"),
+                    "400": bad,
+                    "404": _answer("A run id that names no run.", "Error"),
+                    "413": too_large,
+                },
             }
         },
         "/v1/runs/{run_id}/rerun": {

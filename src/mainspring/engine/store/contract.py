@@ -232,6 +232,14 @@ class Tx(Protocol):
     def set_pending(
         self, run_id: str, step_ids: Sequence[str], coalesce_key: str | None, *, after_seq: int
     ) -> None: ...
+    def record_group(
+        self, run_id: str, step_ids: Sequence[str], group_key: str, *, after_seq: int
+    ) -> None:
+        """File steps as one parallel batch planned after ``after_seq`` recorded steps,
+        for reruns (``engine/rerun.py``), as ``set_pending`` does with its coalesce key;
+        for a plan the SDK ran and answered in one call, with no pending set."""
+        ...
+
     def drop_pending(self, run_id: str, step_id: str) -> bool:
         """Take a step out of the run's pending set (it will never be recorded); whether
         other members are still pending."""

@@ -191,6 +191,15 @@ class SQLiteTx:
                 [(run_id, step_id, coalesce_key, after_seq) for step_id in step_ids],
             )
 
+    def record_group(
+        self, run_id: str, step_ids: Sequence[str], group_key: str, *, after_seq: int
+    ) -> None:
+        self._db.executemany(
+            "INSERT INTO step_groups (run_id, step_id, group_key, after_seq) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(run_id, step_id, group_key, after_seq) for step_id in step_ids],
+        )
+
     def update_run(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:

@@ -293,6 +293,7 @@ class ServeHandler:
             call,
             report_completion=chain is not None,
             chain_seconds=chain,
+            parallel_plans=chain is not None and bool(request.headers.get(h.PARALLEL_PLANS)),
             # A run whose state came through the API is large: not worth holding on to.
             keep=not call.ctx.use_api,
             raw_request=request.raw,

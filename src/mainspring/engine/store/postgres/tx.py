@@ -323,6 +323,16 @@ class PostgresTx(MoreUnits):
                 (run_id, coalesce_key, after_seq, members),
             )
 
+    def record_group(
+        self, run_id: str, step_ids: Sequence[str], group_key: str, *, after_seq: int
+    ) -> None:
+        self._run(
+            "INSERT INTO step_groups (run_id, step_id, group_key, after_seq) "
+            "SELECT %s, member, %s, %s FROM unnest(%s::text[]) AS member "
+            "ON CONFLICT DO NOTHING",
+            (run_id, group_key, after_seq, list(step_ids)),
+        )
+
     def update_run(self, run_id: str, **fields: Any) -> None:
         unknown = set(fields) - UPDATABLE_RUN_FIELDS
         if unknown:
