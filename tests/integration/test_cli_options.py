@@ -81,3 +81,23 @@ async def test_dev_takes_its_database_from_the_environment(
             options = (await http.get("/dev")).json()["startOpts"]
     assert options["database"] == str(tmp_path / "from-env.db")
     assert (tmp_path / "from-env.db").exists()
+
+
+@pytest.mark.parametrize(("flags", "plans"), [([], True), (["--no-parallel-plans"], False)])
+def test_dev_runs_parallel_plans_in_one_call_unless_told_not_to(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], plans: bool
+) -> None:
+    """The engine the server builds gets the choice (``/dev`` shows it too)."""
+    from mainspring.engine.engine import Engine
+
+    built: list[dict[str, Any]] = []
+    original = Engine.__init__
+
+    def recording(self: Engine, *args: Any, **options: Any) -> None:
+        built.append(options)
+        original(self, *args, **options)
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
+    monkeypatch.setattr(Engine, "__init__", recording)
+    assert cli.main(["dev", "--db", str(tmp_path / "dev.db"), "--port", "9", *flags]) == 0
+    assert built[0]["parallel_plans"] is plans

@@ -93,6 +93,28 @@ async def test_a_run_says_it_started_failed_an_attempt_with_its_traceback_and_fi
     assert finished.startswith(f"run {run.id} completed: talk-flaky in ")
 
 
+async def test_a_run_its_first_call_finishes_gets_one_line(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started and completed in one unit (a one-step run): the finish line alone, naming
+    the event as the start line would, not two lines for one moment."""
+    client = _client()
+
+    @client.create_function(fn_id="quick", trigger=inngest.TriggerEvent(event="talk/quick"))
+    async def quick(ctx: inngest.Context) -> int:
+        return await ctx.step.run("only", lambda: 1)
+
+    engine = Engine(client, [quick], database=tmp_path / "q.db")
+    with caplog.at_level(logging.INFO, logger=RUNS):
+        async with engine:
+            [event_id] = await engine.send(inngest.Event(name="talk/quick"))
+            [run] = await engine.runs(event_id)
+            done = await engine.wait(run.id, timeout=10)
+    assert done.status == "Completed"
+    [line] = [r.getMessage() for r in _lines(caplog)]
+    assert line.startswith(f"run {run.id} completed: talk-quick (event 'talk/quick') in ")
+
+
 async def test_a_failed_run_logs_a_warning_and_start_mode_leaves_the_stack_out(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -114,7 +136,11 @@ async def test_a_failed_run_logs_a_warning_and_start_mode_leaves_the_stack_out(
             await engine.wait(run.id, timeout=10)
     *_, last = _lines(caplog)
     assert last.levelno == logging.WARNING
-    pattern = rf"run {run.id} failed: talk-broken in \d+(\.\d)? m?s: KeyError: 'no such order'"
+    # Its first call ended it: the finish line names the event the start line would have.
+    pattern = (
+        rf"run {run.id} failed: talk-broken \(event 'talk/go'\) in \d+(\.\d)? m?s: "
+        "KeyError: 'no such order'"
+    )
     assert re.fullmatch(pattern, last.getMessage()), last.getMessage()
     assert "raise KeyError" not in last.getMessage()
 
@@ -162,7 +188,9 @@ async def test_a_unit_that_rolls_back_logs_nothing(
     assert broke == [run.id]
     messages = [r.getMessage() for r in _lines(caplog)]
     assert sum("completed" in m for m in messages) == 1, messages
-    assert sum("started" in m for m in messages) == 1, messages
+    # Started and completed in the unit that committed: its one line says both.
+    assert sum("(event 'talk/go')" in m for m in messages) == 1, messages
+    assert not any("started" in m for m in messages), messages
 
 
 async def test_no_line_is_built_when_the_logger_is_off(

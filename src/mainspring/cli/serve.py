@@ -129,6 +129,7 @@ def serve_engine(
             signing_key=None if dev else args.signing_key,
             missing_function_grace=args.missing_function_grace,
             lease_seconds=args.lease_seconds,
+            parallel_plans=not args.no_parallel_plans,
         )
     except ValueError as exc:  # an option the engine refuses: its message, not a traceback
         raise SystemExit(f"mainspring: {exc}") from exc
@@ -149,6 +150,7 @@ def serve_engine(
             "database": redact_url(str(args.db)),
             "durability": args.durability,
             "missingFunctionGrace": args.missing_function_grace,
+            "parallelPlans": not args.no_parallel_plans,
             **({"poll": not args.no_poll, "pollInterval": args.poll_interval} if dev else {}),
         },
     )
@@ -330,6 +332,13 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="how long a run whose function is not registered is held before it fails: "
         "a duration such as 24h, 90m or 3600 (seconds); default: 24h",
+    )
+    dev_cmd.add_argument(
+        "--no-parallel-plans",
+        action="store_true",
+        help="call our SDK once per step of a parallel group, as other SDKs are called, so "
+        "that a group's steps spread over an app's instances (default: a call that finds a "
+        "group runs its steps side by side and answers them together)",
     )
     dev_cmd.add_argument("--log-level", default="warning")
     dev_cmd.add_argument(

@@ -1,7 +1,9 @@
 """What the engine says about runs, on the ``mainspring.runs`` logger.
 
 One line when a run starts (INFO), one when it finishes (INFO, WARNING if it failed) with
-its status and how long it took, and one for each failed attempt (WARNING) with the error
+its status and how long it took (a run whose first call finished it gets the finish line
+alone, naming its event as the start line would), and one for each failed attempt
+(WARNING) with the error
 and, when :attr:`RunLog.tracebacks` is on (the embedded engine and ``mainspring dev``), the
 stack the SDK sent; ``mainspring start`` logs the message only.
 
@@ -60,9 +62,12 @@ class RunLog:
             return
         run = unit.run
         name = run.events[0].get("name") if run.events else None
-        unit.notes.append(
-            lambda: logger.info("run %s started: %s (event %r)", run.run_id, run.function_id, name)
-        )
+
+        def note() -> None:
+            logger.info("run %s started: %s (event %r)", run.run_id, run.function_id, name)
+
+        unit.notes.append(note)
+        unit.start_note = (note, name)
 
     def attempt_failed(
         self,
@@ -105,19 +110,22 @@ class RunLog:
         since = run.started_at if run.started_at is not None else run.created_at
         took = _duration(unit.now - since)
         verb = status.value.lower()
+        what = run.function_id
+        if unit.start_note is not None:
+            # Started and finished in one unit: one line says both.
+            note, name = unit.start_note
+            unit.notes.remove(note)
+            unit.start_note = None
+            what = f"{what} (event {name!r})"
         if error is None:
             unit.notes.append(
-                lambda: logger.log(
-                    level, "run %s %s: %s in %s", run.run_id, verb, run.function_id, took
-                )
+                lambda: logger.log(level, "run %s %s: %s in %s", run.run_id, verb, what, took)
             )
             return
         tracebacks = self.tracebacks and status is RunStatus.FAILED
         text = _error_text(error, tracebacks=tracebacks)
         unit.notes.append(
-            lambda: logger.log(
-                level, "run %s %s: %s in %s: %s", run.run_id, verb, run.function_id, took, text
-            )
+            lambda: logger.log(level, "run %s %s: %s in %s: %s", run.run_id, verb, what, took, text)
         )
 
 

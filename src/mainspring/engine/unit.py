@@ -64,6 +64,9 @@ class Unit:
         #: The app version serving the function now: what the steps of this unit are
         #: recorded under (None when the app has none).
         self.app_version: str | None = None
+        #: The run's "started" log line among ``notes`` and its event's name, which a
+        #: "finished" line of the same unit takes over (engine/runlog.py).
+        self.start_note: tuple[Callable[[], None], Any] | None = None
 
     def enqueue(self, job: Job) -> None:
         """Queue a follow-up of this run; written by :meth:`settle_jobs`."""
