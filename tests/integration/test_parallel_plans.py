@@ -57,18 +57,20 @@ async def test_a_plan_runs_in_the_call_that_found_it(
     make_engine: EngineFactory, flavour: str
 ) -> None:
     rec = Recorder()
-    client, fn = fan_out("plans-one-call", 20, flavour, rec)
+    # A sync plan must fit the steps' thread pool (6 threads on a 2-core machine over HTTP).
+    n = 20 if flavour == "async" else 5
+    client, fn = fan_out("plans-one-call", n, flavour, rec)
     # A budget no loaded machine spends: the call goes on past the plan to "after".
     async with make_engine(client, [fn], chain_seconds=1.0) as engine:
         log = log_calls(engine)
         run = await run_to_end(engine, inngest.Event(name="go"))
         history = await engine.history(run.id)
     assert run.status == "Completed", run.error
-    assert run.output == [[i * 10 for i in range(20)], "after"]
-    assert sorted(rec.calls) == sorted(f"s{i}" for i in range(20))  # each ran once
+    assert run.output == [[i * 10 for i in range(n)], "after"]
+    assert sorted(rec.calls) == sorted(f"s{i}" for i in range(n))  # each ran once
     # One call: the plan, the step after it and the return, recorded together.
     assert log.calls == [None]
-    assert sorted(h.user_id for h in history) == sorted([*(f"s{i}" for i in range(20)), "after"])
+    assert sorted(h.user_id for h in history) == sorted([*(f"s{i}" for i in range(n)), "after"])
     assert history[-1].user_id == "after"
 
 
@@ -83,6 +85,38 @@ async def test_without_parallel_plans_each_planned_step_is_its_own_call(
     assert run.output == [[0, 10, 20, 30, 40], "after"]
     assert log.targeted == 5  # protocol §7: the plan, a call per step, the join
     assert log.discoveries == 2
+
+
+async def test_a_sync_plan_larger_than_its_thread_pool_keeps_a_call_per_step(
+    make_engine: EngineFactory, transport_kind: str
+) -> None:
+    """Its steps would wait for each other inside one call; calls of their own run side by
+    side. In process the pool has 32 threads; over HTTP the loop's default executor."""
+    rec = Recorder()
+    n = 40
+    client, fn = fan_out("plans-sync-big", n, "sync", rec)
+    async with make_engine(client, [fn], chain_seconds=1.0) as engine:
+        log = log_calls(engine)
+        run = await run_to_end(engine, inngest.Event(name="go"))
+    assert run.status == "Completed", run.error
+    assert run.output == [[i * 10 for i in range(n)], "after"]
+    assert log.targeted == n
+
+
+async def test_a_sync_plan_with_no_thread_pool_keeps_a_call_per_step(
+    make_engine: EngineFactory, transport_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INNGEST_THREAD_POOL_MAX_WORKERS=0 runs a served app's sync steps on the thread that
+    answers: a plan in one call would run them one after another."""
+    monkeypatch.setenv("INNGEST_THREAD_POOL_MAX_WORKERS", "0")
+    rec = Recorder()
+    client, fn = fan_out("plans-sync-inline", 2, "sync", rec)
+    async with make_engine(client, [fn], chain_seconds=1.0) as engine:
+        log = log_calls(engine)
+        run = await run_to_end(engine, inngest.Event(name="go"))
+    assert run.output == [[0, 10], "after"]
+    # The variable sizes a served app's pool; in process the engine's own pool runs them.
+    assert log.targeted == (2 if transport_kind == "http" else 0)
 
 
 @pytest.mark.parametrize("flavour", ["async", "sync"])

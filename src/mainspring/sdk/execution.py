@@ -58,7 +58,7 @@ from mainspring.sdk.outcomes import (
     settle,
     unserializable,
 )
-from mainspring.sdk.plans import run_together, runs_together
+from mainspring.sdk.plans import run_together, runs_together, sync_capacity
 from mainspring.sdk.scopes import (
     BRANCH_ROUND,
     PARALLEL_SCOPE,
@@ -123,6 +123,8 @@ class Execution:
         #: found it, side by side (``sdk/plans.py``), instead of reporting it. Set per
         #: call: the executor offers it only where flow control allows.
         self.parallel_plans = parallel_plans and report_completion
+        #: How many sync steps run at once (None: async, tasks without limit).
+        self._side_by_side = None if self.is_async else sync_capacity(step_executor)
         self._loop = asyncio.get_running_loop()
         self._counter = StepIdCounter()
         self._pending: dict[str, Registration] = {}
@@ -381,7 +383,7 @@ class Execution:
                 if self._report_completion:
                     return with_drift(await self._run_chain(regs, request), unreached)
                 return with_drift(await self._execute(regs[0], request), unreached)
-            if self.parallel_plans and runs_together(regs):
+            if self._runs_plan(regs):
                 return with_drift(await self._run_chain(regs, request), unreached)
         return with_drift(Ops([reg.to_op() for reg in regs]), unreached)
 
@@ -434,12 +436,13 @@ class Execution:
                 chaining
                 and self._loop.time() < deadline
                 and size < _CHAIN_MAX_BYTES
-                and (
-                    (len(regs) == 1 and _runs_alone(regs[0]))
-                    or (self.parallel_plans and runs_together(regs))
-                )
+                and ((len(regs) == 1 and _runs_alone(regs[0])) or self._runs_plan(regs))
             ):
                 return response
+
+    def _runs_plan(self, regs: list[Registration]) -> bool:
+        """Whether this call runs the plan ``regs`` itself (``sdk/plans.py``)."""
+        return self.parallel_plans and runs_together(regs, side_by_side=self._side_by_side)
 
     async def _run_frontier(self, regs: list[Registration], request: CallRequest) -> CallResponse:
         """Run the steps the function waits on: a lone step, or a plan side by side."""

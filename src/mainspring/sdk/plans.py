@@ -13,13 +13,18 @@ steps instead runs them side by side and answers their outcomes in one 206:
 The executor records all of it in one store unit. What was not recorded runs again after a
 crash, as for any step. Race groups are left to the plan: their point is that a branch
 goes on as soon as its own step finished, which waiting for every branch in one call would
-undo.
+undo. So is a sync function's plan with more steps than its thread pool runs at once (or
+with no pool, ``INNGEST_THREAD_POOL_MAX_WORKERS=0``): its steps would wait for each other
+inside one call, where calls of their own could run side by side, on other instances too,
+each within its own call timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
+import os
 from collections.abc import Awaitable, Callable, Sequence
 
 from mainspring.protocol.messages import CallRequest, CallResponse, Ops, StepOp
@@ -27,11 +32,25 @@ from mainspring.protocol.opcodes import Opcode
 from mainspring.sdk.ops import Registration
 
 
-def runs_together(regs: Sequence[Registration]) -> bool:
+def sync_capacity(executor: concurrent.futures.Executor | None) -> int:
+    """How many sync steps ``executor`` runs at once: None is the loop's default executor
+    (asyncio sizes it min(32, CPUs + 4)); an executor that is no thread pool (the inline
+    one of ``INNGEST_THREAD_POOL_MAX_WORKERS=0``) runs one at a time."""
+    if executor is None:
+        return min(32, (os.cpu_count() or 1) + 4)
+    if isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+        return executor._max_workers
+    return 1
+
+
+def runs_together(regs: Sequence[Registration], *, side_by_side: int | None = None) -> bool:
     """Whether ``regs``, all the steps a blocked function waits on, are a plan this call
     may run: ``step.run`` steps of wait-mode groups or ``asyncio.gather`` (a lone step
-    outside any group runs anyway, as a chain's)."""
+    outside any group runs anyway, as a chain's). ``side_by_side``: for a sync function,
+    how many of its steps run at once; a plan must fit, and one at a time is no plan."""
     if not regs or (len(regs) == 1 and not regs[0].in_parallel):
+        return False
+    if side_by_side is not None and (side_by_side < 2 or len(regs) > side_by_side):
         return False
     return all(
         reg.spec.opcode is Opcode.STEP_RUN and reg.spec.handler is not None and not reg.race
