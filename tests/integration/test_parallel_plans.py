@@ -279,7 +279,7 @@ async def test_asyncio_gather_runs_as_one_plan(make_engine: EngineFactory) -> No
 
     async def work(i: int) -> int:
         rec.hit(f"g{i}")
-        await asyncio.sleep(0.001 * (10 - i))  # finish in reverse order
+        await asyncio.sleep(0.01 * (10 - i))  # finish in reverse order, 10 ms apart
         return i
 
     @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"))

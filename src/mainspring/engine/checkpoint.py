@@ -118,15 +118,15 @@ class Checkpoints:
         self._calls[job.id] = call
         return call
 
-    async def end(self, call: Call) -> None:
-        """The call answered (or failed): later checkpoints of it are stale. Returns once a
-        checkpoint being recorded is, so that the answer is applied after it."""
+    def end(self, call: Call) -> asyncio.Lock | None:
+        """The call answered (or failed): later checkpoints of it are stale. Returns the
+        lock of a checkpoint that may still be being recorded (None for a call that sent
+        none, as every call of our SDK), for the executor to wait on before it applies
+        the answer: every step's call goes through here, so no coroutine is made for it."""
         call.open = False
         if self._calls.get(call.job.id) is call:
             del self._calls[call.job.id]
-        if call.lock is not None:
-            async with call.lock:
-                pass
+        return call.lock
 
     def settle(self, call: Call, response: CallResponse) -> CallResponse:
         """The answer to record for a call whose checkpoints recorded steps."""

@@ -16,7 +16,6 @@ completion.
 from __future__ import annotations
 
 import datetime
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +54,6 @@ from mainspring.protocol.messages import (
     StepOp,
 )
 from mainspring.protocol.opcodes import LAZY_OPS, PLAN_TYPE_OPS, Opcode
-from mainspring.sdk.function import Function
 from mainspring.sdk.serialize import error_payload
 
 #: Ops whose step the engine itself brings to an end (timers and pauses).
@@ -242,7 +240,7 @@ class Executor:
             # A planned step's call, or a retry of a step that failed (drift.targeted_retry).
             step_id=job.step_id,
             version=run.request_version,
-            plans_allowed=_plans_allowed(self._emitter.function(run.function_id)),
+            plans_allowed=plans.allowed_for(self._emitter.function(run.function_id)),
         )
         call = self.checkpoints.begin(
             run, job, started, first=first, request_id=request.ctx.request_id
@@ -252,7 +250,10 @@ class Executor:
         except Exception as exc:  # a transport fault is a failed, retriable attempt
             response = Failure(error_payload(exc))
         finally:
-            await self.checkpoints.end(call)
+            recording = self.checkpoints.end(call)
+        if recording is not None:  # a checkpoint of this call may be being recorded
+            async with recording:
+                pass
         # Steps it checkpointed during the call are recorded already (engine/checkpoint.py).
         response = self.checkpoints.settle(call, response)
         # An AI step's provider call, made here between the call and its unit.
@@ -491,14 +492,12 @@ class Executor:
             drift.note_unreached_step(unit, "The function went on to other steps.")
             tx.drop_pending(run.run_id, unit.job.step_id or "")
         state = OpsState(run)
-        chained = _is_chain(ops)
+        chained = plans.is_chain(ops)
         if len(ops) > 1 and not chained:
             state.force = True
             if any(op.op in PLAN_TYPE_OPS for op in ops):
                 ids = sorted(op.id for op in ops)
-                state.coalesce = hashlib.sha1(
-                    (run.run_id + "".join(ids)).encode(), usedforsecurity=False
-                ).hexdigest()[:16]
+                state.coalesce = plans.batch_key(run.run_id, ids)
                 state.grouped = unit.grouped = True
                 tx.set_pending(
                     run.run_id, ids, state.coalesce, after_seq=len(run.stack) + unit.saved
@@ -694,12 +693,6 @@ class Executor:
         self._log.finished(unit, status, error)
 
 
-def _plans_allowed(function: Function[Any] | None) -> bool:
-    """Whether a call of ``function`` may run a parallel plan at once: not under step
-    concurrency limits, which take a slot per call (``flow/concurrency.py``)."""
-    return function is None or not function.config.flow.concurrency
-
-
 def _op_name(op: StepOp) -> str:
     """A reported step as the function named it."""
     return op.user_id or op.display_name or op.id
@@ -732,20 +725,3 @@ def _retry_time(unit: Unit, retry_after: datetime.datetime | None, backoff: floa
         return unit.now + int(backoff * 1000)
     at = int(retry_after.timestamp() * 1000)
     return min(max(at, unit.now + 1000), unit.now + 86_400_000)
-
-
-def _is_chain(ops: list[StepOp]) -> bool:
-    """Whether ``ops`` are steps an SDK ran one after another in a single call (a chain of
-    Mainspring's SDK, or the buffered steps of a checkpointing SDK): ``StepRun`` ops,
-    perhaps ended by the failure of the step that followed them, or of several steps of a
-    parallel plan our SDK ran in the call (``engine/plans.py``). Race groups are never
-    reported this way: an SDK plans them (``StepPlanned``) or reports them alone.
-
-    The chain ran on a first attempt (our SDK chains only then), so a retried failure at
-    its end retries the call as for a lone step: the step's next attempt is the call's."""
-    if len(ops) < 2 or any(op.parallel_mode is not None for op in ops):
-        return False
-    ran = 0
-    while ran < len(ops) and ops[ran].op is Opcode.STEP_RUN:
-        ran += 1
-    return all(op.op in plans.FAILED_OPS for op in ops[ran:])

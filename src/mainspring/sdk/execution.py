@@ -147,12 +147,10 @@ class Execution:
         self._cond = threading.Condition() if not self.is_async else _UNUSED_CONDITION
         self._thread_blocked = False
         #: Steps whose result this execution handed to the function as soon as it ran
-        #: them (see :meth:`_run_chain`); their memos arrive with a later
-        #: request and must not be handed out twice.
-        self._early: set[str] = set()
-        #: Their results, for a sync group that re-runs its branches before the next
-        #: request brings them as memos.
-        self._early_memos: dict[str, Any] = {}
+        #: them (see :meth:`_run_chain`), by hashed id: their memos arrive with a later
+        #: request and must not be handed out twice; until then a sync group that re-runs
+        #: its branches reads the results here.
+        self._early: dict[str, Any] = {}
         self.attempt = request.ctx.attempt
         self.max_attempts = request.ctx.max_attempts
         #: Requests being answered right now; a busy execution is never evicted.
@@ -194,7 +192,7 @@ class Execution:
             return False
         fresh = stack[self._known :]
         early = self._early
-        if early and not early.issubset(fresh):
+        if early and not early.keys() <= set(fresh):
             return False
         if request.step_id is not None:
             return request.step_id in self._pending
@@ -323,13 +321,9 @@ class Execution:
             return
         self._replay.delivered(fresh)
         early = self._early
-        early_before = set(early)
         if early:
             # Results this execution already handed out when it ran the step.
-            early.difference_update(fresh)
-            for step_id in fresh:
-                self._early_memos.pop(step_id, None)
-            fresh = [step_id for step_id in fresh if step_id not in early_before]
+            fresh = [step_id for step_id in fresh if early.pop(step_id, MISSING) is MISSING]
         if not fresh:
             return
         if self.is_async:
@@ -480,8 +474,7 @@ class Execution:
         """Hand steps this call ran their results, in the order they finished."""
         for reg, memo in outcomes:
             self._pending.pop(reg.hashed_id, None)
-            self._early.add(reg.hashed_id)
-            self._early_memos[reg.hashed_id] = memo
+            self._early[reg.hashed_id] = memo
         if self.is_async:
             for reg, memo in outcomes:
                 if reg.future is not None and not reg.future.done():
@@ -668,7 +661,7 @@ class Execution:
         if memo is MISSING:
             # A group's step this call ran: the group re-runs its branches from results.
             # (One lookup: the loop's thread may drop the entry once the memo arrives.)
-            early = self._early_memos.get(hashed_id, MISSING)
+            early = self._early.get(hashed_id, MISSING)
             if early is not MISSING:
                 return unwrap(spec, early)
         if memo is not MISSING:
