@@ -104,7 +104,10 @@ class Unit:
             fields.pop("status", None)  # the final status is already written
         if fields:
             self.tx.update_run(self.run.run_id, **fields)
-        for change in self.after:
+        # Emptied as they run: the changes are closures over this unit, and a unit that
+        # held them would be a cycle left to the garbage collector.
+        after, self.after = self.after, []
+        for change in after:
             change()
 
 

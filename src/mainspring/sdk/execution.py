@@ -142,6 +142,7 @@ class Execution:
         self._lock = asyncio.Lock()
         self._abandoned = False
         self._root: asyncio.Future[Any] | None = None
+        self._root_context: contextvars.Context | None = None
         self._tracker = TaskTracker(self._wakeup.set)
         # Only a sync function's thread waits on it; async executions share a dummy.
         self._cond = threading.Condition() if not self.is_async else _UNUSED_CONDITION
@@ -212,6 +213,24 @@ class Execution:
         else:
             with self._cond:
                 self._cond.notify_all()
+        if self.finished and not self.busy:
+            self._release()
+
+    def _release(self) -> None:
+        """Drop the references that tie a finished execution into cycles (its context's
+        step, group and logger point back at it; its root task's context holds it), so
+        that reference counting frees a run's objects as soon as the run is dropped.
+        Left to the cyclic collector, they were about 60 objects a run, promoted until a
+        full collection stalled the loop for tens of milliseconds."""
+        self.context = None
+        self._pending.clear()  # a registration keeps its branch's context, which holds us
+        self._turn_waiters.clear()
+        root_context, self._root_context = self._root_context, None
+        if root_context is not None and self.is_async:
+            # The done root task keeps its context. (A sync function's thread may still
+            # be leaving its context; the thread's reference goes when it ends.)
+            root_context.run(CURRENT_EXECUTION.set, None)
+            root_context.run(CURRENT_TRACKER.set, None)
 
     # -- answering a request --------------------------------------------------------
 
@@ -276,6 +295,7 @@ class Execution:
     def _start(self) -> None:
         root_context = contextvars.copy_context()
         root_context.run(CURRENT_EXECUTION.set, self)
+        self._root_context = root_context
         if self.is_async:
             install_task_factory(self._loop)
             root_context.run(CURRENT_TRACKER.set, self._tracker)

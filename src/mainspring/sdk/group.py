@@ -455,10 +455,16 @@ class GroupSync:
                 if outer is not None:
                     outer.counted.extend(branch.counted)
                 return tuple(results)
+            # A registration keeps the context of the branch that made it, and so this
+            # round: once the round is handed on, its list goes, and with it the cycle.
             if outer is not None:
                 # Nested group: the enclosing group waits for these steps too.
                 outer.counted.extend(branch.counted)
                 outer.registrations.extend(branch.registrations)
+                branch.registrations.clear()
                 raise BranchSuspend()
             self._execution.forget_counts(branch.counted)
-            self._execution.block_until_any(branch.registrations)
+            try:
+                self._execution.block_until_any(branch.registrations)
+            finally:
+                branch.registrations.clear()
