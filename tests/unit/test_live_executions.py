@@ -7,6 +7,7 @@ from typing import Any
 
 import mainspring as inngest
 from mainspring.protocol.messages import CallContext, CallRequest, Ops
+from mainspring.sdk.execution import Execution
 from mainspring.sdk.live import LiveExecutions
 
 client = inngest.Client(app_id="live")
@@ -63,3 +64,18 @@ async def test_at_most_max_live_are_kept() -> None:
         await first_step(live, run_id)
     assert len(live) == 2
     live.clear()
+
+
+async def test_a_finished_dropped_execution_is_released_and_answers_nothing() -> None:
+    """Dropped once its run is over, an execution lets go of its context (so reference
+    counting frees the run); a call that still reached it gets None, and a fresh
+    execution replays, as for any execution that cannot answer."""
+    execution = Execution(two, client, request("r1"), report_completion=True, chain_seconds=1.0)
+    answer = await execution.call(request("r1"))  # a chain: both steps and the return
+    assert isinstance(answer, Ops)
+    assert execution.finished
+    live = LiveExecutions(client)
+    live._keep("r1", execution)
+    live.drop("r1")
+    assert execution.context is None
+    assert await execution.call(request("r1")) is None
