@@ -74,8 +74,6 @@ async def test_a_finished_dropped_execution_is_released_and_answers_nothing() ->
     answer = await execution.call(request("r1"))  # a chain: both steps and the return
     assert isinstance(answer, Ops)
     assert execution.finished
-    live = LiveExecutions(client)
-    live._keep("r1", execution)
-    live.drop("r1")
+    execution.abandon()  # what LiveExecutions.drop does
     assert execution.context is None
     assert await execution.call(request("r1")) is None

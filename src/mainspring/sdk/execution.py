@@ -266,8 +266,8 @@ class Execution:
             future.result()
 
     async def _call(self, request: CallRequest) -> CallResponse | None:
-        if self.context is None:
-            return None  # released (finished and dropped): a fresh execution answers
+        if self._abandoned:
+            return None  # dropped (and, once finished, released): a fresh one answers
         self.attempt = self.context.attempt = request.ctx.attempt
         # The call's own ids (ctx.job_id / ctx.request_id): each call of a kept run has its own.
         self.context.job_id = request.ctx.job_id or None
