@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -24,7 +25,7 @@ import pytest
 import mainspring as inngest
 from mainspring.engine.records import Job, JobKind
 from mainspring.engine.store.postgres.store import PostgresStore
-from mainspring.engine.store.sqlite import SQLiteStore
+from mainspring.engine.store.sqlite import PAGE_SIZE, SQLiteStore
 from mainspring.engine.store.sqlite_tx import SQLiteTx
 from mainspring.protocol.step_ids import hash_step_id
 from tests.conftest import EngineFactory, log_calls, peek, run_to_end, wait_for_job, wait_for_pauses
@@ -287,6 +288,38 @@ async def test_durability_sets_sqlite_synchronous(
     finally:
         await store.close()
     assert read_back == synchronous
+
+
+async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A new file gets ``PAGE_SIZE`` pages (fewer bytes per commit); a file written before
+    keeps its 4096-byte pages, and its rows, and takes new writes."""
+    old_path = tmp_path / "old.db"
+    old = sqlite3.connect(old_path)
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE kept (n INTEGER)")
+    old.execute("INSERT INTO kept VALUES (7)")
+    old.commit()
+    old.close()
+    sizes = {}
+    for name, path in (("new", tmp_path / "new.db"), ("old", old_path)):
+        store = SQLiteStore(path)
+        await store.open()
+        try:
+            sizes[name] = await store.transact(
+                lambda tx: tx._db.execute("PRAGMA page_size").fetchone()[0]
+            )
+            await store.transact(lambda tx: tx.save_app("app", b"{}", at=1))
+        finally:
+            await store.close()
+    assert sizes == {"new": PAGE_SIZE, "old": 4096}
+    assert PAGE_SIZE < 4096
+    check = sqlite3.connect(old_path)
+    assert check.execute("SELECT n FROM kept").fetchall() == [(7,)]
+    assert check.execute("SELECT count(*) FROM apps").fetchone()[0] == 1
+    check.close()
 
 
 async def test_an_engine_is_fully_durable_by_default(tmp_path: pathlib.Path) -> None:

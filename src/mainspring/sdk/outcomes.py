@@ -15,13 +15,6 @@ from mainspring.sdk.scopes import NestedStepInterrupt
 from mainspring.sdk.serialize import error_payload
 
 
-async def call_handler_async(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    result = handler(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 def call_handler_sync(handler: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     result = handler(*args)
     if inspect.isawaitable(result):
