@@ -6,6 +6,8 @@ import importlib.metadata
 import os
 import platform
 import sqlite3
+import statistics
+import time
 from pathlib import Path
 
 
@@ -62,3 +64,50 @@ def print_machine_facts(workdir: Path, *, http: bool = False) -> None:
     from bench import http_workloads
 
     print(f"  http     {http_workloads.versions()}")
+
+
+#: What :func:`pace` times: a fixed pure-Python workload, and a small durable write.
+PACE_LOOP = 200_000
+PACE_SYNCS = 50
+
+
+def pace(workdir: Path) -> tuple[float, float]:
+    """How fast this machine is right now: ms for a fixed pure-Python loop, and µs for one
+    4 KiB ``pwrite`` plus ``fdatasync`` in ``workdir`` (medians of several tries).
+
+    A virtual machine's speed drifts by tens of percent over minutes (its host's load, its
+    virtual disk's latency). Printed before and after a suite, these say whether a figure
+    that moved did so with the machine."""
+    loops = []
+    for _ in range(5):
+        start = time.perf_counter()
+        total = 0
+        for i in range(PACE_LOOP):
+            total += i & 7
+        loops.append((time.perf_counter() - start) * 1000)
+    path = workdir / "pace.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        block = b"\0" * 4096
+        for _ in range(8):  # overwrite blocks already on disk, as a WAL in use does
+            os.write(fd, block)
+        os.fsync(fd)
+        syncs = []
+        for i in range(PACE_SYNCS):
+            start = time.perf_counter()
+            os.pwrite(fd, block, (i % 8) * 4096)
+            os.fdatasync(fd)
+            syncs.append((time.perf_counter() - start) * 1e6)
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return statistics.median(loops), statistics.median(syncs)
+
+
+def print_pace(workdir: Path, when: str) -> None:
+    loop_ms, sync_us = pace(workdir)
+    print(
+        f"machine pace ({when}): python loop {loop_ms:.1f} ms, "
+        f"4 KiB write + fdatasync {sync_us:.0f} µs (lower is faster)",
+        flush=True,
+    )

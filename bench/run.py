@@ -57,7 +57,7 @@ from bench.common import (  # noqa: E402
     attempt,
     fmt_value,
 )
-from bench.machine import print_machine_facts  # noqa: E402
+from bench.machine import print_machine_facts, print_pace  # noqa: E402
 
 if TYPE_CHECKING:
     from bench.mainspring_workloads import Durability
@@ -598,9 +598,11 @@ def main_http(args: argparse.Namespace) -> int:
             f"{REPS_SPREAD} measured runs); cpu: of the driver, the server and the app while "
             "timed"
         )
+        print_pace(workdir, "before")
         results = Results()
         systems = run_http(workloads, workdir, results, official=not args.skip_peers)
         show_restate = not args.skip_peers and run_restate(workloads, workdir, results)
+        print_pace(workdir, "after")
     print_http_table(workloads, systems, show_restate, results)
     _write_json(args.json, results)
     return 1 if results.failed else 0
@@ -622,12 +624,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         print_machine_facts(workdir)
         print(f"method: median of {REPS} measured runs after {WARMUP} warm-up")
+        print_pace(workdir, "before")
         results = Results()
         core = [w for w in workloads if w not in LIFECYCLE and w not in FLOW]
         ms_systems = run_mainspring(core, workdir, results)
         show_dbos = not args.skip_peers and run_dbos(core, workdir, results)
         run_lifecycle(workloads, workdir, results)
         run_flow(workloads, workdir, results)
+        print_pace(workdir, "after")
     if args.postgres is not None:  # bench/postgres_suite.py: (a)-(c) on the PostgreSQL server
         postgres_suite.run(args.postgres, workloads, results, peers=not args.skip_peers)
     if core:
