@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -73,11 +74,20 @@ class ContextSync:
     step: StepSync
 
 
-def build_context(execution: Execution, events: list[Event]) -> Any:
-    """The argument the function gets: async or sync flavour, per its handler."""
+@functools.cache
+def _step_api() -> tuple[type[Group], type[GroupSync], type[Step], type[StepSync]]:
+    """The step API's classes, imported at the first run: importing them with this module
+    would bring the expression engine into ``import mainspring``; importing them at every
+    run would cost each run a few microseconds."""
     from mainspring.sdk.group import Group, GroupSync
     from mainspring.sdk.step import Step, StepSync
 
+    return Group, GroupSync, Step, StepSync
+
+
+def build_context(execution: Execution, events: list[Event]) -> Any:
+    """The argument the function gets: async or sync flavour, per its handler."""
+    Group, GroupSync, Step, StepSync = _step_api()
     logger = ReplayAwareLogger(execution.client.logger, execution)
     if execution.is_async:
         return Context(
