@@ -1,0 +1,85 @@
+"""Where a step handler runs in an async function: in the step's context (a copy of the
+function body's, where it called the step), whether the handler is a plain function, a
+plain function that returns an awaitable, or a coroutine function. What the body set is
+seen there; what the handler sets stays there; a step called from inside a handler is
+refused as nested. Plain handlers are called without a task of their own
+(``Execution._run_handler``), so these are checked for each kind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+import mainspring as inngest
+from tests.conftest import EngineFactory, run_to_end
+
+WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+
+
+def plain() -> str:
+    seen = WHO.get()
+    WHO.set("plain handler")
+    return seen
+
+
+async def coroutine_function() -> str:
+    await asyncio.sleep(0)
+    seen = WHO.get()
+    WHO.set("coroutine handler")
+    return seen
+
+
+async def later(value: str) -> str:
+    await asyncio.sleep(0.001)
+    return value + ", " + WHO.get()
+
+
+def returns_coroutine() -> Any:
+    WHO.set("returns a coroutine")  # set before its coroutine runs, in the same context
+    return later("awaited")
+
+
+def returns_future() -> Any:
+    future = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.001, future.set_result, "future")
+    return future
+
+
+async def test_each_kind_of_handler_sees_the_body_and_keeps_its_own_changes(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="handlers")
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"))
+    async def fn(ctx: inngest.Context) -> list[str]:
+        WHO.set("body")
+        return [
+            await ctx.step.run("plain", plain),
+            await ctx.step.run("coroutine", coroutine_function),
+            await ctx.step.run("returns-coroutine", returns_coroutine),
+            await ctx.step.run("returns-future", returns_future),
+            WHO.get(),  # no handler's change reached the body
+        ]
+
+    async with make_engine(client, [fn]) as engine:
+        run = await run_to_end(engine, inngest.Event(name="go"))
+    assert run.status == "Completed", run.error
+    assert run.output == ["body", "body", "awaited, returns a coroutine", "future", "body"]
+
+
+async def test_a_step_called_inside_a_plain_handler_is_refused_as_nested(
+    make_engine: EngineFactory,
+) -> None:
+    client = inngest.Client(app_id="handlers")
+
+    @client.create_function(fn_id="nested", trigger=inngest.TriggerEvent(event="go"), retries=0)
+    async def fn(ctx: inngest.Context) -> str:
+        return await ctx.step.run("outer", lambda: ctx.step.run("inner", plain))
+
+    async with make_engine(client, [fn]) as engine:
+        run = await run_to_end(engine, inngest.Event(name="go"))
+    assert run.status == "Failed"
+    assert run.error is not None
+    assert "inner" in str(run.error)
+    assert "outer" in str(run.error)
