@@ -4,8 +4,10 @@ One process per workload, on a fresh SQLite file, so every workload starts from 
 database, as the embedded suite does. It is the server as shipped (``python -m
 mainspring.cli dev``: uvloop and httptools where installed, the engine's defaults,
 ``--durability normal``), with ``--no-poll``: the bench asks the app to sync itself, once,
-and nothing then asks it again while the clock runs. It always binds the same port, which
-the app found in its environment. Its output goes to a log file in the work directory.
+and nothing then asks it again while the clock runs; and with ``--log-level warning``: no
+line per run, as a server whose runs are watched on its dashboard would run. It always
+binds the same port, which the app found in its environment. Its output goes to a log file
+in the work directory.
 """
 
 from __future__ import annotations

@@ -193,12 +193,27 @@ def serve_engine(
         app,
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        # uvicorn's own lines (its start-up banner, each request at "info") add nothing to
+        # the engine's own: they show from "warning" up, and the access log under "debug".
+        log_level=uvicorn_log_level(args.log_level),
+        access_log=args.log_level == "debug",
         # "auto": uvloop and httptools (dependencies of ours) where they are installed, else
         # asyncio and h11; the options are there to rule one out.
         loop=args.loop,
         http=args.http,
     )
+
+
+#: ``--log-level`` choices, most to least verbose.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def uvicorn_log_level(level: str) -> str:
+    """uvicorn's level for the server's ``--log-level``: never below "warning", but for
+    "debug"."""
+    if level == "debug":
+        return level
+    return max(level, "warning", key=LOG_LEVELS.index)
 
 
 def add_server_commands(commands: Any) -> None:
@@ -250,7 +265,7 @@ def run_server(args: argparse.Namespace, *, engine_type: type[Engine] | None = N
     if args.db is None:
         args.db = os.environ.get(DATABASE_ENV) or "mainspring-dev.db"
     _check_database(str(args.db))
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the dev server's sync requests every few seconds.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     serve_engine(args, dev=args.command == "dev", engine_type=engine_type)
@@ -340,7 +355,13 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
         "that a group's steps spread over an app's instances (default: a call that finds a "
         "group runs its steps side by side and answers them together)",
     )
-    dev_cmd.add_argument("--log-level", default="warning")
+    dev_cmd.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="what the server logs: 'info' (default) adds a line as each run starts and "
+        "ends, 'warning' keeps only problems; 'debug' adds uvicorn's access log",
+    )
     dev_cmd.add_argument(
         "--loop",
         choices=["auto", "asyncio", "uvloop"],
