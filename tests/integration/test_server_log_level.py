@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import mainspring as inngest
+from mainspring.cli import build_parser
 from mainspring.cli.serve import LOG_LEVELS, uvicorn_log_level
 from tests.e2e.support import ROOT, free_port, stop, wait_until_up
 
@@ -100,3 +101,16 @@ def test_debug_adds_uvicorns_access_log(tmp_path: pathlib.Path) -> None:
 def test_uvicorn_logs_from_warning_up_but_under_debug(level: str, uvicorn: str) -> None:
     assert level in LOG_LEVELS
     assert uvicorn_log_level(level) == uvicorn
+
+
+@pytest.mark.parametrize("given", ["warning", "WARNING", "Warning"])
+def test_the_level_is_taken_in_any_case(given: str) -> None:
+    args = build_parser().parse_args(["dev", "--log-level", given])
+    assert args.log_level == "warning"
+
+
+def test_an_unknown_level_is_refused_with_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["dev", "--log-level", "loud"])
+    assert exit_info.value.code == 2
+    assert "'debug', 'info', 'warning', 'error', 'critical'" in capsys.readouterr().err

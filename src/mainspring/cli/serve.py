@@ -357,6 +357,7 @@ def _server_options(dev_cmd: argparse.ArgumentParser) -> None:
     )
     dev_cmd.add_argument(
         "--log-level",
+        type=str.lower,  # "WARNING" as Python's logging spells it, too
         choices=LOG_LEVELS,
         default="info",
         help="what the server logs: 'info' (default) adds a line as each run starts and "
