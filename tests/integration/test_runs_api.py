@@ -16,10 +16,9 @@ import pytest
 import mainspring as inngest
 from mainspring.engine import run_search
 from mainspring.engine.clock import ManualClock
-from mainspring.engine.records import RunStatus
 from mainspring.protocol.expressions import compile_expression
 from mainspring.server.app import create_app
-from tests.conftest import EngineFactory
+from tests.conftest import EngineFactory, wait_for_pauses
 
 T0 = 1_700_000_000_000
 
@@ -93,21 +92,11 @@ async def world(make_engine: EngineFactory) -> AsyncIterator[World]:
                 await w.send("t/wait", user)
             for user in [*"abcde", "f1", "f2"]:
                 await engine.wait(w.runs[user], timeout=10)
-            await _until_recorded_running(engine, [w.runs[u] for u in ("w1", "w2", "w3")])
+            for user in ("w1", "w2", "w3"):
+                # Recorded with the pause, in the unit of the first call's answer: until then
+                # only engine.run shows the run as running (its call is out), not the listings.
+                await wait_for_pauses(engine, w.runs[user])
             yield w
-
-
-async def _until_recorded_running(engine: inngest.Engine, run_ids: list[str]) -> None:
-    """Until the store holds the runs as running: ``engine.run`` shows a run as running as
-    soon as its first call is out, the listings once the call's answer is recorded."""
-    import asyncio
-
-    for _ in range(500):
-        stored = await engine.list_runs(function_id="api-wait", statuses=[RunStatus.RUNNING])
-        if set(run_ids) <= {run.id for run in stored}:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"runs {run_ids} were never recorded as running")
 
 
 async def test_paging_through_every_run_newest_first(make_engine: EngineFactory) -> None:
