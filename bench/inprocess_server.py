@@ -23,6 +23,7 @@ from mainspring.engine.engine import Engine
 from mainspring.engine.records import RunStatus
 from mainspring.sdk.client import Client
 from mainspring.server.app import create_app
+from mainspring.server.one_write import one_write_protocol
 
 #: Dev mode takes any non-empty event key.
 EVENT_KEY: Final = "bench"
@@ -52,6 +53,8 @@ class Server:
             # The engine is started by __aenter__ rather than by the app's lifespan, so a
             # failure to start raises there instead of making uvicorn call sys.exit in a task.
             lifespan="off",
+            # As `mainspring dev` serves: an answer's head and body in one write.
+            http=one_write_protocol("auto"),
         )
         self._uvicorn = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

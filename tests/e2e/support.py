@@ -166,10 +166,11 @@ def official_servers(
 
 
 @contextlib.contextmanager
-def on_uvicorn(app: Any) -> Iterator[int]:
-    """``app`` on uvicorn in a thread, on a free loopback port; the port."""
+def on_uvicorn(app: Any, **options: Any) -> Iterator[int]:
+    """``app`` on uvicorn in a thread, on a free loopback port, with ``options`` of
+    ``uvicorn.Config``; the port."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", **options)
     running = uvicorn.Server(config)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()

@@ -110,6 +110,7 @@ def serve_engine(
     from mainspring.engine.engine import Engine
     from mainspring.sdk.client import Client
     from mainspring.server.app import create_app
+    from mainspring.server.one_write import one_write_protocol
     from mainspring.server.poll import DEFAULT_POLL_INTERVAL_S, poll_apps
     from mainspring.server.sync_status import SyncStatus
 
@@ -198,9 +199,10 @@ def serve_engine(
         log_level=uvicorn_log_level(args.log_level),
         access_log=args.log_level == "debug",
         # "auto": uvloop and httptools (dependencies of ours) where they are installed, else
-        # asyncio and h11; the options are there to rule one out.
+        # asyncio and h11; the options are there to rule one out. Either parser sends an
+        # answer's head and body in one write (server/one_write.py).
         loop=args.loop,
-        http=args.http,
+        http=one_write_protocol(args.http),
     )
 
 
