@@ -25,7 +25,7 @@ import pytest
 import mainspring as inngest
 from mainspring.engine.records import Job, JobKind
 from mainspring.engine.store.postgres.store import PostgresStore
-from mainspring.engine.store.sqlite import PAGE_SIZE, SQLiteStore
+from mainspring.engine.store.sqlite import PAGE_SIZE, WAL_CHECKPOINT_BYTES, SQLiteStore
 from mainspring.engine.store.sqlite_tx import SQLiteTx
 from mainspring.protocol.step_ids import hash_step_id
 from tests.conftest import EngineFactory, log_calls, peek, run_to_end, wait_for_job, wait_for_pauses
@@ -294,7 +294,8 @@ async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
     tmp_path: pathlib.Path,
 ) -> None:
     """A new file gets ``PAGE_SIZE`` pages (fewer bytes per commit); a file written before
-    keeps its 4096-byte pages, and its rows, and takes new writes."""
+    keeps its 4096-byte pages, and its rows, and takes new writes. Either checkpoints its
+    WAL every ``WAL_CHECKPOINT_BYTES``, however many pages that is."""
     old_path = tmp_path / "old.db"
     old = sqlite3.connect(old_path)
     old.execute("PRAGMA page_size=4096")
@@ -304,6 +305,7 @@ async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
     old.commit()
     old.close()
     sizes = {}
+    checkpoints = {}
     for name, path in (("new", tmp_path / "new.db"), ("old", old_path)):
         store = SQLiteStore(path)
         await store.open()
@@ -311,10 +313,14 @@ async def test_a_new_database_has_small_pages_and_an_old_one_keeps_its_own(
             sizes[name] = await store.transact(
                 lambda tx: tx._db.execute("PRAGMA page_size").fetchone()[0]
             )
+            checkpoints[name] = await store.transact(
+                lambda tx: tx._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            )
             await store.transact(lambda tx: tx.save_app("app", b"{}", at=1))
         finally:
             await store.close()
     assert sizes == {"new": PAGE_SIZE, "old": 4096}
+    assert checkpoints == {name: WAL_CHECKPOINT_BYTES // size for name, size in sizes.items()}
     assert PAGE_SIZE < 4096
     check = sqlite3.connect(old_path)
     assert check.execute("SELECT n FROM kept").fetchall() == [(7,)]

@@ -63,6 +63,12 @@ T = TypeVar("T")
 #: payloads are small far more often than not.
 PAGE_SIZE = 2048
 
+#: WAL bytes between automatic checkpoints: SQLite's default (1,000 pages) at its default
+#: 4,096-byte page. Counted in pages, the default would have halved with ``PAGE_SIZE`` and
+#: doubled the checkpoints (each syncs the WAL and the database file): 8 alternated pairs
+#: of (c) "full" rounds were all ahead with the bytes kept, by about 1%.
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
 
 def _migrate(db: sqlite3.Connection) -> None:
     """Bring a database written by an earlier version up to the schema."""
@@ -140,6 +146,8 @@ class SQLiteStore:
         write.execute(f"PRAGMA page_size={PAGE_SIZE}")
         write.execute("PRAGMA journal_mode=WAL")
         write.execute(f"PRAGMA synchronous={self.durability.upper()}")
+        (page_size,) = write.execute("PRAGMA page_size").fetchone()
+        write.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         write.execute("PRAGMA busy_timeout=5000")
         schema = resources.files("mainspring.engine.store").joinpath("sql/schema.sql").read_text()
         write.executescript(schema)
