@@ -143,6 +143,24 @@ def test_an_sdk_app_never_loads_the_engine_or_the_server() -> None:
         == []
     )
     assert not {"starlette", "uvicorn", "strawberry", "sqlite3"} & loaded
+    # The CEL bindings (~130 ms: their package loads its shell) wait for an expression.
+    assert "cel" not in loaded
+
+
+def test_an_sdk_app_with_an_expression_loads_cel_when_it_defines_the_function() -> None:
+    loaded = loaded_after(
+        """
+        import mainspring as inngest
+        client = inngest.Inngest(app_id="app")
+
+        @client.create_function(
+            fn_id="f", trigger=inngest.TriggerEvent(event="e", expression="event.data.n > 1")
+        )
+        async def f(ctx: inngest.Context) -> None:
+            pass
+        """
+    )
+    assert "cel" in loaded
 
 
 def test_a_fresh_interpreter_sees_every_public_name() -> None:

@@ -29,12 +29,25 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cel
 import orjson
 
 from mainspring.protocol.durations import to_ms
+
+if TYPE_CHECKING:
+    import cel
+
+
+@functools.cache
+def _cel() -> Any:
+    """The ``cel`` bindings, imported on first use. Importing them costs ~130 ms (the
+    package's ``__init__`` loads its command-line shell, prompt_toolkit and all): an app
+    whose functions have no expression never pays it."""
+    import cel
+
+    return cel
+
 
 __all__ = ["Expression", "ExpressionError", "compile_expression", "interpolate"]
 
@@ -140,7 +153,7 @@ class Expression:
 
         Raises :class:`ExpressionError` on any evaluation error, a missing key included.
         """
-        context = cel.Context(
+        context = _cel().Context(
             variables={name: _normalise(value) for name, value in variables.items()},
             functions=_FUNCTIONS,
         )
@@ -200,7 +213,7 @@ def compile_expression(source: str) -> Expression:
     if problem is not None:
         raise ExpressionError(source[:200] + "...", f"too complex to parse: {problem}")
     try:
-        program = cel.compile(source)
+        program = _cel().compile(source)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # the bindings' Rust panics are BaseExceptions
