@@ -2,10 +2,10 @@
 
 uvicorn writes an answer's status line and headers as soon as the app sends
 ``http.response.start``, and the body at ``http.response.body``: two ``send`` calls, two
-TCP segments, and a client that wakes for the head only to wait for the body. On
-loopback, where the dev server and its apps live, each send costs about as much as
-building a small answer: merging them measured +15% on the HTTP bench's one-step runs
-(median 1,183 against 1,023 runs/s over some 120 rounds each, `bench/README.md`).
+TCP segments, and a client that wakes for the head only to wait for the body. In a
+profile of the HTTP bench's one-step runs, the head's send alone was about 8% of the
+server's CPU; merging the two raised that workload's median from 991 to 1,155 runs/s
+(some 110-120 rounds each, the servers alternated: `bench/README.md`).
 
 :func:`one_write_protocol` wraps uvicorn's own protocol class (the one ``--http`` picks):
 the only change is the transport it is given, which holds a write that ends an HTTP head
