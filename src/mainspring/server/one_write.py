@@ -38,7 +38,7 @@ class HeadWithBodyTransport(asyncio.Transport):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._head:
             head, self._head = self._head, b""
-            self._transport.write(head + bytes(data))
+            self._transport.write(head + data)  # the join copies: no bytes() first
             return
         if (
             data[: len(_HEAD_START)] == _HEAD_START
