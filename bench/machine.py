@@ -10,6 +10,8 @@ import statistics
 import time
 from pathlib import Path
 
+from mainspring.engine.store import wal_writes
+
 
 def _nproc() -> int:
     try:
@@ -51,6 +53,11 @@ def print_machine_facts(workdir: Path, *, http: bool = False) -> None:
     print("machine:")
     print(f"  python   {platform.python_implementation()} {platform.python_version()}")
     print(f"  sqlite   {sqlite3.sqlite_version} (Python's sqlite3 module)")
+    vfs = wal_writes.coalescing_vfs()
+    if vfs is not None:
+        print(f"  wal      one write per commit (VFS {vfs}, engine/store/_walwrites.c)")
+    else:
+        print(f"  wal      two writes per page, SQLite's own VFS: {wal_writes.unavailable_reason}")
     print(f"  nproc    {_nproc()} (cpu_count {os.cpu_count()}), {_cpu_model()}")
     print(f"  platform {platform.platform()}")
     print(f"  workdir  {workdir} on {_filesystem(workdir)}")

@@ -32,6 +32,7 @@ from mainspring.engine.records import (
     StepAttempt,
     StoredEvent,
 )
+from mainspring.engine.store import wal_writes
 from mainspring.engine.store.backend import URL_SCHEME, DatabaseLockedError, Durability
 from mainspring.engine.store.contract import RunState, StepRecord
 from mainspring.engine.store.rows import (
@@ -127,6 +128,9 @@ class SQLiteStore:
         self._queue: list[tuple[Callable[[SQLiteTx], Any], asyncio.Future[Any]]] = []
         self._flush_scheduled = False
         self._pause_paths: dict[str, set[str | None]] = {}
+        #: The VFS the write connection uses: "mainspring-wal" (wal_writes.py), or None
+        #: for SQLite's default. Set by open().
+        self.wal_vfs: str | None = None
 
     async def open(self) -> None:
         # Opening is a one-off at start-up; blocking the loop briefly here is fine.
@@ -141,7 +145,13 @@ class SQLiteStore:
                 f"database {self.path!r} is in use by another mainspring engine process"
             ) from None
         self._lock_fd = fd
-        write = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Each WAL commit in one write where the coalescing VFS is built (wal_writes.py);
+        # readers see the same file either way.
+        self.wal_vfs = wal_writes.coalescing_vfs()
+        target = self.path if self.wal_vfs is None else wal_writes.uri(self.path, self.wal_vfs)
+        write = sqlite3.connect(
+            target, uri=self.wal_vfs is not None, isolation_level=None, check_same_thread=False
+        )
         # Takes effect only on a new file (an existing database keeps its page size).
         write.execute(f"PRAGMA page_size={PAGE_SIZE}")
         write.execute("PRAGMA journal_mode=WAL")
