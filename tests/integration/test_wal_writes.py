@@ -237,3 +237,22 @@ def test_a_path_that_looks_like_uri_syntax_is_opened_as_a_path(files: Path) -> N
     db.execute("CREATE TABLE t (x)")
     db.close()
     assert path.exists()
+
+
+def test_a_refused_registration_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Refusing:
+        @staticmethod
+        def register() -> str:
+            raise RuntimeError("sqlite3_vfs_register failed: out of memory")
+
+    monkeypatch.setitem(sys.modules, "mainspring.engine.store._walwrites", Refusing)
+    wal_writes.coalescing_vfs.cache_clear()
+    try:
+        assert wal_writes.coalescing_vfs() is None
+        assert wal_writes.unavailable_reason == (
+            "the VFS could not be registered (sqlite3_vfs_register failed: out of memory)"
+        )
+    finally:
+        monkeypatch.undo()
+        wal_writes.coalescing_vfs.cache_clear()
+        assert wal_writes.coalescing_vfs() == VFS

@@ -41,7 +41,11 @@ def _find() -> str | None:
     except ImportError as error:
         unavailable_reason = f"the _walwrites extension was not built ({error})"
         return None
-    name: str = _walwrites.register()
+    try:
+        name: str = _walwrites.register()
+    except RuntimeError as error:  # no usable default VFS to wrap, or registration refused
+        unavailable_reason = f"the VFS could not be registered ({error})"
+        return None
     try:
         # Fails with "no such vfs" if sqlite3 runs on another copy of SQLite than ours.
         sqlite3.connect(f"file:probe?vfs={name}&mode=memory", uri=True).close()
