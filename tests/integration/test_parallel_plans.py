@@ -297,6 +297,47 @@ async def test_asyncio_gather_runs_as_one_plan(make_engine: EngineFactory) -> No
     assert [h.user_id for h in history] == [f"g{i}" for i in reversed(range(10))]
 
 
+@pytest.mark.parametrize("transport_kind", ["inprocess"], indirect=True)
+async def test_a_planned_step_costs_one_task_beside_its_branch(make_engine: EngineFactory) -> None:
+    """A fan-out of thousands of steps allocates per step whatever its plan costs, and the
+    collector walks all of it: a coroutine handler runs in its step's own task, not in a
+    task of its own created by a task that waits for it (``Execution._start_step``)."""
+    client = inngest.Client(app_id="plans-tasks")
+
+    async def work(i: int) -> int:
+        return i
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"))
+    async def fn(ctx: inngest.Context) -> int:
+        n = ctx.event.data["n"]
+        got = await ctx.group.parallel(
+            tuple(functools.partial(ctx.step.run, f"s{i}", work, i) for i in range(n))
+        )
+        return sum(got)
+
+    loop = asyncio.get_running_loop()
+    created = 0
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        nonlocal created
+        created += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        async with make_engine(client, [fn]) as engine:
+            tasks = []
+            for n in (20, 120):
+                before = created
+                run = await run_to_end(engine, inngest.Event(name="go", data={"n": n}))
+                assert run.output == sum(range(n)), run.error
+                tasks.append(created - before)
+    finally:
+        loop.set_task_factory(None)
+    # Per step: the group's branch task and the step's task; the rest is per run.
+    assert tasks[1] - tasks[0] <= 2 * 100 + 10, tasks
+
+
 async def test_an_unserialisable_branch_fails_the_run_naming_its_step(
     make_engine: EngineFactory,
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 from typing import Any
 
 import mainspring as inngest
@@ -66,6 +67,38 @@ async def test_each_kind_of_handler_sees_the_body_and_keeps_its_own_changes(
         run = await run_to_end(engine, inngest.Event(name="go"))
     assert run.status == "Completed", run.error
     assert run.output == ["body", "body", "awaited, returns a coroutine", "future", "body"]
+
+
+async def test_in_a_plan_each_handler_sees_its_branch_and_keeps_its_own_changes(
+    make_engine: EngineFactory,
+) -> None:
+    """A plan's steps run side by side in one call, each in a task of its own that runs in
+    the step's context (``Execution._start_step``): the same rules as a lone step's."""
+    client = inngest.Client(app_id="handlers")
+    handlers = [plain, coroutine_function, returns_coroutine, returns_future]
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"))
+    async def fn(ctx: inngest.Context) -> list[Any]:
+        async def branch(i: int) -> Any:
+            WHO.set(f"branch {i}")
+            return [await ctx.step.run(f"s{i}", handlers[i]), WHO.get()]
+
+        WHO.set("body")
+        got = await ctx.group.parallel(
+            tuple(functools.partial(branch, i) for i in range(len(handlers)))
+        )
+        return [*got, WHO.get()]
+
+    async with make_engine(client, [fn]) as engine:
+        run = await run_to_end(engine, inngest.Event(name="go"))
+    assert run.status == "Completed", run.error
+    assert run.output == [
+        ["branch 0", "branch 0"],
+        ["branch 1", "branch 1"],
+        ["awaited, returns a coroutine", "branch 2"],
+        ["future", "branch 3"],
+        "body",
+    ]
 
 
 async def test_a_step_called_inside_a_plain_handler_is_refused_as_nested(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import os
 
 import pytest
 
+from mainspring.protocol.messages import CallContext, CallRequest, CallResponse, Ops
 from mainspring.protocol.opcodes import Opcode
 from mainspring.sdk.ops import Registration, ResultKind, StepSpec
-from mainspring.sdk.plans import runs_together, sync_capacity
+from mainspring.sdk.plans import run_together, runs_together, sync_capacity
 from mainspring.sdk.serve.threads import InlineExecutor
 
 
@@ -66,3 +68,44 @@ def test_the_capacity_of_each_kind_of_executor() -> None:
         assert sync_capacity(pool) == 7
     assert sync_capacity(InlineExecutor()) == 1
     assert sync_capacity(None) == min(32, (os.cpu_count() or 1) + 4)
+
+
+REQUEST = CallRequest(fn_id="f", event={}, events=[], steps={}, ctx=CallContext(run_id="r"))
+
+
+async def test_a_plan_answers_in_the_order_its_steps_finished_with_failures_last() -> None:
+    loop = asyncio.get_running_loop()
+    plan = [reg(i) for i in range(4)]
+    futures = {r.hashed_id: loop.create_future() for r in plan}
+
+    def start(r: Registration, request: CallRequest) -> asyncio.Future[CallResponse]:
+        return futures[r.hashed_id]
+
+    answer = asyncio.ensure_future(run_together(start, plan, REQUEST))
+    for n, op in [(2, Opcode.STEP_RUN), (0, Opcode.STEP_ERROR), (3, Opcode.STEP_RUN)]:
+        futures[f"h{n}"].set_result(Ops([plan[n].to_op(op, data=b"1")]))
+        await asyncio.sleep(0)
+    assert not answer.done()  # one step still runs
+    futures["h1"].set_result(Ops([plan[1].to_op(Opcode.STEP_RUN, data=b"1")]))
+    response = await answer
+    assert isinstance(response, Ops)
+    assert [op.id for op in response.ops] == ["h2", "h3", "h1", "h0"]
+    assert response.plans == [(0, 4)]
+
+
+async def test_cancelling_a_plans_call_cancels_its_steps() -> None:
+    loop = asyncio.get_running_loop()
+    plan = [reg(i) for i in range(3)]
+    steps = [loop.create_future() for _ in plan]
+    started = iter(steps)
+
+    def start(r: Registration, request: CallRequest) -> asyncio.Future[CallResponse]:
+        return next(started)
+
+    answer = asyncio.ensure_future(run_together(start, plan, REQUEST))
+    await asyncio.sleep(0)
+    steps[0].set_result(Ops([plan[0].to_op(Opcode.STEP_RUN, data=b"1")]))
+    answer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await answer
+    assert [step.cancelled() for step in steps] == [False, True, True]

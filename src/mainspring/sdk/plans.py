@@ -25,11 +25,12 @@ import asyncio
 import concurrent.futures
 import datetime
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from mainspring.protocol.messages import CallRequest, CallResponse, Ops, StepOp
 from mainspring.protocol.opcodes import Opcode
 from mainspring.sdk.ops import Registration
+from mainspring.sdk.tasks import BOOKKEEPING
 
 
 def sync_capacity(executor: concurrent.futures.Executor | None) -> int:
@@ -59,23 +60,39 @@ def runs_together(regs: Sequence[Registration], *, side_by_side: int | None = No
 
 
 async def run_together(
-    execute: Callable[[Registration, CallRequest], Awaitable[CallResponse]],
+    start: Callable[[Registration, CallRequest], asyncio.Future[CallResponse]],
     regs: Sequence[Registration],
     request: CallRequest,
 ) -> CallResponse:
-    """Run every step of ``regs`` at once; their outcomes as one response (see the
-    module's docstring). A step whose outcome is not a step's (an unserialisable output,
-    a nested step) fails the call with it, as its own call would have."""
-    finished: list[CallResponse] = []
+    """Run every step of ``regs`` at once (``start`` makes each one's task); their
+    outcomes as one response (see the module's docstring). A step whose outcome is not a
+    step's (an unserialisable output, a nested step) fails the call with it, as its own
+    call would have."""
+    finished: list[asyncio.Future[CallResponse]] = []
+    all_done = asyncio.get_running_loop().create_future()
 
-    async def one(reg: Registration) -> None:
-        finished.append(await execute(reg, request))
+    def on_done(step: asyncio.Future[CallResponse]) -> None:  # in the order steps finish
+        finished.append(step)
+        if len(finished) == len(regs) and not all_done.done():
+            all_done.set_result(None)
 
-    await asyncio.gather(*(one(reg) for reg in regs))
+    # Not asyncio.gather: it would add a callback (and a copy of the context) per step on
+    # top of these; a fan-out of thousands of steps is exactly where that shows.
+    steps = [start(reg, request) for reg in regs]
+    for step in steps:
+        step.add_done_callback(on_done, context=BOOKKEEPING)
+    if not steps:
+        all_done.set_result(None)
+    try:
+        await all_done
+    except asyncio.CancelledError:
+        for step in steps:
+            step.cancel()
+        raise
     ran: list[StepOp] = []
     failed: list[StepOp] = []
     retry_after: datetime.datetime | None = None
-    for response in finished:
+    for response in (step.result() for step in finished):
         if not isinstance(response, Ops):
             return response
         for op in response.ops:

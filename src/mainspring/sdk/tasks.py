@@ -30,6 +30,11 @@ CURRENT_TRACKER: contextvars.ContextVar[TaskTracker | None] = contextvars.Contex
 #: True inside a step handler: tasks created there are not part of the function body.
 IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("mainspring_in_step", default=False)
 
+#: The context for done callbacks that read no context variable. Without one, asyncio
+#: copies the current context for every callback it is given: a fan-out of thousands of
+#: steps would allocate (and the collector walk) a copy per step and callback.
+BOOKKEEPING: contextvars.Context = contextvars.Context()
+
 
 class StepFuture(asyncio.Future[Any]):
     """A future that resolves with a step's memo; waiting on it means "blocked on a step"."""
@@ -82,7 +87,7 @@ class TaskTracker:
         self._live[task] = owner
         if owner is not None:
             self._children[owner] = self._children.get(owner, 0) + 1
-        task.add_done_callback(self._finished)
+        task.add_done_callback(self._finished, context=BOOKKEEPING)
         self._on_change()
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
