@@ -12,6 +12,8 @@ import contextvars
 import functools
 from typing import Any
 
+import pytest
+
 import mainspring as inngest
 from tests.conftest import EngineFactory, run_to_end
 
@@ -116,3 +118,60 @@ async def test_a_step_called_inside_a_plain_handler_is_refused_as_nested(
     assert run.error is not None
     assert "inner" in str(run.error)
     assert "outer" in str(run.error)
+
+
+@pytest.mark.parametrize("shape", ["lone", "plan", "sync"])
+async def test_a_handler_that_raises_cancelled_error_fails_its_step(
+    make_engine: EngineFactory, shape: str
+) -> None:
+    """``asyncio.CancelledError`` out of a handler (an operation inside it was cancelled)
+    is the step failing, retried as any error; before, it ended the call with no answer
+    and the run waited for ever."""
+    client = inngest.Client(app_id="handlers")
+    calls: list[str] = []
+
+    def flaky() -> str:
+        calls.append("flaky")
+        if len(calls) == 1:
+            raise asyncio.CancelledError()
+        return "second time"
+
+    def sibling() -> str:
+        calls.append("sibling")
+        return "sibling"
+
+    if shape == "sync":
+
+        @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"), retries=1)
+        def fn_sync(ctx: inngest.ContextSync) -> Any:
+            return ctx.step.run("flaky", flaky)
+
+        fn: inngest.Function[Any] = fn_sync
+    else:
+
+        @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="go"), retries=1)
+        async def fn_async(ctx: inngest.Context) -> Any:
+            if shape == "lone":
+                return await ctx.step.run("flaky", flaky)
+            return list(
+                await ctx.group.parallel(
+                    (
+                        functools.partial(ctx.step.run, "flaky", flaky),
+                        functools.partial(ctx.step.run, "sibling", sibling),
+                    )
+                )
+            )
+
+        fn = fn_async
+
+    async with make_engine(client, [fn]) as engine:
+        run = await run_to_end(engine, inngest.Event(name="go"))
+        history = await engine.history(run.id)
+    assert run.status == "Completed", run.error
+    assert run.output == (["second time", "sibling"] if shape == "plan" else "second time")
+    assert calls.count("flaky") == 2
+    assert calls.count("sibling") == (shape == "plan")
+    [failed] = [h for h in history if h.user_id == "flaky" and h.op == "StepError"]
+    assert failed.error is not None
+    assert failed.error["name"] == "CancelledError"
+    assert "raised asyncio.CancelledError" in failed.error["message"]

@@ -15,6 +15,7 @@ completion.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Callable
 from typing import Any
@@ -215,10 +216,23 @@ class Executor:
             return None
         started = self._clock.now_ms()
         first = run.started_at is None
-        if first:
-            # Running from the moment its first call goes out (recorded with its answer).
-            run.started_at = started
-            run.status = RunStatus.RUNNING
+        if not first:
+            return await self._call(run, job, started, first=False)
+        # Running from the moment its first call goes out (recorded with its answer).
+        run.started_at = started
+        run.status = RunStatus.RUNNING
+        try:
+            return await self._call(run, job, started, first=True)
+        except BaseException:
+            # Memory says started and the store may not (the job is retried, or runs on
+            # the next start): read the run from the store again, or its start job would
+            # look like a stale copy and the run would wait for ever.
+            self._runs.pop(run.run_id, None)
+            self._transport.forget(run.run_id)
+            raise
+
+    async def _call(self, run: ActiveRun, job: Job, started: int, *, first: bool) -> Job | None:
+        """Call the function for ``job`` and record its answer in one unit."""
         request = CallRequest(
             fn_id=run.function_id,
             event=run.events[0],
@@ -248,6 +262,14 @@ class Executor:
         try:
             response: CallResponse = await self._transport.call(request)
         except Exception as exc:  # a transport fault is a failed, retriable attempt
+            response = Failure(error_payload(exc))
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the engine is stopping: the job runs again on the next start
+            # Raised inside the call (a middleware, say) with no one cancelling it: a
+            # failed attempt too. Let through, it would end the job with no record while
+            # the run in memory counts as started, and the run would wait for ever.
             response = Failure(error_payload(exc))
         finally:
             recording = self.checkpoints.end(call)

@@ -574,6 +574,17 @@ class Execution:
                 [reg.to_op(op, error=self._replay.note(error_payload(exc)))],
                 retry_after=exc.retry_after,
             )
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this call is being cancelled (the engine stops, the run is dropped)
+            # The handler raised it itself (an operation inside it was cancelled): that is
+            # the step failing. Let through, it would end the call with no answer at all,
+            # and the run would wait for a call that never comes back.
+            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
+            error = error_payload(exc)
+            error.message = error.message or "the step's handler raised asyncio.CancelledError"
+            return Ops([reg.to_op(op, error=self._replay.note(error))])
         except Exception as exc:
             op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
             return Ops([reg.to_op(op, error=self._replay.note(error_payload(exc)))])
