@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime
 import inspect
 import threading
 import time
@@ -569,11 +570,7 @@ class Execution:
         except NonRetriableError as exc:
             return Ops([reg.to_op(Opcode.STEP_FAILED, error=self._replay.note(error_payload(exc)))])
         except RetryAfterError as exc:
-            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops(
-                [reg.to_op(op, error=self._replay.note(error_payload(exc)))],
-                retry_after=exc.retry_after,
-            )
+            return self._step_failed(reg, request, exc, retry_after=exc.retry_after)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is None or task.cancelling():
@@ -581,13 +578,9 @@ class Execution:
             # The handler raised it itself (an operation inside it was cancelled): that is
             # the step failing. Let through, it would end the call with no answer at all,
             # and the run would wait for a call that never comes back.
-            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            error = error_payload(exc)
-            error.message = error.message or "the step's handler raised asyncio.CancelledError"
-            return Ops([reg.to_op(op, error=self._replay.note(error))])
+            return self._step_failed(reg, request, exc)
         except Exception as exc:
-            op = Opcode.STEP_FAILED if self._last_attempt(request) else Opcode.STEP_ERROR
-            return Ops([reg.to_op(op, error=self._replay.note(error_payload(exc)))])
+            return self._step_failed(reg, request, exc)
         try:
             data = dump_json(output)
         except UnserializableError as err:
@@ -597,9 +590,19 @@ class Execution:
             ran.timing = (int(started * 1000), int(time.time() * 1000))
         return Ops([ran])
 
-    @staticmethod
-    def _last_attempt(request: CallRequest) -> bool:
-        return request.ctx.attempt + 1 >= request.ctx.max_attempts
+    def _step_failed(
+        self,
+        reg: Registration,
+        request: CallRequest,
+        exc: BaseException,
+        *,
+        retry_after: datetime.datetime | None = None,
+    ) -> CallResponse:
+        """The step's handler raised ``exc``: retried, or failed on its last attempt."""
+        last = request.ctx.attempt + 1 >= request.ctx.max_attempts
+        op = Opcode.STEP_FAILED if last else Opcode.STEP_ERROR
+        error = self._replay.note(error_payload(exc))
+        return Ops([reg.to_op(op, error=error)], retry_after=retry_after)
 
     @staticmethod
     def _step_context(reg: Registration) -> contextvars.Context:

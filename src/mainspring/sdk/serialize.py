@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import traceback
 from typing import Any
@@ -57,4 +58,7 @@ def error_payload(exc: BaseException, *, code: str | None = None) -> ErrorPayloa
     message = getattr(exc, "message", None)
     if not isinstance(message, str):
         message = str(exc)
+    if not message and isinstance(exc, asyncio.CancelledError):
+        # Only ever reported when no one cancelled the run: say so, it is not a cancellation.
+        message = "the code raised asyncio.CancelledError (an operation inside it was cancelled?)"
     return ErrorPayload(name=type(exc).__name__, message=message, stack=stack, code=code)
